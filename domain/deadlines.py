@@ -1,0 +1,107 @@
+"""Deadline arithmetic: when each deadline falls due and when the ladder takes its next step.
+
+Pure functions over the incident and its policy snapshot, so the workflow stays a thin
+loop around them and the rules can be tested without a server.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+
+from domain.incident import DeadlineKind, Incident, IncidentState
+from domain.policy import EscalationLadder, Rung, SeverityPolicy
+
+LADDER = list(Rung)
+
+
+def add_business_days(start: datetime, days: int) -> datetime:
+    """`start` moved forward by `days` weekdays (Saturday and Sunday do not count), same time."""
+    moment = start
+    remaining = days
+    while remaining > 0:
+        moment += timedelta(days=1)
+        if moment.weekday() < 5:
+            remaining -= 1
+    return moment
+
+
+def review_due_at(resolved_at: datetime, policy: SeverityPolicy) -> datetime:
+    if policy.review_within is not None:
+        return resolved_at + policy.review_within
+    return add_business_days(resolved_at, policy.review_within_business_days)
+
+
+def deadline_due_at(
+    kind: DeadlineKind, incident: Incident, *, status_anchor: datetime
+) -> datetime | None:
+    """When `kind` falls due for the incident as it is now, or None when it does not apply.
+
+    `status_anchor` is the later of the last status update and the last reminder about one.
+    """
+    policy = incident.policy.for_severity(incident.severity)
+    clock = incident.clock
+    if kind is DeadlineKind.ACKNOWLEDGE:
+        if clock.acknowledged_at is None and incident.state is IncidentState.DECLARED:
+            return clock.declared_at + policy.acknowledge_within
+        return None
+    if kind is DeadlineKind.STATUS_UPDATE:
+        if incident.state.is_active:
+            return status_anchor + policy.status_update_every
+        return None
+    if kind is DeadlineKind.RESOLVE:
+        if incident.state.is_active:
+            return clock.declared_at + policy.resolve_within
+        return None
+    if kind is DeadlineKind.REVIEW:
+        if incident.state is IncidentState.RESOLVED and clock.resolved_at is not None:
+            return review_due_at(clock.resolved_at, policy)
+        return None
+    raise AssertionError(f"unhandled deadline {kind}")
+
+
+class MissedDeadline(BaseModel):
+    """A deadline that passed unmet, and how many ladder steps have been notified for it."""
+
+    kind: DeadlineKind
+    due_at: datetime
+    steps_taken: int = 0
+
+
+def step_at(due_at: datetime, step: int, ladder: EscalationLadder) -> datetime:
+    """When ladder step `step` (0 = owner) is due; steps past the top repeat the top rung."""
+    rungs = ladder.rungs()
+    if step < len(rungs):
+        return due_at + rungs[step][1]
+    repeats = step - len(rungs) + 1
+    return due_at + rungs[-1][1] + ladder.repeat_every * repeats
+
+
+def rung_for_step(step: int) -> Rung:
+    return LADDER[min(step, len(LADDER) - 1)]
+
+
+def recipients(rung: Rung, incident: Incident) -> list[str]:
+    """Who hears about a rung: the owner is the commander (or the declarer before one is named)."""
+    if rung is Rung.OWNER:
+        return [incident.roles.commander or incident.declared_by]
+    return list(incident.policy.contacts.get(rung, [rung.value]))
+
+
+def describe_miss(kind: DeadlineKind, incident: Incident, due_at: datetime) -> str:
+    policy = incident.policy.for_severity(incident.severity)
+    due = due_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if kind is DeadlineKind.ACKNOWLEDGE:
+        return (
+            f"{incident.severity} not acknowledged within {policy.acknowledge_within} (due {due})"
+        )
+    if kind is DeadlineKind.STATUS_UPDATE:
+        return f"no status update for {policy.status_update_every} (due {due})"
+    if kind is DeadlineKind.RESOLVE:
+        return f"{incident.severity} not resolved within {policy.resolve_within} (due {due})"
+    if policy.review_within is not None:
+        window = str(policy.review_within)
+    else:
+        window = f"{policy.review_within_business_days} business days"
+    return f"review not submitted within {window} of resolution (due {due})"

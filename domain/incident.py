@@ -1,0 +1,147 @@
+"""The incident as its workflow holds it: state, clock, roles, timeline and escalations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from domain.policy import Policy, Rung
+from domain.severity import Severity
+
+
+class IncidentState(StrEnum):
+    DECLARED = "declared"
+    MITIGATING = "mitigating"
+    MITIGATED = "mitigated"
+    RESOLVED = "resolved"
+    IN_REVIEW = "in_review"
+    REVIEWED = "reviewed"
+    TRACKING = "tracking"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_active(self) -> bool:
+        """Impact may still be ongoing: the response deadlines apply."""
+        return self in (IncidentState.DECLARED, IncidentState.MITIGATING, IncidentState.MITIGATED)
+
+    @property
+    def is_final(self) -> bool:
+        return self in (IncidentState.CLOSED, IncidentState.CANCELLED)
+
+
+class Role(StrEnum):
+    COMMANDER = "commander"
+    SCRIBE = "scribe"
+    COMMUNICATIONS_LEAD = "communications_lead"
+    SUBJECT_MATTER_EXPERT = "subject_matter_expert"
+
+
+class Roles(BaseModel):
+    commander: str | None = None
+    scribe: str | None = None
+    communications_lead: str | None = None
+    subject_matter_experts: list[str] = Field(default_factory=list)
+
+
+class IncidentClock(BaseModel):
+    """When things happened; started/detected may be earlier than the declaration."""
+
+    started_at: datetime
+    detected_at: datetime
+    declared_at: datetime
+    acknowledged_at: datetime | None = None
+    mitigated_at: datetime | None = None
+    resolved_at: datetime | None = None
+    review_held_at: datetime | None = None
+    closed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
+class TimelineKind(StrEnum):
+    DECLARED = "declared"
+    ACKNOWLEDGED = "acknowledged"
+    ROLE_ASSIGNED = "role_assigned"
+    NOTE = "note"
+    SEVERITY_CHANGED = "severity_changed"
+    MITIGATING = "mitigating"
+    MITIGATED = "mitigated"
+    RESOLVED = "resolved"
+    CANCELLED = "cancelled"
+    ESCALATED = "escalated"
+
+
+class TimelineEvent(BaseModel):
+    at: datetime
+    kind: TimelineKind
+    text: str
+    author: str | None = None
+
+
+class DeadlineKind(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    STATUS_UPDATE = "status_update"
+    RESOLVE = "resolve"
+    REVIEW = "review"
+
+
+class EscalationRecord(BaseModel):
+    """One step up the ladder after a missed deadline: when, which rung, whom, why."""
+
+    at: datetime
+    deadline: DeadlineKind
+    due_at: datetime
+    rung: Rung
+    notified: list[str]
+    reason: str
+
+
+class Incident(BaseModel):
+    key: str
+    title: str
+    severity: Severity
+    state: IncidentState = IncidentState.DECLARED
+    services: list[str] = Field(default_factory=list)
+    teams: list[str] = Field(default_factory=list)
+    summary: str | None = None
+    declared_by: str
+    clock: IncidentClock
+    roles: Roles = Field(default_factory=Roles)
+    timeline: list[TimelineEvent] = Field(default_factory=list)
+    escalations: list[EscalationRecord] = Field(default_factory=list)
+    cancel_reason: str | None = None
+    policy: Policy
+
+
+class IncidentStatus(BaseModel):
+    """What a command answers: small, because every answer is kept in the workflow history."""
+
+    key: str
+    title: str
+    severity: Severity
+    state: IncidentState
+    clock: IncidentClock
+    roles: Roles
+    escalation_count: int
+
+    @classmethod
+    def of(cls, incident: Incident) -> IncidentStatus:
+        return cls(
+            key=incident.key,
+            title=incident.title,
+            severity=incident.severity,
+            state=incident.state,
+            clock=incident.clock.model_copy(),
+            roles=incident.roles.model_copy(deep=True),
+            escalation_count=len(incident.escalations),
+        )
+
+
+def workflow_id_for(key: str) -> str:
+    return f"incident/{key}"
+
+
+def key_from_workflow_id(workflow_id: str) -> str:
+    return workflow_id.removeprefix("incident/")

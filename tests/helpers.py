@@ -1,0 +1,63 @@
+"""Small helpers for workflow tests: unique keys, declaring, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from temporalio.client import Client, WorkflowHandle
+
+from domain.commands import DeclareIncident
+from domain.incident import Incident, workflow_id_for
+from domain.policy import Policy
+from domain.severity import Severity
+from workflows.incident import IncidentWorkflow
+
+T = TypeVar("T")
+
+
+def new_key() -> str:
+    return f"INC-T{uuid.uuid4().hex[:10].upper()}"
+
+
+async def declare(
+    client: Client,
+    task_queue: str,
+    policy: Policy,
+    *,
+    severity: Severity = Severity.SEV2,
+    **fields: Any,
+) -> WorkflowHandle[IncidentWorkflow, Incident]:
+    key = fields.pop("key", None) or new_key()
+    declaration = DeclareIncident(
+        key=key,
+        title=fields.pop("title", "Checkout errors"),
+        severity=severity,
+        services=fields.pop("services", ["checkout"]),
+        declared_by=fields.pop("declared_by", "alice"),
+        policy=policy,
+        **fields,
+    )
+    return await client.start_workflow(
+        IncidentWorkflow.run, declaration, id=workflow_id_for(key), task_queue=task_queue
+    )
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.2,
+) -> T:
+    """Poll `probe` until `accept` holds; return the accepted value or fail with the last one."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if accept(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,59 @@
+"""Entry point: one Temporal worker for every afteraction workflow and activity."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.notify import Notifier
+from app.logs import configure_logging, get_logger
+from app.temporal_client import connect
+from settings import Settings, SettingsError, load_settings
+from workflows.incident import IncidentWorkflow
+
+WORKFLOWS = [IncidentWorkflow]
+
+log = get_logger("afteraction.worker")
+
+
+def build_worker(client: Client, settings: Settings, *, task_queue: str | None = None) -> Worker:
+    notifier = Notifier(settings.chat_webhook_url)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[notifier.notify_escalation],
+        # The tracker libraries are synchronous; their activities will run in this pool.
+        activity_executor=ThreadPoolExecutor(max_workers=16),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await connect(settings)
+    worker = build_worker(client, settings)
+    log.info(
+        "worker.started",
+        temporal_address=settings.effective_temporal_address,
+        namespace=settings.namespace,
+        task_queue=settings.task_queue,
+    )
+    await worker.run()
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        raise SystemExit(str(error)) from None
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    try:
+        asyncio.run(run_worker(settings))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

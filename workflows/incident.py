@@ -1,0 +1,392 @@
+"""IncidentWorkflow: one durable workflow per incident, from declaration to review.
+
+People move the incident with Updates (each validator rejects a command that is invalid
+in the current state before anything is written to history); the run loop keeps the
+policy's deadlines as durable timers and walks the escalation ladder when one is missed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from domain import search_attributes as sa
+    from domain.commands import (
+        Acknowledge,
+        AddTimelineEvent,
+        AssignRole,
+        Cancel,
+        DeclareIncident,
+        SetSeverity,
+        Transition,
+    )
+    from domain.deadlines import (
+        MissedDeadline,
+        deadline_due_at,
+        describe_miss,
+        recipients,
+        rung_for_step,
+        step_at,
+    )
+    from domain.incident import (
+        DeadlineKind,
+        EscalationRecord,
+        Incident,
+        IncidentClock,
+        IncidentState,
+        IncidentStatus,
+        Role,
+        TimelineEvent,
+        TimelineKind,
+    )
+    from domain.notifications import EscalationNotice
+
+NOTIFY_TIMEOUT = timedelta(seconds=30)
+NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=20)
+
+_TRANSITIONS: dict[str, tuple[IncidentState, ...]] = {
+    "acknowledge": (IncidentState.DECLARED,),
+    "mitigate": (IncidentState.DECLARED, IncidentState.MITIGATING),
+    "resolve": (IncidentState.DECLARED, IncidentState.MITIGATING, IncidentState.MITIGATED),
+    "cancel": (IncidentState.DECLARED, IncidentState.MITIGATING, IncidentState.MITIGATED),
+}
+
+
+def _rejected(message: str) -> ApplicationError:
+    return ApplicationError(message, type="CommandRejected", non_retryable=True)
+
+
+@workflow.defn(name="IncidentWorkflow")
+class IncidentWorkflow:
+    @workflow.init
+    def __init__(self, declaration: DeclareIncident) -> None:
+        # Declared here, not in run(), so an Update that arrives with the start finds the state.
+        self._incident = self._declare(declaration)
+        self._changed = False
+        self._missed: dict[DeadlineKind, MissedDeadline] = {}
+        self._status_misses = 0
+
+    # ---- run loop: the durable timers -------------------------------------------------
+
+    @workflow.run
+    async def run(self, declaration: DeclareIncident) -> Incident:
+        incident = self.incident
+        self._upsert_search_attributes()
+        while not incident.state.is_final:
+            for notice in self._fire_due_deadlines(workflow.now()):
+                await workflow.execute_activity(
+                    "notify_escalation",
+                    notice,
+                    start_to_close_timeout=NOTIFY_TIMEOUT,
+                    retry_policy=NOTIFY_RETRY,
+                )
+            wake_at = self._next_wake_at()
+            self._changed = False
+            timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
+            try:
+                await workflow.wait_condition(lambda: self._changed, timeout=timeout)
+            except TimeoutError:
+                pass
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return incident
+
+    def _declare(self, declaration: DeclareIncident) -> Incident:
+        now = workflow.now()
+        detected = declaration.detected_at or now
+        started = declaration.started_at or detected
+        incident = Incident(
+            key=declaration.key,
+            title=declaration.title,
+            severity=declaration.severity,
+            services=declaration.services,
+            teams=declaration.teams,
+            summary=declaration.summary,
+            declared_by=declaration.declared_by,
+            clock=IncidentClock(started_at=started, detected_at=detected, declared_at=now),
+            policy=declaration.policy,
+        )
+        incident.timeline.append(
+            TimelineEvent(
+                at=now,
+                kind=TimelineKind.DECLARED,
+                text=f"declared {declaration.severity}: {declaration.title}",
+                author=declaration.declared_by,
+            )
+        )
+        self._status_anchor = now
+        return incident
+
+    def _fire_due_deadlines(self, now: datetime) -> list[EscalationNotice]:
+        """Record every ladder step that is due by `now` and return what to notify."""
+        incident = self.incident
+        ladder = incident.policy.for_severity(incident.severity).escalation
+        notices: list[EscalationNotice] = []
+        for kind in DeadlineKind:
+            due_at = deadline_due_at(kind, incident, status_anchor=self.status_anchor)
+            if due_at is None or due_at > now:
+                self._missed.pop(kind, None)
+                if kind is DeadlineKind.STATUS_UPDATE and due_at is None:
+                    self._status_misses = 0
+                continue
+            if kind is DeadlineKind.STATUS_UPDATE:
+                # The reminder re-arms the cadence; consecutive misses climb the ladder.
+                notices.append(self._escalate(kind, due_at, self._status_misses, now))
+                self._status_misses += 1
+                self._status_anchor = now
+                continue
+            missed = self._missed.setdefault(kind, MissedDeadline(kind=kind, due_at=due_at))
+            missed.due_at = due_at  # a severity change may have moved it
+            while step_at(due_at, missed.steps_taken, ladder) <= now:
+                # After a long outage, repeated top-rung reminders collapse into one.
+                skip_to = missed.steps_taken
+                while skip_to >= 3 and step_at(due_at, skip_to + 1, ladder) <= now:
+                    skip_to += 1
+                notices.append(self._escalate(kind, due_at, skip_to, now))
+                missed.steps_taken = skip_to + 1
+        if notices:
+            self._upsert_search_attributes()
+        return notices
+
+    def _escalate(
+        self, kind: DeadlineKind, due_at: datetime, step: int, now: datetime
+    ) -> EscalationNotice:
+        incident = self.incident
+        rung = rung_for_step(step)
+        reason = describe_miss(kind, incident, due_at)
+        notified = recipients(rung, incident)
+        incident.escalations.append(
+            EscalationRecord(
+                at=now, deadline=kind, due_at=due_at, rung=rung, notified=notified, reason=reason
+            )
+        )
+        workflow.logger.warning(
+            "deadline missed: %s; escalating to %s (%s)", reason, rung.value, ", ".join(notified)
+        )
+        return EscalationNotice(
+            incident_key=incident.key,
+            title=incident.title,
+            severity=incident.severity,
+            deadline=kind,
+            due_at=due_at,
+            rung=rung,
+            recipients=notified,
+            reason=reason,
+            step=len(incident.escalations),
+        )
+
+    def _next_wake_at(self) -> datetime | None:
+        incident = self.incident
+        if incident.state.is_final:
+            return None
+        ladder = incident.policy.for_severity(incident.severity).escalation
+        candidates: list[datetime] = []
+        for kind in DeadlineKind:
+            due_at = deadline_due_at(kind, incident, status_anchor=self.status_anchor)
+            if due_at is None:
+                continue
+            missed = self._missed.get(kind)
+            candidates.append(
+                due_at if missed is None else step_at(due_at, missed.steps_taken, ladder)
+            )
+        return min(candidates, default=None)
+
+    # ---- queries ---------------------------------------------------------------------
+
+    @workflow.query
+    def state(self) -> Incident:
+        return self.incident
+
+    # ---- updates: validate, then change state and answer --------------------------------
+
+    @workflow.update
+    def acknowledge(self, command: Acknowledge) -> IncidentStatus:
+        now = workflow.now()
+        incident = self.incident
+        incident.roles.commander = command.commander
+        incident.clock.acknowledged_at = now
+        incident.state = IncidentState.MITIGATING
+        self._record(
+            now,
+            TimelineKind.ACKNOWLEDGED,
+            f"acknowledged; commander {command.commander}",
+            command.by or command.commander,
+        )
+        return self._changed_state()
+
+    @acknowledge.validator
+    def _validate_acknowledge(self, command: Acknowledge) -> None:
+        self._require_state("acknowledge")
+
+    @workflow.update
+    def assign_role(self, command: AssignRole) -> IncidentStatus:
+        roles = self.incident.roles
+        if command.role is Role.SUBJECT_MATTER_EXPERT:
+            roles.subject_matter_experts.append(command.person)
+        else:
+            setattr(roles, command.role.value, command.person)
+        self._record(
+            workflow.now(),
+            TimelineKind.ROLE_ASSIGNED,
+            f"{command.role.value.replace('_', ' ')}: {command.person}",
+            command.by,
+        )
+        return self._changed_state()
+
+    @assign_role.validator
+    def _validate_assign_role(self, command: AssignRole) -> None:
+        self._require_not_final("assign a role")
+        roles = self.incident.roles
+        if (
+            command.role is Role.SUBJECT_MATTER_EXPERT
+            and command.person in roles.subject_matter_experts
+        ):
+            raise _rejected(f"{command.person} is already a subject-matter expert on this incident")
+        if (
+            command.role is not Role.SUBJECT_MATTER_EXPERT
+            and getattr(roles, command.role.value) == command.person
+        ):
+            raise _rejected(
+                f"{command.person} is already the {command.role.value.replace('_', ' ')}"
+            )
+
+    @workflow.update
+    def set_severity(self, command: SetSeverity) -> IncidentStatus:
+        incident = self.incident
+        previous = incident.severity
+        incident.severity = command.severity
+        text = f"severity {previous} -> {command.severity}"
+        if command.reason:
+            text += f": {command.reason}"
+        self._record(workflow.now(), TimelineKind.SEVERITY_CHANGED, text, command.by)
+        return self._changed_state()
+
+    @set_severity.validator
+    def _validate_set_severity(self, command: SetSeverity) -> None:
+        self._require_not_final("change the severity")
+        if command.severity == self.incident.severity:
+            raise _rejected(f"the incident is already {command.severity}")
+
+    @workflow.update
+    def add_timeline_event(self, command: AddTimelineEvent) -> IncidentStatus:
+        self._record(command.at or workflow.now(), TimelineKind.NOTE, command.text, command.by)
+        return self._changed_state()
+
+    @add_timeline_event.validator
+    def _validate_add_timeline_event(self, command: AddTimelineEvent) -> None:
+        self._require_not_final("add a timeline event")
+        self._require_not_future(command.at)
+
+    @workflow.update
+    def mitigate(self, command: Transition) -> IncidentStatus:
+        incident = self.incident
+        at = command.at or workflow.now()
+        incident.clock.mitigated_at = at
+        incident.state = IncidentState.MITIGATED
+        self._record(at, TimelineKind.MITIGATED, command.note or "impact mitigated", command.by)
+        return self._changed_state()
+
+    @mitigate.validator
+    def _validate_mitigate(self, command: Transition) -> None:
+        self._require_state("mitigate")
+        self._require_not_future(command.at)
+
+    @workflow.update
+    def resolve(self, command: Transition) -> IncidentStatus:
+        incident = self.incident
+        at = command.at or workflow.now()
+        if incident.clock.mitigated_at is None:
+            incident.clock.mitigated_at = at
+        incident.clock.resolved_at = at
+        incident.state = IncidentState.RESOLVED
+        self._record(at, TimelineKind.RESOLVED, command.note or "resolved", command.by)
+        return self._changed_state()
+
+    @resolve.validator
+    def _validate_resolve(self, command: Transition) -> None:
+        self._require_state("resolve")
+        self._require_not_future(command.at)
+
+    @workflow.update
+    def cancel(self, command: Cancel) -> IncidentStatus:
+        now = workflow.now()
+        incident = self.incident
+        incident.state = IncidentState.CANCELLED
+        incident.cancel_reason = command.reason.strip()
+        incident.clock.cancelled_at = now
+        self._record(
+            now, TimelineKind.CANCELLED, f"cancelled: {incident.cancel_reason}", command.by
+        )
+        return self._changed_state()
+
+    @cancel.validator
+    def _validate_cancel(self, command: Cancel) -> None:
+        self._require_state("cancel")
+        if not command.reason.strip():
+            raise _rejected("cancel needs a reason, e.g. --reason 'false alarm: synthetic check'")
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    @property
+    def incident(self) -> Incident:
+        return self._incident
+
+    @property
+    def status_anchor(self) -> datetime:
+        return self._status_anchor
+
+    def _require_state(self, command: str) -> None:
+        state = self.incident.state
+        if state not in _TRANSITIONS[command]:
+            allowed = sorted(name for name, states in _TRANSITIONS.items() if state in states)
+            also = (
+                ["assign_role", "add_timeline_event", "set_severity"] if not state.is_final else []
+            )
+            options = ", ".join(allowed + also) or "nothing: the incident is final"
+            raise _rejected(
+                f"cannot {command} an incident that is {state.value}; allowed now: {options}"
+            )
+
+    def _require_not_final(self, action: str) -> None:
+        state = self.incident.state
+        if state.is_final:
+            raise _rejected(f"cannot {action}: the incident is {state.value}")
+
+    def _require_not_future(self, at: datetime | None) -> None:
+        if at is not None and at > workflow.now() + timedelta(minutes=1):
+            raise _rejected(f"{at.isoformat()} is in the future; give the time it happened")
+
+    def _record(self, at: datetime, kind: TimelineKind, text: str, author: str | None) -> None:
+        self.incident.timeline.append(TimelineEvent(at=at, kind=kind, text=text, author=author))
+        if kind is not TimelineKind.ESCALATED:
+            # Any word from the responders counts as a status update.
+            self._status_anchor = max(self.status_anchor, workflow.now())
+            self._status_misses = 0
+
+    def _changed_state(self) -> IncidentStatus:
+        self._changed = True
+        self._upsert_search_attributes()
+        return IncidentStatus.of(self.incident)
+
+    def _upsert_search_attributes(self) -> None:
+        incident = self.incident
+        clock = incident.clock
+        pairs: list[SearchAttributeUpdate] = [
+            sa.SEVERITY.value_set(incident.severity.value),
+            sa.STATE.value_set(incident.state.value),
+            sa.SERVICES.value_set(incident.services),
+            sa.TEAMS.value_set(incident.teams),
+            sa.TITLE.value_set(incident.title),
+            sa.DECLARED_AT.value_set(clock.declared_at),
+            sa.ESCALATION_COUNT.value_set(len(incident.escalations)),
+        ]
+        for key, value in (
+            (sa.ACKNOWLEDGED_AT, clock.acknowledged_at),
+            (sa.RESOLVED_AT, clock.resolved_at),
+        ):
+            if value is not None:
+                pairs.append(key.value_set(value))
+        workflow.upsert_search_attributes(pairs)
