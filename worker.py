@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
@@ -49,10 +50,8 @@ def main() -> None:
     except SettingsError as error:
         raise SystemExit(str(error)) from None
     configure_logging(log_format=settings.log_format, level=settings.log_level)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(settings))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

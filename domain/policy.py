@@ -8,6 +8,7 @@ incident never change behind its back and its history says which rules applied.
 
 from __future__ import annotations
 
+import itertools
 import re
 import tomllib
 from datetime import timedelta
@@ -62,7 +63,7 @@ class EscalationLadder(_Strict):
     @model_validator(mode="after")
     def _rungs_climb(self) -> EscalationLadder:
         delays = [delay for _, delay in self.rungs()]
-        if any(later < earlier for earlier, later in zip(delays, delays[1:], strict=False)):
+        if any(later < earlier for earlier, later in itertools.pairwise(delays)):
             raise ValueError("rung delays must not decrease from owner to leadership")
         if self.repeat_every <= timedelta(0):
             raise ValueError("repeat_every must be longer than zero")

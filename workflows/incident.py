@@ -7,6 +7,7 @@ policy's deadlines as durable timers and walks the escalation ladder when one is
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -87,10 +88,8 @@ class IncidentWorkflow:
             wake_at = self._next_wake_at()
             self._changed = False
             timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._changed, timeout=timeout)
-            except TimeoutError:
-                pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         return incident
 
