@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AFTERACTION_"
@@ -27,6 +27,8 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_file=".env",
         env_file_encoding="utf-8",
+        # An empty variable (`AFTERACTION_POLICY_FILE=` in a compose file) means "not set".
+        env_ignore_empty=True,
         extra="ignore",
     )
 
@@ -39,10 +41,10 @@ class Settings(BaseSettings):
     task_queue: str = Field(default="afteraction", min_length=1, description="a task queue name")
     temporal_tls: bool = Field(default=False, description="true or false")
     temporal_tls_cert: Path | None = Field(
-        default=None, description="path to a client certificate (PEM) for mTLS"
+        default=None, description="path to a client certificate file (PEM) for mTLS"
     )
     temporal_tls_key: Path | None = Field(
-        default=None, description="path to the client certificate's private key (PEM)"
+        default=None, description="path to the client certificate's private key file (PEM)"
     )
     temporal_api_key: SecretStr | None = Field(
         default=None, description="a Temporal Cloud API key (implies TLS)"
@@ -79,21 +81,39 @@ class Settings(BaseSettings):
         default="info", description="one of debug, info, warning, error"
     )
 
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("temporal_address")
     @classmethod
     def _address_is_host_port(cls, value: str | None) -> str | None:
-        if value is not None and value.strip() == "":
+        if value is None or value.strip() == "":
             return None
-        if value is not None and not _HOST_PORT.match(value):
-            raise ValueError("expected host:port")
+        value = value.strip()
+        if not _HOST_PORT.match(value):
+            raise ValueError("not host:port")
+        port = int(value.rsplit(":", 1)[1])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} is outside 1-65535")
         return value
 
-    @field_validator("policy_file")
+    @field_validator("policy_file", "temporal_tls_cert", "temporal_tls_key")
     @classmethod
-    def _policy_file_exists(cls, value: Path | None) -> Path | None:
+    def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no file at {value}")
         return value
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError(
+                f"{ENV_PREFIX}TEMPORAL_TLS_CERT and {ENV_PREFIX}TEMPORAL_TLS_KEY go together: "
+                "set both (a client certificate and its private key) or neither"
+            )
+        return self
 
     @field_validator("chat_webhook_url")
     @classmethod
@@ -120,11 +140,14 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line per bad field: the variable, the value's problem and the form expected."""
     lines = []
     for problem in error.errors():
-        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        reason = str(problem["msg"]).removeprefix("Value error, ")
+        if not problem["loc"]:
+            lines.append(f"{reason}.")  # a check across variables names them itself
+            continue
+        field = str(problem["loc"][0])
         variable = ENV_PREFIX + field.upper()
         info = Settings.model_fields.get(field)
         expected = info.description if info and info.description else "see README"
-        reason = str(problem["msg"]).removeprefix("Value error, ")
         lines.append(f"{variable} is invalid ({reason}); expected {expected}.")
     return "\n".join(lines)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
@@ -41,7 +42,13 @@ async def run_worker(settings: Settings) -> None:
         namespace=settings.namespace,
         task_queue=settings.task_queue,
     )
-    await worker.run()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with worker:
+        await stop.wait()
+        log.info("worker.stopping")
 
 
 def main() -> None:

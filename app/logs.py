@@ -10,15 +10,40 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
-from pydantic import SecretStr
+from pydantic import SecretBytes, SecretStr
 
 from domain.incident import key_from_workflow_id
 
-_SECRET_HINTS = ("token", "secret", "password", "api_key", "authorization", "webhook_url")
+_SECRET_HINTS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "api_key",
+    "apikey",
+    "private_key",
+    "credential",
+    "authorization",
+    "webhook_url",
+)
+_REDACTED = "**********"
+_MAX_DEPTH = 8
+# Keys the logging machinery itself reads later in the chain: never rewritten.
+_LOGGING_META = frozenset({"_record", "_from_structlog", "exc_info", "stack_info"})
+_CONTEXT_FIELDS = (
+    "workflow_type",
+    "activity_type",
+    "activity_id",
+    "attempt",
+    "run_id",
+    "workflow_run_id",
+    "update_name",
+    "update_id",
+)
 
 
 def _lift_temporal_context(
@@ -26,12 +51,12 @@ def _lift_temporal_context(
 ) -> MutableMapping[str, Any]:
     for extra in ("temporal_workflow", "temporal_activity"):
         context = event.pop(extra, None)
-        if isinstance(context, dict):
+        if isinstance(context, Mapping):
             workflow_id = context.get("workflow_id")
             if workflow_id:
                 event.setdefault("workflow_id", workflow_id)
-            for name in ("workflow_type", "activity_type", "attempt", "run_id"):
-                if name in context:
+            for name in _CONTEXT_FIELDS:
+                if context.get(name) is not None:
                     event.setdefault(name, context[name])
     workflow_id = event.get("workflow_id")
     if isinstance(workflow_id, str) and workflow_id.startswith("incident/"):
@@ -39,15 +64,41 @@ def _lift_temporal_context(
     return event
 
 
+def _is_secret_key(name: object) -> bool:
+    return isinstance(name, str) and any(hint in name.lower() for hint in _SECRET_HINTS)
+
+
+def _redacted(value: Any, depth: int = 0) -> Any:
+    """`value` with SecretStr values and secret-looking keys masked, nested ones too."""
+    if isinstance(value, SecretStr | SecretBytes):
+        return _REDACTED
+    if depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, Mapping):
+        return {
+            key: _REDACTED
+            if _is_secret_key(key) and item is not None
+            else _redacted(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redacted(item, depth + 1) for item in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_redacted(item, depth + 1) for item in value)
+    return value
+
+
 def _redact_secrets(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """Last line of defence: SecretStr values and secret-looking keys never reach the output."""
     for name, value in list(event.items()):
-        if isinstance(value, SecretStr) or (
-            any(hint in name.lower() for hint in _SECRET_HINTS) and value is not None
-        ):
-            event[name] = "**********"
+        if name in _LOGGING_META:
+            continue
+        if _is_secret_key(name) and value is not None:
+            event[name] = _REDACTED
+        else:
+            event[name] = _redacted(value)
     return event
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from domain.incident import Role
 from domain.policy import Policy
@@ -21,26 +21,19 @@ def _person(value: str) -> str:
     return value
 
 
-class DeclareIncident(BaseModel):
-    """Start input of IncidentWorkflow; `policy` is the snapshot the incident runs under."""
+class NewIncident(BaseModel):
+    """What a person gives to declare an incident (the CLI's and the API's input)."""
 
-    key: str
     title: str = Field(min_length=1, max_length=200)
     severity: Severity
     services: list[str] = Field(default_factory=list)
     teams: list[str] = Field(default_factory=list)
     summary: str | None = None
     declared_by: str = "unknown"
-    started_at: datetime | None = None
-    detected_at: datetime | None = None
-    policy: Policy
-
-    @field_validator("key")
-    @classmethod
-    def _key_shape(cls, value: str) -> str:
-        if not INCIDENT_KEY.match(value):
-            raise ValueError("expected an incident key such as INC-261127-7KQ2")
-        return value
+    started_at: datetime | None = Field(
+        default=None, description="when impact began, if earlier than the declaration"
+    )
+    detected_at: datetime | None = Field(default=None, description="when impact was noticed")
 
     @field_validator("title")
     @classmethod
@@ -54,6 +47,26 @@ class DeclareIncident(BaseModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("give a time zone, e.g. 2026-11-27T14:03:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _started_before_detected(self) -> NewIncident:
+        if self.started_at and self.detected_at and self.started_at > self.detected_at:
+            raise ValueError("started_at must not be later than detected_at")
+        return self
+
+
+class DeclareIncident(NewIncident):
+    """Start input of IncidentWorkflow; `policy` is the snapshot the incident runs under."""
+
+    key: str
+    policy: Policy
+
+    @field_validator("key")
+    @classmethod
+    def _key_shape(cls, value: str) -> str:
+        if not INCIDENT_KEY.match(value):
+            raise ValueError("expected an incident key such as INC-261127-7KQ2")
         return value
 
 

@@ -11,13 +11,18 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 
 from domain.incident import DeadlineKind, Incident, IncidentState
-from domain.policy import EscalationLadder, Rung, SeverityPolicy
+from domain.policy import EscalationLadder, Rung, SeverityPolicy, format_duration
 
 LADDER = list(Rung)
 
 
 def add_business_days(start: datetime, days: int) -> datetime:
-    """`start` moved forward by `days` weekdays (Saturday and Sunday do not count), same time."""
+    """`start` moved forward by `days` weekdays (Saturday and Sunday do not count), same time.
+
+    A start on a weekend counts from the next Monday: Saturday + 1 business day is Monday.
+    """
+    if days < 0:
+        raise ValueError(f"days must not be negative, got {days}")
     moment = start
     remaining = days
     while remaining > 0:
@@ -55,7 +60,9 @@ def deadline_due_at(
             return clock.declared_at + policy.resolve_within
         return None
     if kind is DeadlineKind.REVIEW:
-        if incident.state is IncidentState.RESOLVED and clock.resolved_at is not None:
+        # Scheduling the review (in_review) does not stop the clock; submitting it does.
+        awaiting_review = incident.state in (IncidentState.RESOLVED, IncidentState.IN_REVIEW)
+        if awaiting_review and clock.resolved_at is not None:
             return review_due_at(clock.resolved_at, policy)
         return None
     raise AssertionError(f"unhandled deadline {kind}")
@@ -83,7 +90,8 @@ def rung_for_step(step: int) -> Rung:
 
 
 def recipients(rung: Rung, incident: Incident) -> list[str]:
-    """Who hears about a rung: the owner is the commander (or the declarer before one is named)."""
+    """Who hears about a rung: the owner is the commander (or the declarer before one is named);
+    a higher rung its policy contacts, or the rung's name when the policy lists nobody."""
     if rung is Rung.OWNER:
         return [incident.roles.commander or incident.declared_by]
     return list(incident.policy.contacts.get(rung, [rung.value]))
@@ -92,16 +100,18 @@ def recipients(rung: Rung, incident: Incident) -> list[str]:
 def describe_miss(kind: DeadlineKind, incident: Incident, due_at: datetime) -> str:
     policy = incident.policy.for_severity(incident.severity)
     due = due_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    severity = incident.severity.value
     if kind is DeadlineKind.ACKNOWLEDGE:
-        return (
-            f"{incident.severity} not acknowledged within {policy.acknowledge_within} (due {due})"
-        )
+        window = format_duration(policy.acknowledge_within)
+        return f"{severity} not acknowledged within {window} (due {due})"
     if kind is DeadlineKind.STATUS_UPDATE:
-        return f"no status update for {policy.status_update_every} (due {due})"
+        return f"no status update for {format_duration(policy.status_update_every)} (due {due})"
     if kind is DeadlineKind.RESOLVE:
-        return f"{incident.severity} not resolved within {policy.resolve_within} (due {due})"
+        return (
+            f"{severity} not resolved within {format_duration(policy.resolve_within)} (due {due})"
+        )
     if policy.review_within is not None:
-        window = str(policy.review_within)
+        window = format_duration(policy.review_within)
     else:
         window = f"{policy.review_within_business_days} business days"
     return f"review not submitted within {window} of resolution (due {due})"

@@ -139,6 +139,21 @@ class IncidentStatus(BaseModel):
         )
 
 
+class IncidentSummary(BaseModel):
+    """A row of a list: what visibility (the search attributes) knows without a query."""
+
+    key: str
+    title: str
+    severity: Severity
+    state: IncidentState
+    services: list[str] = Field(default_factory=list)
+    teams: list[str] = Field(default_factory=list)
+    declared_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    escalation_count: int = 0
+
+
 def workflow_id_for(key: str) -> str:
     return f"incident/{key}"
 

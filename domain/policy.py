@@ -9,30 +9,64 @@ incident never change behind its back and its history says which rules applied.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import tomllib
+from collections.abc import Iterator
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from domain.functions import ReviewFunction
 from domain.severity import Severity
 
-_DURATION_PART = re.compile(r"(\d+)\s*(w|d|h|m|s)")
+_DURATION_PART = re.compile(r"([0-9]+)\s*(w|d|h|m|s)")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+DURATION_FORMS = "e.g. '90s', '15m', '1h30m', '2d', ISO 8601 'PT5M' or a number of seconds"
 
 
 def parse_duration(value: object) -> object:
     """Accept '90s', '15m', '4h', '2d', '1w', '1h30m' besides what pydantic takes (seconds, ISO)."""
+    if isinstance(value, bool):
+        # TOML `true` is not a duration, though pydantic would read it as one second.
+        raise ValueError(f"{value!r} is not a duration; expected {DURATION_FORMS}")
     if isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
+        if re.fullmatch(r"[0-9]+", text):
+            return timedelta(seconds=int(text))
         if text and _DURATION_PART.sub("", text) == "":
             seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
             return timedelta(seconds=seconds)
     return value
+
+
+def format_duration(value: timedelta) -> str:
+    """The short form parse_duration reads back: '1h30m', '2d', '0s'."""
+    total = value.total_seconds()
+    if total != int(total):
+        return f"{total:g}s"
+    seconds = int(total)
+    if seconds == 0:
+        return "0s"
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return sign + "".join(parts)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -60,13 +94,36 @@ class EscalationLadder(_Strict):
     leadership: Duration
     repeat_every: Duration = Field(description="how often the top rung is reminded again")
 
+    @field_validator("owner", "team_lead", "manager", "leadership")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative: a rung is notified after the deadline")
+        return value
+
+    @field_validator("repeat_every")
+    @classmethod
+    def _repeat_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
     @model_validator(mode="after")
     def _rungs_climb(self) -> EscalationLadder:
-        delays = [delay for _, delay in self.rungs()]
-        if any(later < earlier for earlier, later in itertools.pairwise(delays)):
-            raise ValueError("rung delays must not decrease from owner to leadership")
-        if self.repeat_every <= timedelta(0):
-            raise ValueError("repeat_every must be longer than zero")
+        for (earlier, earlier_delay), (later, later_delay) in itertools.pairwise(self.rungs()):
+            if later_delay < earlier_delay:
+                raise PydanticCustomError(
+                    "rung_order",
+                    "{later} ({later_delay}) comes before {earlier} ({earlier_delay}); "
+                    "rung delays must not decrease from owner to leadership",
+                    {
+                        "later": later.value,
+                        "later_delay": format_duration(later_delay),
+                        "earlier": earlier.value,
+                        "earlier_delay": format_duration(earlier_delay),
+                        "fields": (later.value, earlier.value),
+                    },
+                )
         return self
 
     def rungs(self) -> list[tuple[Rung, timedelta]]:
@@ -90,12 +147,12 @@ class SeverityPolicy(_Strict):
     required_review_functions: list[ReviewFunction]
     escalation: EscalationLadder
 
-    @model_validator(mode="after")
-    def _durations_positive(self) -> SeverityPolicy:
-        for name in ("acknowledge_within", "status_update_every", "resolve_within"):
-            if getattr(self, name) <= timedelta(0):
-                raise ValueError(f"{name} must be longer than zero")
-        return self
+    @field_validator("acknowledge_within", "status_update_every", "resolve_within", "review_within")
+    @classmethod
+    def _durations_positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
 
 
 class Policy(_Strict):
@@ -104,6 +161,18 @@ class Policy(_Strict):
         default_factory=dict,
         description="who is notified at each rung above the owner, e.g. team_lead = ['@sre-lead']",
     )
+
+    @field_validator("contacts")
+    @classmethod
+    def _no_owner_contacts(cls, value: dict[Rung, list[str]]) -> dict[Rung, list[str]]:
+        if Rung.OWNER in value:
+            raise PydanticCustomError(
+                "owner_contact",
+                "the owner rung notifies the incident commander; "
+                "contacts name team_lead, manager and leadership",
+                {"fields": (Rung.OWNER.value,)},
+            )
+        return value
 
     @model_validator(mode="after")
     def _every_severity_covered(self) -> Policy:
@@ -193,48 +262,295 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _line_of(text: str, location: tuple[str | int, ...]) -> int | None:
-    """Best-effort line number of a dotted field path in a TOML text (tomllib keeps none)."""
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_LINE = re.compile(r"at line (\d+), column \d+")
+_TRIPLE_QUOTES = ('"""', "'''")
+
+
+class _KeyLine(NamedTuple):
+    """A table header or key of a TOML text: where it is and the full dotted path it sets."""
+
+    line: int
+    path: list[str]
+    is_header: bool
+    value_at: int  # offset of the text after `=`; -1 for a header
+
+
+def _line_number(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1  # as tomllib counts in its error messages
+
+
+def _skip_string(text: str, pos: int) -> int:
+    """Offset just past the one-line string that opens at text[pos] (a quote)."""
+    quote = text[pos]
+    i = pos + 1
+    while i < len(text) and text[i] != "\n":
+        if quote == '"' and text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == quote:
+            return i + 1
+        i += 1
+    return i
+
+
+def _closing_triple(text: str, pos: int, delimiter: str) -> int:
+    """Offset just past the `delimiter` that closes a multi-line string, or -1."""
+    i = pos
+    while True:
+        found = text.find(delimiter, i)
+        if found < 0:
+            return -1
+        before = text[pos:found]
+        backslashes = len(before) - len(before.rstrip("\\"))
+        if delimiter == _TRIPLE_QUOTES[1] or backslashes % 2 == 0:
+            end = found + 3
+            while end < len(text) and text[end] == delimiter[0]:
+                end += 1  # up to two quotes may end the content itself
+            return end
+        i = found + 1
+
+
+def _tokens(text: str, pos: int) -> Iterator[tuple[int, str]]:
+    """(offset, character) of the value text from pos on, with strings and comments
+    skipped whole: a string yields only its opening quote."""
+    i = pos
+    while i < len(text):
+        char = text[i]
+        if char == "#":
+            newline = text.find("\n", i)
+            i = len(text) if newline < 0 else newline
+            continue
+        yield i, char
+        if text.startswith(_TRIPLE_QUOTES, i):
+            end = _closing_triple(text, i + 3, text[i : i + 3])
+            i = len(text) if end < 0 else end
+        elif char in "\"'":
+            i = _skip_string(text, i)
+        else:
+            i += 1
+
+
+def _end_of_value(text: str, pos: int) -> int:
+    """Offset of the newline ending the value that starts at pos (arrays, inline tables
+    and multi-line strings may span lines)."""
+    depth = 0
+    for offset, char in _tokens(text, pos):
+        if char == "\n" and depth <= 0:
+            return offset
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+    return len(text)
+
+
+def _item_offset(text: str, pos: int, index: int) -> int | None:
+    """Offset of item `index` of the array value starting at pos, or None."""
+    depth = 0
+    count = 0
+    for offset, char in _tokens(text, pos):
+        if char in " \t\r\n":
+            continue
+        if depth == 0 and char != "[":
+            return None  # not an array
+        if depth == 1 and count == index and char not in ",]":
+            return offset
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                return None
+        elif char == "," and depth == 1:
+            count += 1
+    return None
+
+
+def _unescape(raw: str) -> str:
+    """The text of a basic-string key; its escapes are JSON's, bar the rare \\U and \\e."""
+    if "\\" not in raw:
+        return raw
+    try:
+        return str(json.loads(f'"{raw}"'))
+    except ValueError:
+        return raw
+
+
+def _parse_key(text: str, pos: int) -> tuple[list[str], int] | None:
+    """The (dotted, possibly quoted) TOML key at text[pos:] and the offset after it."""
+    parts: list[str] = []
+    i = pos
+    while True:
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] in "\"'":
+            end = _skip_string(text, i)
+            raw = text[i + 1 : end - 1]
+            parts.append(_unescape(raw) if text[i] == '"' else raw)
+            i = end
+        else:
+            bare = _BARE_KEY.match(text, i)
+            if bare is None:
+                return None
+            parts.append(bare.group())
+            i = bare.end()
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] == ".":
+            i += 1
+            continue
+        return parts, i
+
+
+def _toml_keys(text: str) -> list[_KeyLine]:
+    """Every table header and key of a TOML text, in order; the insides of multi-line
+    arrays and strings are values, never taken for keys or headers."""
+    found: list[_KeyLine] = []
+    table: list[str] = []
+    i = 0
+    while i < len(text):
+        newline = text.find("\n", i)
+        line_end = len(text) if newline < 0 else newline
+        while i < line_end and text[i] in " \t":
+            i += 1
+        if text.startswith("[", i):
+            key = _parse_key(text[:line_end], i + (2 if text.startswith("[[", i) else 1))
+            if key is not None:
+                table = key[0]
+                found.append(_KeyLine(_line_number(text, i), list(table), True, -1))
+        elif i < line_end and text[i] != "#":
+            key = _parse_key(text[:line_end], i)
+            if key is not None:
+                parts, after = key
+                if text.startswith("=", after):
+                    found.append(_KeyLine(_line_number(text, i), table + parts, False, after + 1))
+                    line_end = _end_of_value(text, after + 1)
+        i = line_end + 1
+    return found
+
+
+def _match_line(text: str, location: tuple[str | int, ...]) -> tuple[int, int] | None:
+    """(score, line) of the line that sets the field at `location`; see `_line_of`."""
+    location = tuple(part for part in location if part != "[key]")
     keys = [str(part) for part in location if not isinstance(part, int)]
     if not keys:
         return None
-    table: list[str] = []
-    best: int | None = None
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        header = re.fullmatch(r"\[+\s*([^\]]+?)\s*\]+", line)
-        if header:
-            table = [part.strip().strip("\"'") for part in header.group(1).split(".")]
-            if table == keys[: len(table)] and len(table) == len(keys):
-                best = number
+    after_keys = location[len(keys)] if len(location) > len(keys) else None
+    index = after_keys if isinstance(after_keys, int) else None
+    best: tuple[int, int] | None = None
+    for found in _toml_keys(text):
+        path = found.path
+        if path == keys:
+            score, line = 3, found.line
+            if index is not None and not found.is_header:
+                item = _item_offset(text, found.value_at, index)
+                if item is not None:
+                    line = _line_number(text, item)
+        elif not found.is_header and len(path) < len(keys) and keys[: len(path)] == path:
+            score, line = 2, found.line
+        elif len(path) > len(keys) and path[: len(keys)] == keys:
+            score, line = 1, found.line
+        else:
             continue
-        key = re.match(r"([A-Za-z0-9_\-\"'.]+)\s*=", line)
-        if key:
-            dotted = [part.strip().strip("\"'") for part in key.group(1).split(".")]
-            path = table + dotted
-            if path == keys[: len(path)]:
-                best = number
+        if best is None or score > best[0]:
+            best = (score, line)
     return best
 
 
+def _line_of(text: str, location: tuple[str | int, ...]) -> int | None:
+    """The line of a TOML text that sets the field at `location` (a pydantic error location).
+
+    Best match first: the line naming the field itself (a key, a table header, or for a
+    list item the item's own line); else the key whose inline value holds it; else the
+    first line setting something inside it. tomllib keeps no positions, so this reads the
+    text's own headers and (dotted, quoted) keys, skipping comments and multi-line values.
+    """
+    match = _match_line(text, location)
+    return match[1] if match is not None else None
+
+
+def _table_model(parent: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model a table of the policy file is read into, to list its fields."""
+    if not parent:
+        return Policy
+    if parent[0] == "severities" and len(parent) == 2:
+        return SeverityPolicy
+    if parent[0] == "severities" and len(parent) == 3 and parent[2] == "escalation":
+        return EscalationLadder
+    return None
+
+
+def _dotted(location: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+def _explain(problem: ErrorDetails, location: tuple[str | int, ...]) -> str:
+    kind = problem["type"]
+    context = problem.get("ctx") or {}
+    if kind.startswith("time_delta"):
+        return f"{problem['input']!r} is not a duration; expected {DURATION_FORMS}"
+    if kind == "extra_forbidden":
+        model = _table_model(location[:-1])
+        allowed = f"; expected one of {', '.join(model.model_fields)}" if model else ""
+        return f"unknown field {location[-1]!r}{allowed}"
+    if "[key]" in location and "expected" in context:
+        return f"unknown key {problem['input']!r}; expected {context['expected']}"
+    return problem["msg"].removeprefix("Value error, ")
+
+
+def _describe(error: ValidationError, text: str, source: str) -> str:
+    """One line per problem, in file order: source, line, dotted field path, what is wrong."""
+    errors = error.errors()
+    unknown_tables = [
+        tuple(problem["loc"][: problem["loc"].index("[key]")])
+        for problem in errors
+        if "[key]" in problem["loc"]
+    ]
+    problems: list[tuple[int | None, str]] = []
+    for problem in errors:
+        location = tuple(problem["loc"])
+        if "[key]" not in location and any(
+            location[: len(table)] == table for table in unknown_tables
+        ):
+            continue  # "Field required" inside an unknown table only repeats its error
+        line = _line_of(text, location)
+        # A table-level check names the fields at fault: point at one the file sets.
+        for field in (problem.get("ctx") or {}).get("fields", ()):
+            match = _match_line(text, (*location, field))
+            if match is not None and match[0] == 3:
+                line, location = match[1], (*location, field)
+                break
+        shown = tuple(part for part in location if part != "[key]")
+        where = f"line {line}" if line is not None else "(default value)"
+        problems.append(
+            (line, f"{source}: {where}: {_dotted(shown)}: {_explain(problem, location)}")
+        )
+    problems.sort(key=lambda item: (item[0] is None, item[0] or 0))
+    return "\n".join(message for _, message in problems)
+
+
 def policy_from_toml(text: str, *, source: str = "policy file") -> Policy:
-    """Merge a TOML text over the defaults and validate; errors name the line and the field."""
+    """Merge a TOML text over the defaults and validate; errors name the line and the field.
+
+    Every problem is reported at once, one per line of the PolicyFileError's message.
+    """
     try:
         override = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise PolicyFileError(f"{source}: not valid TOML: {error}") from None
+        at = _TOML_LINE.search(str(error))
+        where = f"line {at.group(1)}: " if at else ""
+        raise PolicyFileError(f"{source}: {where}not valid TOML: {error}") from None
     try:
         return Policy.model_validate(_merge(DEFAULT_POLICY_DATA, override))
     except ValidationError as error:
-        problems = []
-        for problem in error.errors():
-            location = tuple(problem["loc"])
-            field = ".".join(str(part) for part in location) or "(top level)"
-            line = _line_of(text, location)
-            where = f"line {line}" if line is not None else "(default value)"
-            message = str(problem["msg"]).removeprefix("Value error, ")
-            problems.append(f"{source}: {where}: {field}: {message}")
-        raise PolicyFileError("\n".join(problems)) from None
+        raise PolicyFileError(_describe(error, text, source)) from None
 
 
 def load_policy(path: Path | None) -> Policy:
@@ -243,6 +559,10 @@ def load_policy(path: Path | None) -> Policy:
         return default_policy()
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyFileError(f"{path}: no such policy file") from None
     except OSError as error:
         raise PolicyFileError(f"{path}: cannot read the policy file ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise PolicyFileError(f"{path}: not a UTF-8 text file ({error.reason})") from None
     return policy_from_toml(text, source=str(path))

@@ -59,6 +59,7 @@ async def test_full_lifecycle_keeps_clock_roles_and_timeline(
     assert clock.started_at == started
     assert clock.detected_at == detected
     assert clock.declared_at >= detected
+    assert clock.acknowledged_at and clock.mitigated_at and clock.resolved_at
     assert clock.declared_at <= clock.acknowledged_at <= clock.mitigated_at <= clock.resolved_at
     assert incident.severity is Severity.SEV1
     assert incident.roles.scribe == "carol"

@@ -7,12 +7,13 @@ policy's deadlines as durable timers and walks the escalation ladder when one is
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
@@ -45,9 +46,13 @@ with workflow.unsafe.imports_passed_through():
         TimelineKind,
     )
     from domain.notifications import EscalationNotice
+    from domain.severity import Severity
 
 NOTIFY_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=20)
+MIN_TIMER = timedelta(milliseconds=10)
+# How far ahead of the workflow clock a reported time may be (the reporter's clock drifts).
+CLOCK_SKEW = timedelta(minutes=1)
 
 _TRANSITIONS: dict[str, tuple[IncidentState, ...]] = {
     "acknowledge": (IncidentState.DECLARED,),
@@ -70,6 +75,8 @@ class IncidentWorkflow:
         self._changed = False
         self._missed: dict[DeadlineKind, MissedDeadline] = {}
         self._status_misses = 0
+        # Notifications in flight: they run beside the deadline loop, never in its way.
+        self._notifying: set[asyncio.Task[None]] = set()
 
     # ---- run loop: the durable timers -------------------------------------------------
 
@@ -78,20 +85,43 @@ class IncidentWorkflow:
         incident = self.incident
         self._upsert_search_attributes()
         while not incident.state.is_final:
-            for notice in self._fire_due_deadlines(workflow.now()):
-                await workflow.execute_activity(
-                    "notify_escalation",
-                    notice,
-                    start_to_close_timeout=NOTIFY_TIMEOUT,
-                    retry_policy=NOTIFY_RETRY,
-                )
-            wake_at = self._next_wake_at()
+            # Nothing below awaits before the wait, so a command that arrives while the
+            # deadlines are evaluated is seen by the wait and never lost.
             self._changed = False
-            timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
+            for notice in self._fire_due_deadlines(workflow.now()):
+                self._start_notification(notice)
+            wake_at = self._next_wake_at()
+            # Every step due by now has fired, so wake_at is later; the floor is only a guard.
+            timeout = None if wake_at is None else max(wake_at - workflow.now(), MIN_TIMER)
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._changed, timeout=timeout)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and not self._notifying
+        )
         return incident
+
+    def _start_notification(self, notice: EscalationNotice) -> None:
+        task = asyncio.create_task(self._notify(notice))
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
+
+    async def _notify(self, notice: EscalationNotice) -> None:
+        # The escalation is already recorded in the state; a notification channel that stays
+        # down must not fail the incident, nor hold up the deadlines that follow.
+        try:
+            await workflow.execute_activity(
+                "notify_escalation",
+                notice,
+                start_to_close_timeout=NOTIFY_TIMEOUT,
+                retry_policy=NOTIFY_RETRY,
+            )
+        except ActivityError as error:
+            workflow.logger.error(
+                "escalation notice %s for %s not delivered: %s",
+                notice.step,
+                notice.incident_key,
+                error.cause or error,
+            )
 
     def _declare(self, declaration: DeclareIncident) -> Incident:
         now = workflow.now()
@@ -161,6 +191,12 @@ class IncidentWorkflow:
             EscalationRecord(
                 at=now, deadline=kind, due_at=due_at, rung=rung, notified=notified, reason=reason
             )
+        )
+        self._record(
+            now,
+            TimelineKind.ESCALATED,
+            f"{reason}; escalated to {rung.value.replace('_', ' ')}: {', '.join(notified)}",
+            None,
         )
         workflow.logger.warning(
             "deadline missed: %s; escalating to %s (%s)", reason, rung.value, ", ".join(notified)
@@ -243,13 +279,17 @@ class IncidentWorkflow:
             command.role is Role.SUBJECT_MATTER_EXPERT
             and command.person in roles.subject_matter_experts
         ):
-            raise _rejected(f"{command.person} is already a subject-matter expert on this incident")
+            raise _rejected(
+                f"{command.person} is already a subject-matter expert on this incident; "
+                "add someone else, or give them another role"
+            )
         if (
             command.role is not Role.SUBJECT_MATTER_EXPERT
             and getattr(roles, command.role.value) == command.person
         ):
             raise _rejected(
-                f"{command.person} is already the {command.role.value.replace('_', ' ')}"
+                f"{command.person} is already the {command.role.value.replace('_', ' ')}; "
+                "name someone else for it, or give them another role"
             )
 
     @workflow.update
@@ -267,7 +307,10 @@ class IncidentWorkflow:
     def _validate_set_severity(self, command: SetSeverity) -> None:
         self._require_not_final("change the severity")
         if command.severity == self.incident.severity:
-            raise _rejected(f"the incident is already {command.severity}")
+            others = ", ".join(s.value for s in Severity if s != command.severity)
+            raise _rejected(
+                f"the incident is already {command.severity}; choose another severity: {others}"
+            )
 
     @workflow.update
     def add_timeline_event(self, command: AddTimelineEvent) -> IncidentStatus:
@@ -292,6 +335,7 @@ class IncidentWorkflow:
     def _validate_mitigate(self, command: Transition) -> None:
         self._require_state("mitigate")
         self._require_not_future(command.at)
+        self._require_not_before(command.at, "the incident started", self.incident.clock.started_at)
 
     @workflow.update
     def resolve(self, command: Transition) -> IncidentStatus:
@@ -308,6 +352,11 @@ class IncidentWorkflow:
     def _validate_resolve(self, command: Transition) -> None:
         self._require_state("resolve")
         self._require_not_future(command.at)
+        clock = self.incident.clock
+        if clock.mitigated_at is not None:
+            self._require_not_before(command.at, "it was mitigated", clock.mitigated_at)
+        else:
+            self._require_not_before(command.at, "the incident started", clock.started_at)
 
     @workflow.update
     def cancel(self, command: Cancel) -> IncidentStatus:
@@ -325,7 +374,10 @@ class IncidentWorkflow:
     def _validate_cancel(self, command: Cancel) -> None:
         self._require_state("cancel")
         if not command.reason.strip():
-            raise _rejected("cancel needs a reason, e.g. --reason 'false alarm: synthetic check'")
+            raise _rejected(
+                "cancel needs a reason that says why this is not an incident, "
+                "e.g. 'false alarm: synthetic check'"
+            )
 
     # ---- helpers ---------------------------------------------------------------------
 
@@ -355,8 +407,26 @@ class IncidentWorkflow:
             raise _rejected(f"cannot {action}: the incident is {state.value}")
 
     def _require_not_future(self, at: datetime | None) -> None:
-        if at is not None and at > workflow.now() + timedelta(minutes=1):
-            raise _rejected(f"{at.isoformat()} is in the future; give the time it happened")
+        if at is None:
+            return
+        if at.tzinfo is None:
+            # Comparing it with the workflow clock would raise a TypeError nobody can act on.
+            raise _rejected(
+                f"{at.isoformat()} has no time zone; give one, e.g. 2026-11-27T14:03:00Z"
+            )
+        now = workflow.now()
+        if at > now + CLOCK_SKEW:
+            raise _rejected(
+                f"{at.isoformat()} is in the future (now {now.isoformat(timespec='seconds')}); "
+                "give the time it happened, or leave the time out to mean now"
+            )
+
+    def _require_not_before(self, at: datetime | None, what: str, earliest: datetime) -> None:
+        if at is not None and at < earliest:
+            raise _rejected(
+                f"{at.isoformat()} is before {what} ({earliest.isoformat()}); "
+                "give a time no earlier than that, or leave the time out to mean now"
+            )
 
     def _record(self, at: datetime, kind: TimelineKind, text: str, author: str | None) -> None:
         self.incident.timeline.append(TimelineEvent(at=at, kind=kind, text=text, author=author))

@@ -1,0 +1,351 @@
+"""The `afteraction` command: incidents from a terminal, and the processes of the local stack.
+
+Exit codes: 0 done; 2 invalid input or a command the incident rejected (with the reason);
+1 Temporal (or its worker) unreachable, with how to start it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console, RenderableType
+
+from app import render
+from app.incidents import (
+    CommandRejected,
+    IncidentNotFound,
+    Incidents,
+    TemporalUnavailable,
+    unavailable_message,
+)
+from app.temporal_client import connect
+from domain.commands import (
+    Acknowledge,
+    AddTimelineEvent,
+    AssignRole,
+    Cancel,
+    NewIncident,
+    SetSeverity,
+    Transition,
+)
+from domain.incident import IncidentState, Role
+from domain.policy import PolicyFileError, load_policy, parse_duration
+from domain.severity import Severity
+from settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="afteraction",
+    help="Incidents as durable workflows: declare, respond, resolve, review.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ByOption = Annotated[str, typer.Option("--by", help="Who is acting (default: your login).")]
+AtOption = Annotated[
+    str | None,
+    typer.Option("--at", help="When it happened, if earlier: ISO time or a duration ago (10m)."),
+]
+
+
+def _me() -> str:
+    try:
+        return getpass.getuser()
+    except OSError:
+        return "unknown"
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        fail(str(error), 2)
+
+
+def _parse_time(text: str | None, option: str) -> datetime | None:
+    """ISO 8601 (UTC when no zone is given) or a duration meaning that long ago."""
+    if text is None:
+        return None
+    duration = parse_duration(text)
+    if not isinstance(duration, str):
+        return datetime.now(UTC) - duration  # type: ignore[operator]
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(
+            f"{option} {text!r} is not a time; give ISO 8601 (2026-11-27T14:03:00Z) "
+            "or how long ago (20m, 1h30m)",
+            2,
+        )
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _model(model: type[T], **fields: Any) -> T:
+    try:
+        return model(**fields)
+    except ValidationError as error:
+        problems = "; ".join(
+            ": ".join(
+                part
+                for part in (
+                    ".".join(str(p) for p in e["loc"]),
+                    str(e["msg"]).removeprefix("Value error, "),
+                )
+                if part
+            )
+            for e in error.errors()
+        )
+        fail(problems, 2)
+
+
+def _run(action: Callable[[Incidents], Awaitable[T]]) -> T:
+    settings = _settings()
+    try:
+        policy = load_policy(settings.policy_file)
+    except PolicyFileError as error:
+        fail(str(error), 2)
+
+    async def go() -> T:
+        try:
+            client = await connect(settings)
+        except RuntimeError as error:
+            reason = str(error).split("\n", 1)[0]
+            raise TemporalUnavailable(
+                unavailable_message(settings.effective_temporal_address, reason)
+            ) from None
+        return await action(Incidents(client, task_queue=settings.task_queue, policy=policy))
+
+    try:
+        return asyncio.run(go())
+    except (CommandRejected, IncidentNotFound) as error:
+        fail(str(error), 2)
+    except TemporalUnavailable as error:
+        fail(str(error), 1)
+
+
+def _emit(result: BaseModel | list[Any], as_json: bool, human: RenderableType) -> None:
+    if as_json:
+        if isinstance(result, list):
+            data: Any = [item.model_dump(mode="json") for item in result]
+        else:
+            data = result.model_dump(mode="json")
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        out.print(human)
+
+
+def _command(key: str, name: str, payload: BaseModel, as_json: bool) -> None:
+    result = _run(lambda incidents: incidents.command(key, name, payload))
+    _emit(result, as_json, render.status(result))
+
+
+@app.command()
+def declare(
+    title: Annotated[str, typer.Option("--title", "-t", help="What is broken, in a line.")],
+    severity: Annotated[str, typer.Option("--severity", "-s", help="SEV1 (worst) to SEV4.")],
+    service: Annotated[
+        list[str] | None, typer.Option("--service", help="Affected service (repeatable).")
+    ] = None,
+    team: Annotated[
+        list[str] | None, typer.Option("--team", help="Owning team (repeatable).")
+    ] = None,
+    summary: Annotated[str | None, typer.Option("--summary", help="What is known so far.")] = None,
+    started: Annotated[
+        str | None, typer.Option("--started", help="When impact began (ISO, or 45m ago).")
+    ] = None,
+    detected: Annotated[
+        str | None, typer.Option("--detected", help="When impact was noticed (ISO, or 10m ago).")
+    ] = None,
+    by: ByOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Declare an incident and print its key."""
+    try:
+        level = Severity.parse(severity)
+    except ValueError as error:
+        fail(str(error), 2)
+    request = _model(
+        NewIncident,
+        title=title,
+        severity=level,
+        services=service or [],
+        teams=team or [],
+        summary=summary,
+        declared_by=by or _me(),
+        started_at=_parse_time(started, "--started"),
+        detected_at=_parse_time(detected, "--detected"),
+    )
+    result = _run(lambda incidents: incidents.declare(request))
+    _emit(result, as_json, f"declared {render.status(result)}")
+
+
+@app.command("list")
+def list_incidents(
+    state: Annotated[IncidentState | None, typer.Option("--state", help="Only this state.")] = None,
+    severity: Annotated[str | None, typer.Option("--severity", help="Only this severity.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """List incidents, newest first."""
+    level = None
+    if severity is not None:
+        try:
+            level = Severity.parse(severity)
+        except ValueError as error:
+            fail(str(error), 2)
+    rows = _run(lambda incidents: incidents.list(state=state, severity=level, limit=limit))
+    _emit(rows, as_json, render.incident_list(rows))
+
+
+@app.command()
+def show(key: str, as_json: JsonOption = False) -> None:
+    """Show an incident: state, clock, roles, timeline, escalations."""
+    detail = _run(lambda incidents: incidents.get(key))
+    _emit(detail, as_json, render.incident(detail))
+
+
+@app.command()
+def ack(
+    key: str,
+    commander: Annotated[str, typer.Option("--commander", "-c", help="Who commands the response.")],
+    by: ByOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Acknowledge the incident and name its commander."""
+    _command(key, "acknowledge", _model(Acknowledge, commander=commander, by=by or _me()), as_json)
+
+
+@app.command()
+def role(
+    key: str,
+    role: Annotated[Role, typer.Argument(help="The role to fill.")],
+    person: str,
+    by: ByOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Assign a role (commander, scribe, communications_lead, subject_matter_expert)."""
+    _command(
+        key, "assign_role", _model(AssignRole, role=role, person=person, by=by or _me()), as_json
+    )
+
+
+@app.command()
+def note(
+    key: str, text: str, at: AtOption = None, by: ByOption = "", as_json: JsonOption = False
+) -> None:
+    """Add a timeline event (also counts as a status update)."""
+    payload = _model(AddTimelineEvent, text=text, at=_parse_time(at, "--at"), by=by or _me())
+    _command(key, "add_timeline_event", payload, as_json)
+
+
+@app.command()
+def severity(
+    key: str,
+    level: Annotated[str, typer.Argument(metavar="SEV", help="SEV1 to SEV4.")],
+    reason: Annotated[str | None, typer.Option("--reason")] = None,
+    by: ByOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Change the severity; the deadlines re-arm under the new policy."""
+    try:
+        new_level = Severity.parse(level)
+    except ValueError as error:
+        fail(str(error), 2)
+    payload = _model(SetSeverity, severity=new_level, reason=reason, by=by or _me())
+    _command(key, "set_severity", payload, as_json)
+
+
+@app.command()
+def mitigate(
+    key: str,
+    note: Annotated[str | None, typer.Option("--note")] = None,
+    at: AtOption = None,
+    by: ByOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Mark the impact mitigated."""
+    payload = _model(Transition, note=note, at=_parse_time(at, "--at"), by=by or _me())
+    _command(key, "mitigate", payload, as_json)
+
+
+@app.command()
+def resolve(
+    key: str,
+    note: Annotated[str | None, typer.Option("--note")] = None,
+    at: AtOption = None,
+    by: ByOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Mark the incident resolved; the review deadline starts."""
+    payload = _model(Transition, note=note, at=_parse_time(at, "--at"), by=by or _me())
+    _command(key, "resolve", payload, as_json)
+
+
+@app.command()
+def cancel(
+    key: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why (e.g. false alarm).")],
+    by: ByOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel an incident that was not one, with the reason."""
+    _command(key, "cancel", _model(Cancel, reason=reason, by=by or _me()), as_json)
+
+
+@app.command()
+def run() -> None:
+    """Start the local stack: the embedded Temporal dev server, the worker and the API."""
+    from app.stack import run_stack
+
+    raise typer.Exit(run_stack(_settings()))
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API (what `run` starts; use it alone beside a cluster)."""
+    from app.api import serve
+
+    serve(_settings())
+
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker (what `run` starts)."""
+    import worker as worker_module
+
+    worker_module.main()
+
+
+def main() -> None:
+    try:
+        app()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    # Skip interpreter teardown: the Temporal client's Rust threads can abort a finishing
+    # process ("PyGILState_Release ... finalizing", temporalio/sdk-python#300).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

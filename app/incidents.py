@@ -1,0 +1,240 @@
+"""Incidents as the CLI and the API see them: declare, list, read and command.
+
+A thin client of IncidentWorkflow. It turns Temporal's failures into three errors a
+person can act on: IncidentNotFound, CommandRejected (the validator said no, and why),
+and TemporalUnavailable (the server or the worker is not there, and how to start it).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain import search_attributes as sa
+from domain.commands import (
+    Acknowledge,
+    AddTimelineEvent,
+    AssignRole,
+    Cancel,
+    DeclareIncident,
+    NewIncident,
+    SetSeverity,
+    Transition,
+)
+from domain.incident import (
+    Incident,
+    IncidentState,
+    IncidentStatus,
+    IncidentSummary,
+    key_from_workflow_id,
+    workflow_id_for,
+)
+from domain.policy import Policy
+from domain.severity import Severity
+from workflows.incident import IncidentWorkflow
+
+# A command waits this long for a worker to run its validator before we call the worker missing.
+WORKER_TIMEOUT = timedelta(seconds=10)
+_KEY_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O or 1/I to misread on a call
+
+
+class IncidentNotFound(Exception):
+    pass
+
+
+class CommandRejected(Exception):
+    pass
+
+
+class TemporalUnavailable(Exception):
+    pass
+
+
+# Each command: the IncidentWorkflow update of that name, and the model of its input.
+COMMANDS: dict[str, type[BaseModel]] = {
+    "acknowledge": Acknowledge,
+    "assign_role": AssignRole,
+    "set_severity": SetSeverity,
+    "add_timeline_event": AddTimelineEvent,
+    "mitigate": Transition,
+    "resolve": Transition,
+    "cancel": Cancel,
+}
+
+
+def new_incident_key(now: datetime | None = None) -> str:
+    """INC-YYMMDD-XXXX: sortable by day, short enough to say on a bridge call."""
+    day = (now or datetime.now(UTC)).strftime("%y%m%d")
+    suffix = "".join(secrets.choice(_KEY_ALPHABET) for _ in range(4))
+    return f"INC-{day}-{suffix}"
+
+
+def unavailable_message(address: str, detail: str = "") -> str:
+    hint = f"cannot reach Temporal at {address}"
+    if detail:
+        hint += f" ({detail})"
+    return hint + "; start the local stack with `make run`, or set AFTERACTION_TEMPORAL_ADDRESS"
+
+
+class Incidents:
+    def __init__(self, client: Client, *, task_queue: str, policy: Policy) -> None:
+        self._client = client
+        self._task_queue = task_queue
+        self._policy = policy
+
+    async def declare(self, request: NewIncident, *, key: str | None = None) -> IncidentStatus:
+        """Start the incident's workflow; a key collision draws a new key, never a second run."""
+        for _ in range(5):
+            declaration = DeclareIncident(
+                **request.model_dump(), key=key or new_incident_key(), policy=self._policy
+            )
+            try:
+                await self._client.start_workflow(
+                    IncidentWorkflow.run,
+                    declaration,
+                    id=workflow_id_for(declaration.key),
+                    task_queue=self._task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                )
+            except WorkflowAlreadyStartedError:
+                if key is not None:
+                    raise CommandRejected(f"incident {key} already exists") from None
+                continue
+            except RPCError as error:
+                raise self._unavailable(error) from None
+            return self._declared_status(declaration)
+        raise CommandRejected("could not draw an unused incident key; try again")
+
+    async def list(
+        self,
+        *,
+        state: IncidentState | None = None,
+        severity: Severity | None = None,
+        limit: int = 100,
+    ) -> list[IncidentSummary]:
+        clauses = ["WorkflowType = 'IncidentWorkflow'"]
+        if state is not None:
+            clauses.append(f"{sa.STATE.name} = '{state.value}'")
+        if severity is not None:
+            clauses.append(f"{sa.SEVERITY.name} = '{severity.value}'")
+        summaries: list[IncidentSummary] = []
+        try:
+            async for execution in self._client.list_workflows(" AND ".join(clauses), limit=limit):
+                summary = _summary_of(execution)
+                if summary is not None:
+                    summaries.append(summary)
+        except RPCError as error:
+            raise self._unavailable(error) from None
+        epoch = datetime.min.replace(tzinfo=UTC)
+        return sorted(summaries, key=lambda s: s.declared_at or epoch, reverse=True)
+
+    async def get(self, key: str) -> Incident:
+        handle = self._handle(key)
+        try:
+            return await handle.query(IncidentWorkflow.state, rpc_timeout=WORKER_TIMEOUT)
+        except WorkflowQueryFailedError as error:
+            raise CommandRejected(str(error)) from None
+        except RPCError as error:
+            raise await self._explain(key, error) from None
+
+    async def command(self, key: str, name: str, payload: BaseModel) -> IncidentStatus:
+        model = COMMANDS[name]
+        if not isinstance(payload, model):
+            raise TypeError(f"{name} takes {model.__name__}, not {type(payload).__name__}")
+        handle = self._handle(key)
+        try:
+            result: IncidentStatus = await handle.execute_update(
+                name, payload, result_type=IncidentStatus, rpc_timeout=WORKER_TIMEOUT
+            )
+            return result
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise CommandRejected(message) from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise TemporalUnavailable(self._no_worker()) from None
+        except RPCError as error:
+            raise await self._explain(key, error) from None
+
+    def _handle(self, key: str) -> WorkflowHandle[IncidentWorkflow, Incident]:
+        return self._client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id_for(key))
+
+    async def _explain(self, key: str, error: RPCError) -> Exception:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            try:
+                description = await self._handle(key).describe()
+            except RPCError:
+                return IncidentNotFound(f"no incident {key}; `afteraction list` shows the keys")
+            if description.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
+                return CommandRejected(f"incident {key} is closed; nothing about it can change now")
+            return IncidentNotFound(str(error))
+        if error.status is RPCStatusCode.DEADLINE_EXCEEDED:
+            return TemporalUnavailable(self._no_worker())
+        return self._unavailable(error)
+
+    def _unavailable(self, error: RPCError) -> TemporalUnavailable:
+        return TemporalUnavailable(
+            unavailable_message(self._client.service_client.config.target_host, error.message)
+        )
+
+    def _no_worker(self) -> str:
+        return (
+            f"no worker answered within {WORKER_TIMEOUT.seconds}s on task queue "
+            f"{self._task_queue!r}; start one with `make run` (or `python worker.py`)"
+        )
+
+    @staticmethod
+    def _declared_status(declaration: DeclareIncident) -> IncidentStatus:
+        # The workflow stamps the authoritative declared_at; this answer is for the caller.
+        now = datetime.now(UTC)
+        detected = declaration.detected_at or now
+        return IncidentStatus.model_validate(
+            {
+                "key": declaration.key,
+                "title": declaration.title,
+                "severity": declaration.severity,
+                "state": IncidentState.DECLARED,
+                "clock": {
+                    "started_at": declaration.started_at or detected,
+                    "detected_at": detected,
+                    "declared_at": now,
+                },
+                "roles": {},
+                "escalation_count": 0,
+            }
+        )
+
+
+def _summary_of(execution: WorkflowExecution) -> IncidentSummary | None:
+    attributes = execution.typed_search_attributes
+    severity = attributes.get(sa.SEVERITY)
+    state = attributes.get(sa.STATE)
+    if severity is None or state is None:
+        return None  # started, but its first workflow task has not run yet
+    return IncidentSummary(
+        key=key_from_workflow_id(execution.id),
+        title=attributes.get(sa.TITLE) or "",
+        severity=Severity(severity),
+        state=IncidentState(state),
+        services=list(attributes.get(sa.SERVICES) or []),
+        teams=list(attributes.get(sa.TEAMS) or []),
+        declared_at=attributes.get(sa.DECLARED_AT),
+        acknowledged_at=attributes.get(sa.ACKNOWLEDGED_AT),
+        resolved_at=attributes.get(sa.RESOLVED_AT),
+        escalation_count=attributes.get(sa.ESCALATION_COUNT) or 0,
+    )

@@ -1,0 +1,104 @@
+"""Rich renderings of incidents for people; scripts use --json instead."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+
+from domain.incident import Incident, IncidentStatus, IncidentSummary
+
+_STATE_STYLE = {
+    "declared": "bold red",
+    "mitigating": "yellow",
+    "mitigated": "cyan",
+    "resolved": "green",
+    "cancelled": "dim",
+}
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "—"
+
+
+def _state(state: str) -> str:
+    style = _STATE_STYLE.get(state, "white")
+    return f"[{style}]{state}[/]"
+
+
+def incident_list(summaries: list[IncidentSummary]) -> RenderableType:
+    table = Table(title="Incidents", show_lines=False)
+    table.add_column("Key", no_wrap=True)
+    table.add_column("Sev", no_wrap=True)
+    table.add_column("State", no_wrap=True)
+    table.add_column("Title")
+    table.add_column("Services")
+    table.add_column("Declared (UTC)", no_wrap=True)
+    table.add_column("Esc", justify="right")
+    for row in summaries:
+        table.add_row(
+            row.key,
+            row.severity.value,
+            _state(row.state.value),
+            row.title,
+            ", ".join(row.services),
+            row.declared_at.strftime("%m-%d %H:%M") if row.declared_at else "—",
+            str(row.escalation_count),
+        )
+    return table
+
+
+def status(result: IncidentStatus) -> RenderableType:
+    return (
+        f"[bold]{result.key}[/] {result.severity.value} {_state(result.state.value)}: "
+        f"{result.title}"
+    )
+
+
+def incident(detail: Incident) -> RenderableType:
+    header = Table.grid(padding=(0, 2))
+    header.add_row("Severity", detail.severity.value)
+    header.add_row("State", _state(detail.state.value))
+    header.add_row("Services", ", ".join(detail.services) or "—")
+    header.add_row("Declared by", detail.declared_by)
+    if detail.cancel_reason:
+        header.add_row("Cancelled because", detail.cancel_reason)
+
+    clock = Table(title="Clock", title_justify="left")
+    clock.add_column("Moment")
+    clock.add_column("Time")
+    for name, value in detail.clock.model_dump().items():
+        if value is not None:
+            clock.add_row(name.removesuffix("_at"), _when(value))
+
+    roles = Table(title="Roles", title_justify="left")
+    roles.add_column("Role")
+    roles.add_column("Person")
+    roles.add_row("commander", detail.roles.commander or "—")
+    roles.add_row("scribe", detail.roles.scribe or "—")
+    roles.add_row("communications lead", detail.roles.communications_lead or "—")
+    roles.add_row("subject-matter experts", ", ".join(detail.roles.subject_matter_experts) or "—")
+
+    timeline = Table(title="Timeline", title_justify="left")
+    for column in ("When", "What", "Who", "Text"):
+        timeline.add_column(column)
+    for event in detail.timeline:
+        timeline.add_row(_when(event.at), event.kind.value, event.author or "", event.text)
+
+    parts: list[RenderableType] = [header, clock, roles, timeline]
+    if detail.escalations:
+        escalations = Table(title="Escalations", title_justify="left")
+        for column in ("When", "Deadline", "Rung", "Notified", "Why"):
+            escalations.add_column(column)
+        for record in detail.escalations:
+            escalations.add_row(
+                _when(record.at),
+                record.deadline.value,
+                record.rung.value,
+                ", ".join(record.notified),
+                record.reason,
+            )
+        parts.append(escalations)
+    return Panel(Group(*parts), title=f"{detail.key}: {detail.title}", title_align="left")

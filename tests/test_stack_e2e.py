@@ -1,0 +1,218 @@
+"""The CLI and the API end to end against `afteraction run` (dev server, worker, API) in
+subprocesses, as a person uses them: exit codes, messages, and a restart that keeps
+incidents and their pending timers."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.stack import AFTERACTION, Stack, free_port, running_stack, stack_env
+
+FAST_POLICY = Path(__file__).with_name("fast_policy.toml")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+def declare(stack: Stack, *extra: str) -> str:
+    created = stack.cli_json(
+        "declare",
+        "--title",
+        "Checkout errors",
+        "--severity",
+        "SEV2",
+        "--service",
+        "checkout",
+        *extra,
+    )
+    assert created["state"] == "declared"
+    return str(created["key"])
+
+
+def test_cli_walks_an_incident_from_declared_to_resolved(stack: Stack) -> None:
+    key = declare(stack, "--started", "2026-01-01T00:00:00Z", "--detected", "10m")
+    shown = stack.cli_json("show", key)
+    assert shown["state"] == "declared"
+    assert shown["services"] == ["checkout"]
+    assert shown["clock"]["started_at"].startswith("2026-01-01T00:00:00")
+    assert shown["clock"]["started_at"] < shown["clock"]["detected_at"]
+    assert shown["clock"]["detected_at"] < shown["clock"]["declared_at"]
+
+    assert stack.cli_json("ack", key, "--commander", "bob")["state"] == "mitigating"
+    assert stack.cli_json("role", key, "scribe", "carol")["roles"]["scribe"] == "carol"
+    stack.cli_json("note", key, "rolled back deploy 42")
+    assert stack.cli_json("severity", key, "SEV1", "--reason", "all regions")["severity"] == "SEV1"
+    assert stack.cli_json("mitigate", key)["state"] == "mitigated"
+    assert stack.cli_json("resolve", key, "--note", "fixed")["state"] == "resolved"
+
+    final = stack.cli_json("show", key)
+    clock = final["clock"]
+    assert final["state"] == "resolved"
+    assert final["roles"]["commander"] == "bob"
+    assert clock["declared_at"] <= clock["acknowledged_at"] <= clock["resolved_at"]
+    assert [e["kind"] for e in final["timeline"]][-1] == "resolved"
+    human = stack.cli("show", key)
+    assert human.returncode == 0
+    assert "Timeline" in human.stdout and "rolled back deploy 42" in human.stdout
+
+
+def test_out_of_order_command_exits_2_and_says_what_is_allowed(stack: Stack) -> None:
+    key = declare(stack)
+    result = stack.cli("resolve", key)
+    assert result.returncode == 0
+    again = stack.cli("mitigate", key)
+    assert again.returncode == 2
+    assert "cannot mitigate an incident that is resolved" in again.stderr
+    assert "allowed now:" in again.stderr
+    assert stack.cli_json("show", key)["state"] == "resolved"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["declare", "--title", "x", "--severity", "SEV9"], "expected one of SEV1, SEV2"),
+        (["declare", "--title", "  ", "--severity", "SEV2"], "a title is required"),
+        (["declare", "--title", "x", "--severity", "SEV2", "--started", "yesterday"], "not a time"),
+        (["show", "INC-000000-NONE"], "no incident INC-000000-NONE"),
+        (["ack", "INC-000000-NONE", "--commander", "bob"], "no incident INC-000000-NONE"),
+    ],
+)
+def test_bad_input_exits_2_with_the_reason(stack: Stack, args: list[str], message: str) -> None:
+    result = stack.cli(*args)
+    assert result.returncode == 2, result
+    assert message in result.stderr
+
+
+def test_cancel_needs_a_reason(stack: Stack) -> None:
+    key = declare(stack)
+    missing = stack.cli("cancel", key)
+    assert missing.returncode == 2
+    assert "--reason" in missing.stderr
+    blank = stack.cli("cancel", key, "--reason", " ")
+    assert blank.returncode == 2
+    assert "cancel needs a reason" in blank.stderr
+    assert stack.cli_json("cancel", key, "--reason", "false alarm")["state"] == "cancelled"
+    after = stack.cli("ack", key, "--commander", "bob")
+    assert after.returncode == 2
+    assert "closed" in after.stderr or "cancelled" in after.stderr
+
+
+def test_list_filters_by_state_and_severity(stack: Stack) -> None:
+    key = declare(stack)
+    stack.cli_json("severity", key, "SEV3")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        rows = stack.cli_json("list", "--severity", "SEV3", "--state", "declared")
+        if any(row["key"] == key for row in rows):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"{key} never listed as a declared SEV3")
+    assert all(row["severity"] == "SEV3" and row["state"] == "declared" for row in rows)
+    others = stack.cli_json("list", "--severity", "SEV1")
+    assert all(row["key"] != key for row in others)
+
+
+def test_api_declares_commands_and_explains_errors(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        created = api.post(
+            "/api/incidents",
+            json={"title": "Login failing", "severity": "SEV1", "services": ["auth"]},
+        )
+        assert created.status_code == 201, created.text
+        key = created.json()["key"]
+        assert api.get(f"/api/incidents/{key}").json()["state"] == "declared"
+
+        acked = api.post(f"/api/incidents/{key}/acknowledge", json={"commander": "dana"})
+        assert acked.status_code == 200
+        assert acked.json()["roles"]["commander"] == "dana"
+        rejected = api.post(f"/api/incidents/{key}/acknowledge", json={"commander": "dana"})
+        assert rejected.status_code == 409
+        assert "cannot acknowledge" in rejected.json()["detail"]
+        assert (
+            api.post(f"/api/incidents/{key}/timeline", json={"text": "paged db"}).status_code == 200
+        )
+        assert api.post(f"/api/incidents/{key}/resolve", json={}).status_code == 200
+
+        assert api.post(f"/api/incidents/{key}/cancel", json={}).status_code == 422
+        assert (
+            api.post("/api/incidents", json={"title": "x", "severity": "SEV7"}).status_code == 422
+        )
+        unknown = api.get("/api/incidents/INC-000000-NONE")
+        assert unknown.status_code == 404
+        assert "no incident" in unknown.json()["detail"]
+        assert api.get("/healthz").json() == {
+            "status": "ok",
+            "temporal": "reachable",
+            "detail": None,
+        }
+        assert api.get("/docs").status_code == 200
+        paths = api.get("/openapi.json").json()["paths"]
+        assert "/api/incidents/{key}/mitigate" in paths
+
+
+def test_unreachable_temporal_exits_1_with_how_to_start_it(tmp_path: Path) -> None:
+    env = stack_env(tmp_path, AFTERACTION_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
+    result = subprocess.run(
+        [AFTERACTION, "list"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "cannot reach Temporal" in result.stderr
+    assert "make run" in result.stderr
+
+
+def test_invalid_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
+    env = stack_env(tmp_path, AFTERACTION_API_PORT="eighty")
+    result = subprocess.run(
+        [AFTERACTION, "run"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "AFTERACTION_API_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_busy_port_gives_a_clear_message(stack: Stack, tmp_path: Path) -> None:
+    env = stack_env(tmp_path, AFTERACTION_API_PORT=stack.env["AFTERACTION_API_PORT"])
+    result = subprocess.run(
+        [AFTERACTION, "run"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1
+    assert "already in use" in result.stderr
+    assert "AFTERACTION_API_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_restart_keeps_incidents_and_pending_timers(tmp_path: Path) -> None:
+    home = tmp_path / "state"
+    first = Stack(home=home, env=stack_env(home, AFTERACTION_POLICY_FILE=str(FAST_POLICY)))
+    first.start()
+    key = declare(first)  # fast policy: SEV2 must be acknowledged within 3s
+    first.stop()
+    time.sleep(4)  # the deadline passes while nothing runs
+
+    first.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            shown = first.cli_json("show", key)
+            if shown["escalations"]:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the acknowledge deadline did not fire after the restart")
+        escalation = shown["escalations"][0]
+        assert escalation["deadline"] == "acknowledge"
+        assert escalation["rung"] == "owner"
+        assert shown["title"] == "Checkout errors"
+        assert first.cli_json("ack", key, "--commander", "bob")["state"] == "mitigating"
+    finally:
+        first.stop()
