@@ -55,6 +55,7 @@ T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ByOption = Annotated[str, typer.Option("--by", help="Who is acting (default: your login).")]
+NoteOption = Annotated[str | None, typer.Option("--note", help="What was done.")]
 AtOption = Annotated[
     str | None,
     typer.Option("--at", help="When it happened, if earlier: ISO time or a duration ago (10m)."),
@@ -273,30 +274,25 @@ def severity(
     _command(key, "set_severity", payload, as_json)
 
 
-@app.command()
-def mitigate(
-    key: str,
-    note: Annotated[str | None, typer.Option("--note")] = None,
-    at: AtOption = None,
-    by: ByOption = "",
-    as_json: JsonOption = False,
-) -> None:
-    """Mark the impact mitigated."""
-    payload = _model(Transition, note=note, at=_parse_time(at, "--at"), by=by or _me())
-    _command(key, "mitigate", payload, as_json)
+def _register_transition(name: str, doc: str) -> None:
+    """mitigate and resolve take the same options: a note, an earlier time, who."""
+
+    def transition(
+        key: str,
+        note: NoteOption = None,
+        at: AtOption = None,
+        by: ByOption = "",
+        as_json: JsonOption = False,
+    ) -> None:
+        payload = _model(Transition, note=note, at=_parse_time(at, "--at"), by=by or _me())
+        _command(key, name, payload, as_json)
+
+    transition.__doc__ = doc
+    app.command(name)(transition)
 
 
-@app.command()
-def resolve(
-    key: str,
-    note: Annotated[str | None, typer.Option("--note")] = None,
-    at: AtOption = None,
-    by: ByOption = "",
-    as_json: JsonOption = False,
-) -> None:
-    """Mark the incident resolved; the review deadline starts."""
-    payload = _model(Transition, note=note, at=_parse_time(at, "--at"), by=by or _me())
-    _command(key, "resolve", payload, as_json)
+_register_transition("mitigate", "Mark the impact mitigated.")
+_register_transition("resolve", "Mark the incident resolved; the review deadline starts.")
 
 
 @app.command()

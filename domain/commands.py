@@ -7,7 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from domain.incident import Role
+from domain.deadlines import DeadlineTracker
+from domain.incident import Incident, Role
 from domain.policy import Policy
 from domain.severity import Severity
 
@@ -56,11 +57,22 @@ class NewIncident(BaseModel):
         return self
 
 
+class CarriedOver(BaseModel):
+    """What a run hands the next one when it continues as new to keep its history short."""
+
+    incident: Incident
+    deadlines: DeadlineTracker
+
+
 class DeclareIncident(NewIncident):
     """Start input of IncidentWorkflow; `policy` is the snapshot the incident runs under."""
 
     key: str
     policy: Policy
+    history_limit: int = Field(
+        default=10_000, ge=20, description="events in one run before it continues as new"
+    )
+    carried_over: CarriedOver | None = None
 
     @field_validator("key")
     @classmethod

@@ -14,6 +14,10 @@ from domain.incident import DeadlineKind, Incident, IncidentState
 from domain.policy import EscalationLadder, Rung, SeverityPolicy, format_duration
 
 LADDER = list(Rung)
+TOP_STEP = len(LADDER) - 1
+# Missed status updates remind the owner, then the team lead on every further miss; the
+# acknowledge and resolve ladders already take a stalled response to managers and leadership.
+STATUS_REMINDER_TOP_STEP = LADDER.index(Rung.TEAM_LEAD)
 
 
 def add_business_days(start: datetime, days: int) -> datetime:
@@ -86,7 +90,7 @@ def step_at(due_at: datetime, step: int, ladder: EscalationLadder) -> datetime:
 
 
 def rung_for_step(step: int) -> Rung:
-    return LADDER[min(step, len(LADDER) - 1)]
+    return LADDER[min(step, TOP_STEP)]
 
 
 def recipients(rung: Rung, incident: Incident) -> list[str]:
@@ -115,3 +119,11 @@ def describe_miss(kind: DeadlineKind, incident: Incident, due_at: datetime) -> s
     else:
         window = f"{policy.review_within_business_days} business days"
     return f"review not submitted within {window} of resolution (due {due})"
+
+
+class DeadlineTracker(BaseModel):
+    """The deadline loop's memory, carried across continue-as-new with the incident."""
+
+    missed: dict[DeadlineKind, MissedDeadline] = {}
+    status_anchor: datetime
+    status_misses: int = 0

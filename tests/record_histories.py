@@ -140,10 +140,26 @@ async def severity_changes(client: Client, task_queue: str) -> Handle:
     return handle
 
 
+async def continued_as_new(client: Client, task_queue: str) -> Handle:
+    """A run that hands its incident to a new run (a tiny history limit forces it early)."""
+    policy = fast_policy(acknowledge_within="4s", status_update_every="1h", resolve_within="1h")
+    handle = await declare(client, task_queue, policy, history_limit=20)
+    for number in range(6):
+        await handle.execute_update(
+            IncidentWorkflow.add_timeline_event, AddTimelineEvent(text=f"note {number}")
+        )
+    latest = client.get_workflow_handle_for(IncidentWorkflow.run, handle.id)
+    await escalations(latest, 1)
+    await latest.execute_update(IncidentWorkflow.cancel, Cancel(reason="drill over"))
+    await latest.result()
+    return handle  # the first run, whose history ends in continue-as-new
+
+
 SCENARIOS: dict[str, Scenario] = {
     "lifecycle-escalations": lifecycle_with_escalations,
     "cancelled": cancelled_after_an_escalation,
     "severity-change": severity_changes,
+    "continued-as-new": continued_as_new,
 }
 
 

@@ -8,6 +8,7 @@ policy's deadlines as durable timers and walks the escalation ladder when one is
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 from datetime import datetime, timedelta
 
@@ -22,11 +23,15 @@ with workflow.unsafe.imports_passed_through():
         AddTimelineEvent,
         AssignRole,
         Cancel,
+        CarriedOver,
         DeclareIncident,
         SetSeverity,
         Transition,
     )
     from domain.deadlines import (
+        STATUS_REMINDER_TOP_STEP,
+        TOP_STEP,
+        DeadlineTracker,
         MissedDeadline,
         deadline_due_at,
         describe_miss,
@@ -70,11 +75,14 @@ def _rejected(message: str) -> ApplicationError:
 class IncidentWorkflow:
     @workflow.init
     def __init__(self, declaration: DeclareIncident) -> None:
-        # Declared here, not in run(), so an Update that arrives with the start finds the state.
-        self._incident = self._declare(declaration)
+        # Set up here, not in run(), so an Update that arrives with the start finds the state.
+        if declaration.carried_over is not None:
+            self._incident = declaration.carried_over.incident
+            self._deadlines = declaration.carried_over.deadlines
+        else:
+            self._incident = self._declare(declaration)
+            self._deadlines = DeadlineTracker(status_anchor=self._incident.clock.declared_at)
         self._changed = False
-        self._missed: dict[DeadlineKind, MissedDeadline] = {}
-        self._status_misses = 0
         # Notifications in flight: they run beside the deadline loop, never in its way.
         self._notifying: set[asyncio.Task[None]] = set()
 
@@ -85,6 +93,8 @@ class IncidentWorkflow:
         incident = self.incident
         self._upsert_search_attributes()
         while not incident.state.is_final:
+            if self._history_too_long(declaration.history_limit):
+                await self._continue_as_new(declaration)
             # Nothing below awaits before the wait, so a command that arrives while the
             # deadlines are evaluated is seen by the wait and never lost.
             self._changed = False
@@ -99,6 +109,18 @@ class IncidentWorkflow:
             lambda: workflow.all_handlers_finished() and not self._notifying
         )
         return incident
+
+    def _history_too_long(self, limit: int) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
+
+    async def _continue_as_new(self, declaration: DeclareIncident) -> None:
+        """Hand the incident and its deadlines to a fresh run, once no handler is mid-way."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and not self._notifying
+        )
+        carried = CarriedOver(incident=self.incident, deadlines=self._deadlines)
+        workflow.continue_as_new(declaration.model_copy(update={"carried_over": carried}))
 
     def _start_notification(self, notice: EscalationNotice) -> None:
         task = asyncio.create_task(self._notify(notice))
@@ -146,7 +168,6 @@ class IncidentWorkflow:
                 author=declaration.declared_by,
             )
         )
-        self._status_anchor = now
         return incident
 
     def _fire_due_deadlines(self, now: datetime) -> list[EscalationNotice]:
@@ -154,25 +175,27 @@ class IncidentWorkflow:
         incident = self.incident
         ladder = incident.policy.for_severity(incident.severity).escalation
         notices: list[EscalationNotice] = []
+        tracker = self._deadlines
         for kind in DeadlineKind:
-            due_at = deadline_due_at(kind, incident, status_anchor=self.status_anchor)
+            due_at = deadline_due_at(kind, incident, status_anchor=tracker.status_anchor)
             if due_at is None or due_at > now:
-                self._missed.pop(kind, None)
+                tracker.missed.pop(kind, None)
                 if kind is DeadlineKind.STATUS_UPDATE and due_at is None:
-                    self._status_misses = 0
+                    tracker.status_misses = 0
                 continue
             if kind is DeadlineKind.STATUS_UPDATE:
-                # The reminder re-arms the cadence; consecutive misses climb the ladder.
-                notices.append(self._escalate(kind, due_at, self._status_misses, now))
-                self._status_misses += 1
-                self._status_anchor = now
+                # The reminder re-arms the cadence; a further miss goes to the team lead too.
+                step = min(tracker.status_misses, STATUS_REMINDER_TOP_STEP)
+                notices.append(self._escalate(kind, due_at, step, now))
+                tracker.status_misses += 1
+                tracker.status_anchor = now
                 continue
-            missed = self._missed.setdefault(kind, MissedDeadline(kind=kind, due_at=due_at))
+            missed = tracker.missed.setdefault(kind, MissedDeadline(kind=kind, due_at=due_at))
             missed.due_at = due_at  # a severity change may have moved it
             while step_at(due_at, missed.steps_taken, ladder) <= now:
                 # After a long outage, repeated top-rung reminders collapse into one.
                 skip_to = missed.steps_taken
-                while skip_to >= 3 and step_at(due_at, skip_to + 1, ladder) <= now:
+                while skip_to >= TOP_STEP and step_at(due_at, skip_to + 1, ladder) <= now:
                     skip_to += 1
                 notices.append(self._escalate(kind, due_at, skip_to, now))
                 missed.steps_taken = skip_to + 1
@@ -220,10 +243,10 @@ class IncidentWorkflow:
         ladder = incident.policy.for_severity(incident.severity).escalation
         candidates: list[datetime] = []
         for kind in DeadlineKind:
-            due_at = deadline_due_at(kind, incident, status_anchor=self.status_anchor)
+            due_at = deadline_due_at(kind, incident, status_anchor=self._deadlines.status_anchor)
             if due_at is None:
                 continue
-            missed = self._missed.get(kind)
+            missed = self._deadlines.missed.get(kind)
             candidates.append(
                 due_at if missed is None else step_at(due_at, missed.steps_taken, ladder)
             )
@@ -326,6 +349,7 @@ class IncidentWorkflow:
     def mitigate(self, command: Transition) -> IncidentStatus:
         incident = self.incident
         at = command.at or workflow.now()
+        self._stamp_acknowledged(at)
         incident.clock.mitigated_at = at
         incident.state = IncidentState.MITIGATED
         self._record(at, TimelineKind.MITIGATED, command.note or "impact mitigated", command.by)
@@ -341,6 +365,7 @@ class IncidentWorkflow:
     def resolve(self, command: Transition) -> IncidentStatus:
         incident = self.incident
         at = command.at or workflow.now()
+        self._stamp_acknowledged(at)
         if incident.clock.mitigated_at is None:
             incident.clock.mitigated_at = at
         incident.clock.resolved_at = at
@@ -385,10 +410,6 @@ class IncidentWorkflow:
     def incident(self) -> Incident:
         return self._incident
 
-    @property
-    def status_anchor(self) -> datetime:
-        return self._status_anchor
-
     def _require_state(self, command: str) -> None:
         state = self.incident.state
         if state not in _TRANSITIONS[command]:
@@ -429,11 +450,20 @@ class IncidentWorkflow:
             )
 
     def _record(self, at: datetime, kind: TimelineKind, text: str, author: str | None) -> None:
-        self.incident.timeline.append(TimelineEvent(at=at, kind=kind, text=text, author=author))
+        # Kept in time order: a backdated event lands where it happened, after its equals.
+        event = TimelineEvent(at=at, kind=kind, text=text, author=author)
+        bisect.insort_right(self.incident.timeline, event, key=lambda e: e.at)
         if kind is not TimelineKind.ESCALATED:
             # Any word from the responders counts as a status update.
-            self._status_anchor = max(self.status_anchor, workflow.now())
-            self._status_misses = 0
+            tracker = self._deadlines
+            tracker.status_anchor = max(tracker.status_anchor, workflow.now())
+            tracker.status_misses = 0
+
+    def _stamp_acknowledged(self, at: datetime) -> None:
+        """Mitigating or resolving an unacknowledged incident acknowledges it (MTTA)."""
+        clock = self.incident.clock
+        if clock.acknowledged_at is None:
+            clock.acknowledged_at = min(at, workflow.now())
 
     def _changed_state(self) -> IncidentStatus:
         self._changed = True
