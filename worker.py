@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.log_context import LogContextInterceptor
 from activities.notify import Notifier
 from app.logs import configure_logging, get_logger
 from app.temporal_client import connect
@@ -30,6 +31,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         activities=[notifier.notify_escalation],
         # The tracker libraries are synchronous; their activities will run in this pool.
         activity_executor=ThreadPoolExecutor(max_workers=16),
+        interceptors=[LogContextInterceptor()],
     )
 
 

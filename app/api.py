@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -34,7 +35,13 @@ from domain.commands import (
     SetSeverity,
     Transition,
 )
-from domain.incident import Incident, IncidentState, IncidentStatus, IncidentSummary
+from domain.incident import (
+    Incident,
+    IncidentState,
+    IncidentStatus,
+    IncidentSummary,
+    workflow_id_for,
+)
 from domain.policy import Policy, load_policy
 from domain.severity import Severity
 from settings import Settings
@@ -126,7 +133,14 @@ def create_app(
 
     @api.post("/api/incidents", response_model=IncidentStatus, status_code=201)
     async def declare(request: NewIncident, service: Service) -> IncidentStatus:
-        return await service.declare(request)
+        status = await service.declare(request)
+        log.info(
+            "incident.declared",
+            incident_key=status.key,
+            workflow_id=workflow_id_for(status.key),
+            severity=status.severity.value,
+        )
+        return status
 
     @api.get("/api/incidents", response_model=list[IncidentSummary])
     async def list_incidents(
@@ -143,7 +157,16 @@ def create_app(
 
     def command_route(path: str, name: str, model: type[BaseModel], summary: str) -> None:
         async def handler(key: str, payload: BaseModel, service: Service) -> IncidentStatus:
-            return await service.command(key, name, payload)
+            with structlog.contextvars.bound_contextvars(
+                incident_key=key, workflow_id=workflow_id_for(key), command=name
+            ):
+                try:
+                    result = await service.command(key, name, payload)
+                except CommandRejected as error:
+                    log.info("incident.command_rejected", reason=str(error))
+                    raise
+                log.info("incident.command", state=result.state.value)
+                return result
 
         handler.__annotations__["payload"] = model
         api.post(

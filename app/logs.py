@@ -60,7 +60,7 @@ def _lift_temporal_context(
                     event.setdefault(name, context[name])
     workflow_id = event.get("workflow_id")
     if isinstance(workflow_id, str) and workflow_id.startswith("incident/"):
-        event.setdefault("incident_key", key_from_workflow_id(workflow_id).split("/")[0])
+        event.setdefault("incident_key", key_from_workflow_id(workflow_id))
     return event
 
 

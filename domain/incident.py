@@ -159,4 +159,5 @@ def workflow_id_for(key: str) -> str:
 
 
 def key_from_workflow_id(workflow_id: str) -> str:
-    return workflow_id.removeprefix("incident/")
+    """The incident key of an incident's workflow or of one of its children."""
+    return workflow_id.removeprefix("incident/").split("/", 1)[0]

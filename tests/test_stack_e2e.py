@@ -4,6 +4,7 @@ incidents and their pending timers."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 from tests.stack import AFTERACTION, Stack, free_port, running_stack, stack_env
 
@@ -216,3 +218,22 @@ def test_restart_keeps_incidents_and_pending_timers(tmp_path: Path) -> None:
         assert first.cli_json("ack", key, "--commander", "bob")["state"] == "mitigating"
     finally:
         first.stop()
+
+
+async def test_a_configured_temporal_address_skips_the_embedded_server(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    address = dev_env.client.service_client.config.target_host
+    stack = Stack(home=tmp_path, env=stack_env(tmp_path, AFTERACTION_TEMPORAL_ADDRESS=address))
+    await asyncio.to_thread(stack.start)
+    try:
+        key = await asyncio.to_thread(declare, stack)
+        shown = await asyncio.to_thread(stack.cli_json, "show", key)
+        assert shown["state"] == "declared"
+        # The incident lives on the cluster we pointed at, not on a server of the stack's own.
+        description = await dev_env.client.get_workflow_handle(f"incident/{key}").describe()
+        assert description.workflow_type == "IncidentWorkflow"
+        assert not (tmp_path / "temporal.db").exists()
+    finally:
+        output = await asyncio.to_thread(stack.stop)
+    assert "starting the Temporal dev server" not in output
