@@ -92,6 +92,7 @@ def _redact_secrets(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """Last line of defence: SecretStr values and secret-looking keys never reach the output."""
+    event.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
     for name, value in list(event.items()):
         if name in _LOGGING_META:
             continue

@@ -24,7 +24,7 @@ from app.temporal_client import connect
 from domain.search_attributes import dev_server_flags
 from settings import Settings
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 

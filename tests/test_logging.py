@@ -234,3 +234,13 @@ def test_auto_format_is_json_when_stdout_is_not_a_terminal(
     configure_logging(log_format="auto")
     get_logger("test").info("piped")
     assert one_json_line(capsys)["event"] == "piped"
+
+
+def test_uvicorn_colour_copy_of_the_message_is_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(log_format="json")
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 42, extra={"color_message": "\x1b[36m%d\x1b[0m"}
+    )
+    line = one_json_line(capsys)
+    assert line["event"] == "Started server process [42]"
+    assert "color_message" not in line
