@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     policy_file: Path | None = Field(
         default=None, description="path to a TOML severity-policy file that exists"
     )
+    routing_file: Path | None = Field(
+        default=None,
+        description="path to a TOML routing file (team -> tracker and contacts) that exists",
+    )
     chat_webhook_url: SecretStr | None = Field(
         default=None, description="an https:// or http:// URL that accepts JSON POSTs"
     )
@@ -99,7 +103,7 @@ class Settings(BaseSettings):
             raise ValueError(f"port {port} is outside 1-65535")
         return value
 
-    @field_validator("policy_file", "temporal_tls_cert", "temporal_tls_key")
+    @field_validator("policy_file", "routing_file", "temporal_tls_cert", "temporal_tls_key")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

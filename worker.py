@@ -10,25 +10,36 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.facilitators import FacilitatorRotation
 from activities.log_context import LogContextInterceptor
 from activities.notify import Notifier
+from activities.tickets import TicketActivities
 from app.logs import configure_logging, get_logger
 from app.temporal_client import connect
+from integrations.registry import TrackerRegistry
 from settings import Settings, SettingsError, load_settings
+from workflows.action_item import ActionItemWorkflow
 from workflows.incident import IncidentWorkflow
 
-WORKFLOWS = [IncidentWorkflow]
+WORKFLOWS = [IncidentWorkflow, ActionItemWorkflow]
 
 log = get_logger("afteraction.worker")
 
 
 def build_worker(client: Client, settings: Settings, *, task_queue: str | None = None) -> Worker:
     notifier = Notifier(settings.chat_webhook_url)
+    tickets = TicketActivities(TrackerRegistry(settings))
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[notifier.notify_escalation],
+        activities=[
+            FacilitatorRotation(client).propose_facilitator,
+            notifier.notify_escalation,
+            tickets.ensure_ticket,
+            tickets.comment_on_ticket,
+            tickets.update_ticket,
+        ],
         # The tracker libraries are synchronous; their activities will run in this pool.
         activity_executor=ThreadPoolExecutor(max_workers=16),
         interceptors=[LogContextInterceptor()],

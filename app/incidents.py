@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import search_attributes as sa
+from domain.action_item import ActionItemSpec, ActionItemSummary
 from domain.commands import (
     Acknowledge,
     AddTimelineEvent,
@@ -44,6 +45,8 @@ from domain.incident import (
     workflow_id_for,
 )
 from domain.policy import Policy
+from domain.review import AddActionItem, Review, ScheduleReview, SubmitReview
+from domain.routing import Routing, RoutingError
 from domain.severity import Severity
 from workflows.incident import IncidentWorkflow
 
@@ -73,7 +76,12 @@ COMMANDS: dict[str, type[BaseModel]] = {
     "mitigate": Transition,
     "resolve": Transition,
     "cancel": Cancel,
+    "schedule_review": ScheduleReview,
+    "submit_review": SubmitReview,
+    "add_action_item": AddActionItem,
 }
+# What each command answers, when it is not the incident's status.
+RESULTS: dict[str, type[BaseModel]] = {"add_action_item": ActionItemSummary}
 
 
 def new_incident_key(now: datetime | None = None) -> str:
@@ -91,10 +99,18 @@ def unavailable_message(address: str, detail: str = "") -> str:
 
 
 class Incidents:
-    def __init__(self, client: Client, *, task_queue: str, policy: Policy) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        policy: Policy,
+        routing: Routing | None = None,
+    ) -> None:
         self._client = client
         self._task_queue = task_queue
         self._policy = policy
+        self._routing = routing or Routing()
 
     async def declare(self, request: NewIncident, *, key: str | None = None) -> IncidentStatus:
         """Start the incident's workflow; a key collision draws a new key, never a second run."""
@@ -150,7 +166,7 @@ class Incidents:
         except WorkflowQueryFailedError as error:
             raise CommandRejected(str(error)) from None
         except RPCError as error:
-            raise await self._explain(key, error) from None
+            raise await self._explain(workflow_id_for(key), f"incident {key}", error) from None
 
     async def command(self, key: str, name: str, payload: BaseModel) -> IncidentStatus:
         model = COMMANDS[name]
@@ -159,33 +175,67 @@ class Incidents:
         handle = self._handle(key)
         try:
             result: IncidentStatus = await handle.execute_update(
-                name, payload, result_type=IncidentStatus, rpc_timeout=WORKER_TIMEOUT
+                name,
+                payload,
+                result_type=RESULTS.get(name, IncidentStatus),
+                rpc_timeout=WORKER_TIMEOUT,
             )
             return result
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
             raise CommandRejected(message) from None
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            raise TemporalUnavailable(self._no_worker()) from None
-        except RPCError as error:
-            raise await self._explain(key, error) from None
+        except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as error:
+            raise await self._explain(workflow_id_for(key), f"incident {key}", error) from None
+
+    async def submit_review(self, key: str, review: Review, *, by: str | None) -> IncidentStatus:
+        """Route every item's team first, so an unknown team is refused before anything starts."""
+        try:
+            routes = {
+                item.owning_team: self._routing.route(item.owning_team, self._policy)
+                for item in review.action_items
+            }
+        except RoutingError as error:
+            raise CommandRejected(str(error)) from None
+        return await self.command(
+            key, "submit_review", SubmitReview(review=review, routes=routes, by=by)
+        )
+
+    async def add_action_item(
+        self, key: str, spec: ActionItemSpec, *, by: str | None
+    ) -> ActionItemSummary:
+        try:
+            route = self._routing.route(spec.owning_team, self._policy)
+        except RoutingError as error:
+            raise CommandRejected(str(error)) from None
+        result = await self.command(
+            key, "add_action_item", AddActionItem(spec=spec, route=route, by=by)
+        )
+        return result  # type: ignore[return-value]
 
     def _handle(self, key: str) -> WorkflowHandle[IncidentWorkflow, Incident]:
         return self._client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id_for(key))
 
-    async def _explain(self, key: str, error: RPCError) -> Exception:
-        if error.status is RPCStatusCode.NOT_FOUND:
-            try:
-                description = await self._handle(key).describe()
-            except RPCError:
-                return IncidentNotFound(f"no incident {key}; `afteraction list` shows the keys")
-            if description.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
-                return CommandRejected(f"incident {key} is closed; nothing about it can change now")
-            return IncidentNotFound(str(error))
-        if error.status is RPCStatusCode.DEADLINE_EXCEEDED:
-            return TemporalUnavailable(self._no_worker())
-        return self._unavailable(error)
+    async def _explain(self, workflow_id: str, what: str, error: Exception) -> Exception:
+        """Why a call to `what` (e.g. 'incident INC-1') failed, as an error a person can act on.
+
+        The workflow's description decides: missing, closed (a command raced its completion),
+        or running with no worker to answer.
+        """
+        try:
+            description = await self._client.get_workflow_handle(workflow_id).describe()
+        except RPCError as describe_error:
+            if describe_error.status is RPCStatusCode.NOT_FOUND:
+                return IncidentNotFound(f"no {what}; `afteraction list` shows the incidents")
+            return self._unavailable(describe_error)
+        if description.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
+            return CommandRejected(f"{what} is closed; nothing about it can change now")
+        if isinstance(error, RPCError) and error.status not in (
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            RPCStatusCode.NOT_FOUND,
+        ):
+            return self._unavailable(error)
+        return TemporalUnavailable(self._no_worker())
 
     def _unavailable(self, error: RPCError) -> TemporalUnavailable:
         return TemporalUnavailable(
@@ -234,7 +284,7 @@ def _summary_of(execution: WorkflowExecution) -> IncidentSummary | None:
         services=list(attributes.get(sa.SERVICES) or []),
         teams=list(attributes.get(sa.TEAMS) or []),
         declared_at=attributes.get(sa.DECLARED_AT),
-        acknowledged_at=attributes.get(sa.ACKNOWLEDGED_AT),
+        due_at=attributes.get(sa.DUE_AT),
         resolved_at=attributes.get(sa.RESOLVED_AT),
         escalation_count=attributes.get(sa.ESCALATION_COUNT) or 0,
     )

@@ -10,10 +10,17 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
-from domain.incident import DeadlineKind, Incident, IncidentState
+from domain.escalation import DeadlineKind
+from domain.incident import Incident, IncidentState
 from domain.policy import EscalationLadder, Rung, SeverityPolicy, format_duration
 
 LADDER = list(Rung)
+INCIDENT_DEADLINES = (
+    DeadlineKind.ACKNOWLEDGE,
+    DeadlineKind.STATUS_UPDATE,
+    DeadlineKind.RESOLVE,
+    DeadlineKind.REVIEW,
+)
 TOP_STEP = len(LADDER) - 1
 # Missed status updates remind the owner, then the team lead on every further miss; the
 # acknowledge and resolve ladders already take a stalled response to managers and leadership.

@@ -7,7 +7,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from domain.policy import Policy, Rung
+from domain.action_item import ActionItemSummary
+from domain.escalation import EscalationRecord
+from domain.policy import Policy
+from domain.review import ReviewRecord, ReviewSchedule
 from domain.severity import Severity
 
 
@@ -71,6 +74,9 @@ class TimelineKind(StrEnum):
     RESOLVED = "resolved"
     CANCELLED = "cancelled"
     ESCALATED = "escalated"
+    REVIEW_SCHEDULED = "review_scheduled"
+    REVIEWED = "reviewed"
+    CLOSED = "closed"
 
 
 class TimelineEvent(BaseModel):
@@ -78,24 +84,6 @@ class TimelineEvent(BaseModel):
     kind: TimelineKind
     text: str
     author: str | None = None
-
-
-class DeadlineKind(StrEnum):
-    ACKNOWLEDGE = "acknowledge"
-    STATUS_UPDATE = "status_update"
-    RESOLVE = "resolve"
-    REVIEW = "review"
-
-
-class EscalationRecord(BaseModel):
-    """One step up the ladder after a missed deadline: when, which rung, whom, why."""
-
-    at: datetime
-    deadline: DeadlineKind
-    due_at: datetime
-    rung: Rung
-    notified: list[str]
-    reason: str
 
 
 class Incident(BaseModel):
@@ -113,6 +101,9 @@ class Incident(BaseModel):
     escalations: list[EscalationRecord] = Field(default_factory=list)
     cancel_reason: str | None = None
     policy: Policy
+    review_schedule: ReviewSchedule | None = None
+    review: ReviewRecord | None = None
+    action_items: list[ActionItemSummary] = Field(default_factory=list)
 
 
 class IncidentStatus(BaseModel):
@@ -149,7 +140,7 @@ class IncidentSummary(BaseModel):
     services: list[str] = Field(default_factory=list)
     teams: list[str] = Field(default_factory=list)
     declared_at: datetime | None = None
-    acknowledged_at: datetime | None = None
+    due_at: datetime | None = Field(default=None, description="the next deadline")
     resolved_at: datetime | None = None
     escalation_count: int = 0
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from domain.incident import DeadlineKind
+from domain.escalation import DeadlineKind
 from domain.policy import Rung
 from domain.severity import Severity
 

@@ -135,6 +135,51 @@ class EscalationLadder(_Strict):
         ]
 
 
+class ActionKind(StrEnum):
+    SHORT_TERM = "short_term_mitigation"
+    LONG_TERM = "long_term_systemic"
+
+
+def _action_ladder() -> EscalationLadder:
+    return EscalationLadder(
+        owner=timedelta(0),
+        team_lead=timedelta(days=2),
+        manager=timedelta(days=7),
+        leadership=timedelta(days=14),
+        repeat_every=timedelta(days=7),
+    )
+
+
+class ActionItemPolicy(_Strict):
+    """Due dates, reminders, stall detection and the escalation ladder of action items."""
+
+    due_within: dict[ActionKind, Duration] = Field(
+        default_factory=lambda: {
+            ActionKind.SHORT_TERM: timedelta(days=14),
+            ActionKind.LONG_TERM: timedelta(days=60),
+        },
+        description="default due date after the review, by kind",
+    )
+    remind_before: list[Duration] = Field(
+        default_factory=lambda: [timedelta(days=3), timedelta(days=1)],
+        description="reminders on the ticket this long before the due date",
+    )
+    stall_after: Duration = Field(
+        default=timedelta(days=14), description="no tracker activity for this long is a stall"
+    )
+    escalation: EscalationLadder = Field(default_factory=_action_ladder)
+    verification_required: bool = Field(
+        default=True, description="a closed ticket waits for someone to confirm the criteria"
+    )
+
+    @field_validator("stall_after")
+    @classmethod
+    def _stall_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+
 class SeverityPolicy(_Strict):
     acknowledge_within: Duration
     status_update_every: Duration
@@ -146,6 +191,8 @@ class SeverityPolicy(_Strict):
     )
     required_review_functions: list[ReviewFunction]
     escalation: EscalationLadder
+    # Defaults keep policies saved in older incident histories readable.
+    action_items: ActionItemPolicy = Field(default_factory=ActionItemPolicy)
 
     @field_validator("acknowledge_within", "status_update_every", "resolve_within", "review_within")
     @classmethod
@@ -181,6 +228,13 @@ class Policy(_Strict):
             raise ValueError(f"the policy has no entry for {', '.join(missing)}")
         return self
 
+    rubric_scale: tuple[int, int] = Field(
+        default=(1, 5), description="lowest and highest rubric score, e.g. [1, 5]"
+    )
+    facilitators: list[str] = Field(
+        default_factory=list, description="the pool review facilitators rotate through"
+    )
+
     def for_severity(self, severity: Severity) -> SeverityPolicy:
         return self.severities[severity]
 
@@ -192,6 +246,13 @@ def _ladder(team_lead: str, manager: str, leadership: str, repeat: str) -> dict[
         "manager": manager,
         "leadership": leadership,
         "repeat_every": repeat,
+    }
+
+
+def _action_items(short_term: str, long_term: str, *, verify: bool) -> dict[str, Any]:
+    return {
+        "due_within": {"short_term_mitigation": short_term, "long_term_systemic": long_term},
+        "verification_required": verify,
     }
 
 
@@ -210,6 +271,7 @@ DEFAULT_POLICY_DATA: dict[str, Any] = {
                 "support",
             ],
             "escalation": _ladder("15m", "30m", "1h", "1h"),
+            "action_items": _action_items("7d", "30d", verify=True),
         },
         "SEV2": {
             "acknowledge_within": "15m",
@@ -218,6 +280,7 @@ DEFAULT_POLICY_DATA: dict[str, Any] = {
             "review_within_business_days": 5,
             "required_review_functions": ["engineering", "operations", "product"],
             "escalation": _ladder("30m", "2h", "8h", "8h"),
+            "action_items": _action_items("14d", "45d", verify=True),
         },
         "SEV3": {
             "acknowledge_within": "1h",
@@ -226,6 +289,7 @@ DEFAULT_POLICY_DATA: dict[str, Any] = {
             "review_within_business_days": 10,
             "required_review_functions": ["engineering", "operations"],
             "escalation": _ladder("4h", "1d", "3d", "1d"),
+            "action_items": _action_items("30d", "90d", verify=True),
         },
         "SEV4": {
             "acknowledge_within": "4h",
@@ -234,6 +298,7 @@ DEFAULT_POLICY_DATA: dict[str, Any] = {
             "review_within_business_days": 20,
             "required_review_functions": ["engineering"],
             "escalation": _ladder("1d", "3d", "7d", "7d"),
+            "action_items": _action_items("60d", "180d", verify=False),
         },
     },
     "contacts": {

@@ -1,7 +1,9 @@
 """Custom search attributes: lists, the dashboard and the digest are visibility queries on them.
 
 `start-dev --search-attribute` and the test servers register exactly this set. The dev
-server's SQLite visibility allows at most three Datetime attributes, hence no mitigated time.
+server's SQL visibility allows at most three Datetime attributes: DueAt is the next
+deadline (an incident's review, an action item's due date), the rest of the clock is in
+the workflow state. Action items share these attributes (WorkflowType tells them apart).
 """
 
 from temporalio.common import SearchAttributeKey
@@ -12,7 +14,9 @@ SERVICES = SearchAttributeKey.for_keyword_list("AfteractionServices")
 TEAMS = SearchAttributeKey.for_keyword_list("AfteractionTeams")
 TITLE = SearchAttributeKey.for_text("AfteractionTitle")
 DECLARED_AT = SearchAttributeKey.for_datetime("AfteractionDeclaredAt")
-ACKNOWLEDGED_AT = SearchAttributeKey.for_datetime("AfteractionAcknowledgedAt")
+DUE_AT = SearchAttributeKey.for_datetime("AfteractionDueAt")
+INCIDENT_KEY = SearchAttributeKey.for_keyword("AfteractionIncidentKey")
+FACILITATOR = SearchAttributeKey.for_keyword("AfteractionFacilitator")
 RESOLVED_AT = SearchAttributeKey.for_datetime("AfteractionResolvedAt")
 ESCALATION_COUNT = SearchAttributeKey.for_int("AfteractionEscalationCount")
 
@@ -23,7 +27,9 @@ ALL = (
     TEAMS,
     TITLE,
     DECLARED_AT,
-    ACKNOWLEDGED_AT,
+    DUE_AT,
+    INCIDENT_KEY,
+    FACILITATOR,
     RESOLVED_AT,
     ESCALATION_COUNT,
 )

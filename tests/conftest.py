@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -42,6 +43,12 @@ def task_queue() -> str:
 
 
 @pytest.fixture
-async def worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
-    async with build_worker(client, Settings(), task_queue=task_queue) as running:
+def settings(tmp_path: Path) -> Settings:
+    """The worker's settings, with its state (the local tracker's tickets) in a temp folder."""
+    return Settings(home=tmp_path)
+
+
+@pytest.fixture
+async def worker(client: Client, task_queue: str, settings: Settings) -> AsyncIterator[Worker]:
+    async with build_worker(client, settings, task_queue=task_queue) as running:
         yield running

@@ -148,7 +148,7 @@ async def continued_as_new(client: Client, task_queue: str) -> Handle:
         await handle.execute_update(
             IncidentWorkflow.add_timeline_event, AddTimelineEvent(text=f"note {number}")
         )
-    latest = client.get_workflow_handle_for(IncidentWorkflow.run, handle.id)
+    latest: Handle = client.get_workflow_handle(handle.id, result_type=Incident)
     await escalations(latest, 1)
     await latest.execute_update(IncidentWorkflow.cancel, Cancel(reason="drill over"))
     await latest.result()

@@ -430,10 +430,11 @@ def _exec_form(arguments: str) -> list[str]:
 
 
 def _typer_app(module_name: str) -> typer.Typer:
+    # The console script's app is the module's `app`; sub-apps (tickets, review) hang off it.
     module = importlib.import_module(module_name)
-    apps = [value for value in vars(module).values() if isinstance(value, typer.Typer)]
-    assert len(apps) == 1, f"{module_name} should define one Typer app"
-    return apps[0]
+    app = getattr(module, "app", None)
+    assert isinstance(app, typer.Typer), f"{module_name} should define the Typer app `app`"
+    return app
 
 
 def assert_command_exists(argv: list[str], pyproject: dict[str, Any]) -> None:

@@ -20,7 +20,8 @@ from domain.deadlines import (
     rung_for_step,
     step_at,
 )
-from domain.incident import DeadlineKind, Incident, IncidentClock, IncidentState, Roles
+from domain.escalation import DeadlineKind
+from domain.incident import Incident, IncidentClock, IncidentState, Roles
 from domain.policy import Policy, Rung, SeverityPolicy, default_policy, policy_from_toml
 from domain.severity import Severity
 

@@ -73,7 +73,9 @@ class Rejection:
     says: list[str] = field(default_factory=list)
 
 
-AFTER_RESOLVED_ALLOWED = "allowed now: assign_role, add_timeline_event, set_severity"
+AFTER_RESOLVED_ALLOWED = (
+    "allowed now: schedule_review, submit_review, assign_role, add_timeline_event, set_severity"
+)
 
 REJECTIONS: dict[str, Rejection] = {
     "acknowledge-twice": Rejection(

@@ -4,13 +4,15 @@ timeline stays in time order, and the clock has no gaps when steps are skipped."
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from domain.commands import AddTimelineEvent, Cancel, Transition
-from domain.incident import DeadlineKind, Incident, IncidentState, TimelineKind
+from domain.escalation import DeadlineKind
+from domain.incident import Incident, IncidentState, TimelineKind
 from domain.policy import Rung
 from tests.helpers import declare, eventually
 from tests.policies import fast_policy, slow_policy
@@ -38,7 +40,9 @@ async def test_continue_as_new_keeps_the_incident_and_its_pending_deadline(
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
     )
 
-    current = client.get_workflow_handle_for(IncidentWorkflow.run, handle.id)
+    current: WorkflowHandle[Any, Incident] = client.get_workflow_handle(
+        handle.id, result_type=Incident
+    )
     incident: Incident = await eventually(
         lambda: current.query(IncidentWorkflow.state), lambda i: bool(i.escalations), timeout=15
     )

@@ -15,7 +15,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from domain.commands import Acknowledge, AddTimelineEvent, Cancel, SetSeverity, Transition
-from domain.incident import DeadlineKind, EscalationRecord, Incident, TimelineKind
+from domain.escalation import DeadlineKind, EscalationRecord
+from domain.incident import Incident, TimelineKind
 from domain.notifications import EscalationNotice
 from domain.policy import Policy, Rung
 from domain.severity import Severity

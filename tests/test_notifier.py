@@ -27,7 +27,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.notify import Notifier
 from app.logs import configure_logging
 from domain.commands import Cancel
-from domain.incident import DeadlineKind, IncidentState
+from domain.escalation import DeadlineKind
+from domain.incident import IncidentState
 from domain.notifications import EscalationNotice
 from domain.policy import Rung
 from domain.severity import Severity

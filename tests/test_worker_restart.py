@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from temporalio.client import Client
 
 from domain.commands import Acknowledge, AddTimelineEvent, AssignRole, Transition
-from domain.incident import DeadlineKind, IncidentState, Role, TimelineKind
+from domain.escalation import DeadlineKind
+from domain.incident import IncidentState, Role, TimelineKind
 from domain.policy import Policy, Rung
 from settings import Settings
 from tests.helpers import declare, eventually

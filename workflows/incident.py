@@ -18,6 +18,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
+    from domain.action_item import (
+        ActionItemSpec,
+        ActionItemState,
+        ActionItemSummary,
+        StartActionItem,
+        TeamRoute,
+        action_workflow_id,
+    )
     from domain.commands import (
         Acknowledge,
         AddTimelineEvent,
@@ -29,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         Transition,
     )
     from domain.deadlines import (
+        INCIDENT_DEADLINES,
         STATUS_REMINDER_TOP_STEP,
         TOP_STEP,
         DeadlineTracker,
@@ -39,9 +48,8 @@ with workflow.unsafe.imports_passed_through():
         rung_for_step,
         step_at,
     )
+    from domain.escalation import DeadlineKind, EscalationRecord
     from domain.incident import (
-        DeadlineKind,
-        EscalationRecord,
         Incident,
         IncidentClock,
         IncidentState,
@@ -51,6 +59,15 @@ with workflow.unsafe.imports_passed_through():
         TimelineKind,
     )
     from domain.notifications import EscalationNotice
+    from domain.review import (
+        AddActionItem,
+        ReviewRecord,
+        ReviewSchedule,
+        ScheduleReview,
+        SubmitReview,
+        check_review,
+        missing_functions,
+    )
     from domain.severity import Severity
 
 NOTIFY_TIMEOUT = timedelta(seconds=30)
@@ -60,6 +77,9 @@ MIN_TIMER = timedelta(milliseconds=10)
 CLOCK_SKEW = timedelta(minutes=1)
 
 _TRANSITIONS: dict[str, tuple[IncidentState, ...]] = {
+    "schedule_review": (IncidentState.RESOLVED, IncidentState.IN_REVIEW),
+    "submit_review": (IncidentState.RESOLVED, IncidentState.IN_REVIEW),
+    "add_action_item": (IncidentState.REVIEWED, IncidentState.TRACKING),
     "acknowledge": (IncidentState.DECLARED,),
     "mitigate": (IncidentState.DECLARED, IncidentState.MITIGATING),
     "resolve": (IncidentState.DECLARED, IncidentState.MITIGATING, IncidentState.MITIGATED),
@@ -176,7 +196,7 @@ class IncidentWorkflow:
         ladder = incident.policy.for_severity(incident.severity).escalation
         notices: list[EscalationNotice] = []
         tracker = self._deadlines
-        for kind in DeadlineKind:
+        for kind in INCIDENT_DEADLINES:
             due_at = deadline_due_at(kind, incident, status_anchor=tracker.status_anchor)
             if due_at is None or due_at > now:
                 tracker.missed.pop(kind, None)
@@ -242,7 +262,7 @@ class IncidentWorkflow:
             return None
         ladder = incident.policy.for_severity(incident.severity).escalation
         candidates: list[datetime] = []
-        for kind in DeadlineKind:
+        for kind in INCIDENT_DEADLINES:
             due_at = deadline_due_at(kind, incident, status_anchor=self._deadlines.status_anchor)
             if due_at is None:
                 continue
@@ -404,6 +424,153 @@ class IncidentWorkflow:
                 "e.g. 'false alarm: synthetic check'"
             )
 
+    # ---- the review and its action items -----------------------------------------------
+
+    @workflow.update
+    async def schedule_review(self, command: ScheduleReview) -> IncidentStatus:
+        incident = self.incident
+        facilitator = command.facilitator
+        proposed = False
+        if facilitator is None and incident.policy.facilitators:
+            facilitator = await workflow.execute_activity(
+                "propose_facilitator",
+                incident.policy.facilitators,
+                result_type=str,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            proposed = True
+        incident.review_schedule = ReviewSchedule(
+            at=command.at,
+            facilitator=facilitator,
+            facilitator_proposed=proposed,
+            participants=command.participants,
+        )
+        incident.state = IncidentState.IN_REVIEW
+        who = f" with facilitator {facilitator}" if facilitator else ""
+        self._record(
+            workflow.now(),
+            TimelineKind.REVIEW_SCHEDULED,
+            f"review scheduled for {command.at.isoformat(timespec='minutes')}{who}",
+            None,
+        )
+        return self._changed_state()
+
+    @schedule_review.validator
+    def _validate_schedule_review(self, command: ScheduleReview) -> None:
+        self._require_state("schedule_review")
+        if command.at.tzinfo is None:
+            raise _rejected("give the review time with a time zone, e.g. 2026-12-01T15:00:00Z")
+
+    @workflow.update
+    async def submit_review(self, command: SubmitReview) -> IncidentStatus:
+        incident = self.incident
+        now = workflow.now()
+        review = command.review
+        warnings = []
+        missing = missing_functions(review, incident.policy.for_severity(incident.severity))
+        if missing:
+            warnings.append(
+                f"held without {', '.join(f.value for f in missing)}: "
+                f"{review.missing_function_waiver}"
+            )
+        incident.review = ReviewRecord(
+            review=review, submitted_at=now, submitted_by=command.by, warnings=warnings
+        )
+        incident.clock.review_held_at = now
+        incident.state = IncidentState.REVIEWED
+        self._record(now, TimelineKind.REVIEWED, "review submitted", command.by)
+        for spec in review.action_items:
+            await self._start_action_item(spec, command.routes[spec.owning_team])
+        incident.state = IncidentState.TRACKING
+        return self._changed_state()
+
+    @submit_review.validator
+    def _validate_submit_review(self, command: SubmitReview) -> None:
+        self._require_state("submit_review")
+        incident = self.incident
+        problems = [
+            str(problem)
+            for problem in check_review(
+                command.review, incident.policy, incident.policy.for_severity(incident.severity)
+            )
+        ]
+        for index, spec in enumerate(command.review.action_items):
+            if spec.owning_team not in command.routes:
+                problems.append(
+                    f"action_items.{index}.owning_team: no route for team {spec.owning_team!r}"
+                )
+        if problems:
+            raise _rejected("the review cannot be accepted:\n" + "\n".join(problems))
+
+    @workflow.update
+    async def add_action_item(self, command: AddActionItem) -> ActionItemSummary:
+        summary = await self._start_action_item(command.spec, command.route)
+        self.incident.state = IncidentState.TRACKING
+        self._changed_state()
+        return summary
+
+    @add_action_item.validator
+    def _validate_add_action_item(self, command: AddActionItem) -> None:
+        self._require_state("add_action_item")
+        if command.route.team != command.spec.owning_team:
+            raise _rejected(
+                f"the route is for team {command.route.team!r}, "
+                f"the item is owned by {command.spec.owning_team!r}"
+            )
+
+    async def _start_action_item(self, spec: ActionItemSpec, route: TeamRoute) -> ActionItemSummary:
+        incident = self.incident
+        number = len(incident.action_items) + 1
+        policy = incident.policy.for_severity(incident.severity).action_items
+        due_at = spec.due_at or workflow.now() + policy.due_within[spec.kind]
+        summary = ActionItemSummary(
+            number=number,
+            id=f"{incident.key}-{number}",
+            title=spec.title,
+            owning_team=spec.owning_team,
+            kind=spec.kind,
+            state=ActionItemState.CREATING,
+            due_at=due_at,
+        )
+        incident.action_items.append(summary)
+        await workflow.start_child_workflow(
+            "ActionItemWorkflow",
+            StartActionItem(
+                incident_key=incident.key,
+                incident_title=incident.title,
+                number=number,
+                severity=incident.severity,
+                spec=spec,
+                due_at=due_at,
+                route=route,
+                policy=policy,
+            ),
+            id=action_workflow_id(incident.key, number),
+            # Items outlive the run that started them: the incident may continue as new.
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+        )
+        return summary
+
+    @workflow.signal
+    def action_item_changed(self, summary: ActionItemSummary) -> None:
+        incident = self.incident
+        for index, known in enumerate(incident.action_items):
+            if known.number == summary.number:
+                incident.action_items[index] = summary
+                break
+        else:
+            return
+        if (
+            incident.state is IncidentState.TRACKING
+            and incident.action_items
+            and all(item.state.is_final for item in incident.action_items)
+        ):
+            now = workflow.now()
+            incident.state = IncidentState.CLOSED
+            incident.clock.closed_at = now
+            self._record(now, TimelineKind.CLOSED, "every action item is done or accepted", None)
+        self._changed_state()
+
     # ---- helpers ---------------------------------------------------------------------
 
     @property
@@ -482,10 +649,16 @@ class IncidentWorkflow:
             sa.DECLARED_AT.value_set(clock.declared_at),
             sa.ESCALATION_COUNT.value_set(len(incident.escalations)),
         ]
-        for key, value in (
-            (sa.ACKNOWLEDGED_AT, clock.acknowledged_at),
-            (sa.RESOLVED_AT, clock.resolved_at),
-        ):
-            if value is not None:
-                pairs.append(key.value_set(value))
+        pairs.append(sa.INCIDENT_KEY.value_set(incident.key))
+        schedule = incident.review_schedule
+        if schedule is not None and schedule.facilitator:
+            pairs.append(sa.FACILITATOR.value_set(schedule.facilitator))
+        if clock.resolved_at is not None:
+            pairs.append(sa.RESOLVED_AT.value_set(clock.resolved_at))
+        dues = [
+            due
+            for kind in INCIDENT_DEADLINES
+            if (due := deadline_due_at(kind, incident, status_anchor=self._deadlines.status_anchor))
+        ]
+        pairs.append(sa.DUE_AT.value_set(min(dues)) if dues else sa.DUE_AT.value_unset())
         workflow.upsert_search_attributes(pairs)

@@ -1,0 +1,89 @@
+"""Ticket activities: create (exactly once), comment and update tickets in any tracker.
+
+They are synchronous, like the tracker clients they call, and run in the worker's thread
+pool. A tracker's refusal fails the activity for good (TrackerRefused); an outage is
+retried with the activity's retry policy (TrackerUnavailable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol, runtime_checkable
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from app.logs import get_logger
+from domain.tickets import CommentOnTicket, EnsureTicket, Ticket, TicketDraft, UpdateTicket
+from integrations.registry import TrackerRegistry
+from integrations.tracker import TrackerError
+
+log = get_logger("afteraction.tickets")
+
+
+@runtime_checkable
+class _ReportsCreation(Protocol):
+    """An adapter that can tell whether `ensure_ticket` created the ticket or found it."""
+
+    def ensure(self, target: str, draft: TicketDraft) -> tuple[Ticket, bool]: ...
+
+
+@contextmanager
+def _classified() -> Iterator[None]:
+    try:
+        yield
+    except TrackerError as error:
+        if error.retryable:
+            raise ApplicationError(str(error), type="TrackerUnavailable") from error
+        raise ApplicationError(str(error), type="TrackerRefused", non_retryable=True) from error
+
+
+class TicketActivities:
+    def __init__(self, registry: TrackerRegistry) -> None:
+        self._registry = registry
+
+    @activity.defn(name="ensure_ticket")
+    def ensure_ticket(self, request: EnsureTicket) -> Ticket:
+        with _classified():
+            tracker = self._registry.for_target(request.target)
+            if isinstance(tracker, _ReportsCreation):
+                ticket, created = tracker.ensure(request.target, request.draft)
+                event = "ticket.created" if created else "ticket.found"
+            else:
+                ticket = tracker.ensure_ticket(request.target, request.draft)
+                event = "ticket.ensured"
+        log.info(
+            event,
+            target=request.target,
+            key=ticket.ref.key,
+            idempotency_key=request.draft.idempotency_key,
+        )
+        return ticket
+
+    @activity.defn(name="comment_on_ticket")
+    def comment_on_ticket(self, request: CommentOnTicket) -> None:
+        with _classified():
+            self._registry.for_target(request.target).comment(
+                request.target, request.key, request.text, idempotency_key=request.idempotency_key
+            )
+        log.info(
+            "ticket.commented",
+            target=request.target,
+            key=request.key,
+            idempotency_key=request.idempotency_key,
+        )
+
+    @activity.defn(name="update_ticket")
+    def update_ticket(self, request: UpdateTicket) -> Ticket:
+        with _classified():
+            ticket = self._registry.for_target(request.target).update(
+                request.target, request.key, request.change
+            )
+        log.info(
+            "ticket.updated",
+            target=request.target,
+            key=request.key,
+            change=request.change.model_dump(mode="json", exclude_defaults=True),
+        )
+        return ticket

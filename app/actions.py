@@ -1,0 +1,150 @@
+"""Action items as the CLI and the API see them: list, read, extend, verify, accept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from app.incidents import WORKER_TIMEOUT, CommandRejected, IncidentNotFound, TemporalUnavailable
+from domain import search_attributes as sa
+from domain.action_item import (
+    AcceptRisk,
+    ActionItem,
+    ActionItemRow,
+    ActionItemState,
+    ActionItemSummary,
+    ExtendDeadline,
+    VerifyItem,
+    action_workflow_id,
+    parse_action_item_id,
+)
+from domain.severity import Severity
+
+COMMANDS: dict[str, type[BaseModel]] = {
+    "extend_deadline": ExtendDeadline,
+    "verify": VerifyItem,
+    "accept_risk": AcceptRisk,
+}
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class ActionItems:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def list(
+        self,
+        *,
+        incident: str | None = None,
+        team: str | None = None,
+        overdue: bool = False,
+        limit: int = 500,
+    ) -> list[ActionItemRow]:
+        now = datetime.now(UTC)
+        clauses = ["WorkflowType = 'ActionItemWorkflow'"]
+        if incident:
+            clauses.append(f"{sa.INCIDENT_KEY.name} = {_quoted(incident)}")
+        if team:
+            clauses.append(f"{sa.TEAMS.name} = {_quoted(team)}")
+        if overdue:
+            clauses.append(f"{sa.STATE.name} = '{ActionItemState.OPEN.value}'")
+            clauses.append(f"{sa.DUE_AT.name} < '{now.isoformat().replace('+00:00', 'Z')}'")
+        rows: list[ActionItemRow] = []
+        try:
+            async for execution in self._client.list_workflows(" AND ".join(clauses), limit=limit):
+                row = _row_of(execution, now)
+                if row is not None:
+                    rows.append(row)
+        except RPCError as error:
+            raise TemporalUnavailable(f"cannot list action items: {error.message}") from None
+        return sorted(rows, key=lambda row: (row.due_at, row.id))
+
+    async def get(self, item_id: str) -> ActionItem:
+        workflow_id = self._workflow_id(item_id)
+        try:
+            item: ActionItem = await self._client.get_workflow_handle(workflow_id).query(
+                "state", result_type=ActionItem, rpc_timeout=WORKER_TIMEOUT
+            )
+            return item
+        except WorkflowQueryFailedError as error:
+            raise CommandRejected(str(error)) from None
+        except RPCError as error:
+            raise await self._explain(item_id, error) from None
+
+    async def command(self, item_id: str, name: str, payload: BaseModel) -> ActionItemSummary:
+        model = COMMANDS[name]
+        if not isinstance(payload, model):
+            raise TypeError(f"{name} takes {model.__name__}, not {type(payload).__name__}")
+        handle = self._client.get_workflow_handle(self._workflow_id(item_id))
+        try:
+            result: ActionItemSummary = await handle.execute_update(
+                name, payload, result_type=ActionItemSummary, rpc_timeout=WORKER_TIMEOUT
+            )
+            return result
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise CommandRejected(message) from None
+        except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as error:
+            raise await self._explain(item_id, error) from None
+
+    @staticmethod
+    def _workflow_id(item_id: str) -> str:
+        try:
+            key, number = parse_action_item_id(item_id)
+        except ValueError as error:
+            raise CommandRejected(str(error)) from None
+        return action_workflow_id(key, number)
+
+    async def _explain(self, item_id: str, error: Exception) -> Exception:
+        handle = self._client.get_workflow_handle(self._workflow_id(item_id))
+        try:
+            description = await handle.describe()
+        except RPCError as describe_error:
+            if describe_error.status is RPCStatusCode.NOT_FOUND:
+                return IncidentNotFound(
+                    f"no action item {item_id}; `afteraction actions list` shows them"
+                )
+            return TemporalUnavailable(f"cannot reach Temporal: {describe_error.message}")
+        if description.close_time is not None:
+            return CommandRejected(f"action item {item_id} is closed; nothing can change now")
+        return TemporalUnavailable(
+            f"no worker answered within {WORKER_TIMEOUT.seconds}s; start one with `make run`"
+        )
+
+
+def _row_of(execution: WorkflowExecution, now: datetime) -> ActionItemRow | None:
+    attributes = execution.typed_search_attributes
+    state = attributes.get(sa.STATE)
+    due_at = attributes.get(sa.DUE_AT)
+    key = attributes.get(sa.INCIDENT_KEY)
+    severity = attributes.get(sa.SEVERITY)
+    if state is None or due_at is None or key is None or severity is None:
+        return None
+    number = execution.id.rsplit("/", 1)[-1]
+    item_state = ActionItemState(state)
+    teams = attributes.get(sa.TEAMS) or [""]
+    return ActionItemRow(
+        id=f"{key}-{number}",
+        incident_key=key,
+        title=attributes.get(sa.TITLE) or "",
+        owning_team=teams[0],
+        severity=Severity(severity),
+        state=item_state,
+        due_at=due_at,
+        overdue=item_state is ActionItemState.OPEN and due_at < now,
+        escalation_count=attributes.get(sa.ESCALATION_COUNT) or 0,
+    )

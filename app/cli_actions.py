@@ -1,0 +1,197 @@
+"""`afteraction actions`: list action items, add one, extend, verify or accept one."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Group, RenderableType
+from rich.table import Table
+from temporalio.client import Client
+
+from app.actions import ActionItems
+from app.cli_common import (
+    ByOption,
+    JsonOption,
+    _emit,
+    _me,
+    _model,
+    _run,
+    _run_client,
+    parse_due,
+)
+from domain.action_item import (
+    AcceptRisk,
+    ActionItem,
+    ActionItemRow,
+    ActionItemSpec,
+    ActionItemSummary,
+    ExtendDeadline,
+    Priority,
+    VerifyItem,
+)
+from domain.policy import ActionKind
+from settings import Settings
+
+T = TypeVar("T")
+
+actions = typer.Typer(
+    name="actions",
+    help="Action items: list, add, extend, verify, accept.",
+    no_args_is_help=True,
+)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+
+def _rows(rows: list[ActionItemRow]) -> RenderableType:
+    table = Table(title="Action items")
+    for column in ("Id", "State", "Team", "Due (UTC)", "Esc", "Title"):
+        table.add_column(column, no_wrap=column != "Title")
+    for row in rows:
+        due = f"[red]{_when(row.due_at)} overdue[/]" if row.overdue else _when(row.due_at)
+        table.add_row(
+            row.id, row.state.value, row.owning_team, due, str(row.escalation_count), row.title
+        )
+    return table
+
+
+def _item(item: ActionItem) -> RenderableType:
+    facts = Table.grid(padding=(0, 2))
+    facts.add_row("Id", item.id)
+    facts.add_row("Title", item.spec.title)
+    facts.add_row("State", item.state.value)
+    facts.add_row("Team", item.spec.owning_team)
+    facts.add_row("Assignee", item.spec.assignee or item.route.assignee or "—")
+    facts.add_row("Kind", item.spec.kind.value)
+    facts.add_row("Priority", item.spec.priority.value)
+    facts.add_row("Due", _when(item.due_at))
+    facts.add_row("Ticket", f"{item.route.target} {item.ticket.key}" if item.ticket else "—")
+    facts.add_row("Success criteria", item.spec.success_criteria)
+    if item.ticket_error:
+        facts.add_row("Ticket error", f"[red]{item.ticket_error}[/]")
+    parts: list[RenderableType] = [facts]
+    if item.escalations:
+        ladder = Table(title="Escalations", title_justify="left")
+        for column in ("When", "Deadline", "Rung", "Notified", "Why"):
+            ladder.add_column(column)
+        for record in item.escalations:
+            ladder.add_row(
+                _when(record.at),
+                record.deadline.value,
+                record.rung.value,
+                ", ".join(record.notified),
+                record.reason,
+            )
+        parts.append(ladder)
+    return Group(*parts)
+
+
+def _summary(result: ActionItemSummary) -> str:
+    return f"[bold]{result.id}[/] {result.state.value}, due {_when(result.due_at)}: {result.title}"
+
+
+def _with_items(work: Callable[[ActionItems], Awaitable[T]]) -> T:
+    async def go(client: Client, _settings: Settings) -> T:
+        return await work(ActionItems(client))
+
+    return _run_client(go)
+
+
+@actions.command("list")
+def list_items(
+    incident: Annotated[str | None, typer.Option("--incident", help="Only this incident.")] = None,
+    team: Annotated[str | None, typer.Option("--team", help="Only this owning team.")] = None,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only open items past due.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List action items, soonest due first."""
+    rows: list[ActionItemRow] = _with_items(
+        lambda items: items.list(incident=incident, team=team, overdue=overdue)
+    )
+    _emit(rows, as_json, _rows(rows))
+
+
+@actions.command()
+def show(
+    item_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
+) -> None:
+    """Show an action item: ticket, due date, escalations."""
+    item: ActionItem = _with_items(lambda items: items.get(item_id))
+    _emit(item, as_json, _item(item))
+
+
+@actions.command()
+def add(
+    key: str,
+    title: Annotated[str, typer.Option("--title")],
+    team: Annotated[str, typer.Option("--team", help="The owning team.")],
+    kind: Annotated[ActionKind, typer.Option("--kind")],
+    priority: Annotated[Priority, typer.Option("--priority")],
+    criteria: Annotated[str, typer.Option("--criteria", help="Measurable success criteria.")],
+    due: Annotated[str | None, typer.Option("--due", help="ISO time or from now (14d).")] = None,
+    assignee: Annotated[str | None, typer.Option("--assignee")] = None,
+    slo: Annotated[str | None, typer.Option("--slo", help="Link to the SLO it protects.")] = None,
+    by: ByOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Add an action item to a reviewed incident."""
+    spec = _model(
+        ActionItemSpec,
+        title=title,
+        owning_team=team,
+        assignee=assignee,
+        kind=kind,
+        priority=priority,
+        due_at=parse_due(due, "--due") if due else None,
+        success_criteria=criteria,
+        slo_link=slo,
+    )
+    result = _run(lambda incidents: incidents.add_action_item(key, spec, by=by or _me()))
+    _emit(result, as_json, _summary(result))
+
+
+def _update(item_id: str, name: str, payload: BaseModel, as_json: bool) -> None:
+    result: ActionItemSummary = _with_items(lambda items: items.command(item_id, name, payload))
+    _emit(result, as_json, _summary(result))
+
+
+@actions.command()
+def extend(
+    item_id: Annotated[str, typer.Argument(metavar="ID")],
+    due: Annotated[str, typer.Option("--due", help="New due time: ISO, or from now (7d).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it needs longer.")],
+    by: ByOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Move the due date later, with a reason (kept in the history)."""
+    payload = _model(ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, by=by or _me())
+    _update(item_id, "extend_deadline", payload, as_json)
+
+
+@actions.command()
+def verify(
+    item_id: Annotated[str, typer.Argument(metavar="ID")],
+    evidence: Annotated[str, typer.Option("--evidence", help="A link or a sentence.")],
+    by: ByOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Confirm the success criteria of an item whose ticket is closed."""
+    _update(item_id, "verify", _model(VerifyItem, evidence=evidence, by=by or _me()), as_json)
+
+
+@actions.command()
+def accept(
+    item_id: Annotated[str, typer.Argument(metavar="ID")],
+    rationale: Annotated[str, typer.Option("--rationale", help="Why it will not be done.")],
+    approver: Annotated[str, typer.Option("--approver", help="Who accepts the risk.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Close an item as won't-do, accepting the risk."""
+    payload = _model(AcceptRisk, rationale=rationale, approver=approver)
+    _update(item_id, "accept_risk", payload, as_json)

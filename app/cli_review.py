@@ -1,0 +1,108 @@
+"""`afteraction review`: schedule the review, write its template, submit it, show it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.cli_common import ByOption, JsonOption, _emit, _me, _run, err, fail, parse_due
+from app.incidents import Incidents
+from app.render import status
+from app.review_files import ReviewFileError, parse_review, review_template
+from app.review_markdown import review_markdown
+from domain.functions import ReviewFunction
+from domain.incident import IncidentStatus
+from domain.review import Participant, ScheduleReview
+
+review = typer.Typer(
+    name="review",
+    help="The post-incident review: schedule, template, submit, show.",
+    no_args_is_help=True,
+)
+
+
+def _participant(text: str) -> Participant:
+    name, _, function = text.rpartition(":")
+    try:
+        return Participant(name=name.strip(), function=ReviewFunction(function.strip().lower()))
+    except ValueError:
+        allowed = ", ".join(f.value for f in ReviewFunction)
+        fail(f"--participant {text!r}: expected NAME:FUNCTION, FUNCTION one of {allowed}", 2)
+
+
+@review.command()
+def schedule(
+    key: str,
+    at: Annotated[str, typer.Option("--at", help="When: ISO time, or how long from now (2d).")],
+    facilitator: Annotated[
+        str | None,
+        typer.Option("--facilitator", help="Who runs it; left out, the rotation proposes one."),
+    ] = None,
+    participant: Annotated[
+        list[str] | None,
+        typer.Option("--participant", help="NAME:FUNCTION, e.g. ana:product (repeatable)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Schedule the review of a resolved incident."""
+    command = ScheduleReview(
+        at=parse_due(at, "--at"),
+        facilitator=facilitator,
+        participants=[_participant(text) for text in participant or []],
+    )
+    result = _run(lambda incidents: incidents.command(key, "schedule_review", command))
+    _emit(result, as_json, status(result))
+
+
+@review.command()
+def template(
+    key: str,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write (default review-KEY.yaml).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a review file to fill in, prefilled from the incident."""
+    target = out or Path(f"review-{key}.yaml")
+    if target.exists() and not force:
+        fail(f"{target} exists; fill it in and submit it, or pass --force to start over", 2)
+    incident = _run(lambda incidents: incidents.get(key))
+    target.write_text(review_template(incident), encoding="utf-8")
+    err.print(f"wrote {target}; fill it in, then: afteraction review submit {key} {target}")
+
+
+@review.command()
+def submit(key: str, file: Path, by: ByOption = "", as_json: JsonOption = False) -> None:
+    """Validate a review file and submit it; its action items become tracked tickets."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        fail(f"cannot read {file}: {error.strerror}", 2)
+
+    async def go(incidents: Incidents) -> IncidentStatus:
+        incident = await incidents.get(key)
+        try:
+            parsed = parse_review(
+                text, source=str(file), policy=incident.policy, severity=incident.severity
+            )
+        except ReviewFileError as error:
+            fail(f"{file} cannot be submitted:\n{error}", 2)
+        return await incidents.submit_review(key, parsed, by=by or _me())
+
+    result = _run(go)
+    _emit(result, as_json, f"review accepted: {status(result)}")
+
+
+@review.command()
+def show(key: str, as_json: JsonOption = False) -> None:
+    """Render the submitted review as Markdown (executive summary first)."""
+    incident = _run(lambda incidents: incidents.get(key))
+    if incident.review is None:
+        fail(f"{key} has no review yet; write one with `afteraction review template {key}`", 2)
+    if as_json:
+        _emit(incident.review, True, "")
+        return
+    sys.stdout.write(review_markdown(incident) + "\n")

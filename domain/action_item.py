@@ -1,0 +1,249 @@
+"""Action items: what a review commits a team to, and the item's life until it is closed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, field_validator
+
+from domain.escalation import DeadlineKind, EscalationRecord
+from domain.policy import ActionItemPolicy, ActionKind, Rung
+from domain.severity import Severity
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+def _required_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+class ActionItemSpec(BaseModel):
+    """One independent, testable, assignable piece of work that a review decides on."""
+
+    title: str
+    owning_team: str
+    assignee: str | None = None
+    kind: ActionKind
+    priority: Priority
+    due_at: datetime | None = Field(
+        default=None, description="when it is due; default from the policy by kind and severity"
+    )
+    success_criteria: str = Field(description="how anyone can tell it worked, measurably")
+    slo_link: str | None = None
+
+    _check_text = field_validator("title", "owning_team", "success_criteria")(_required_text)
+
+    @field_validator("due_at")
+    @classmethod
+    def _zoned(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone, e.g. 2026-12-15T17:00:00Z")
+        return value
+
+
+class ActionItemState(StrEnum):
+    CREATING = "creating"  # the ticket is being created
+    OPEN = "open"
+    VERIFYING = "verifying"  # the ticket is closed; the success criteria await confirmation
+    DONE = "done"
+    ACCEPTED = "accepted"  # won't do: the risk was accepted, with a rationale and an approver
+
+    @property
+    def is_final(self) -> bool:
+        return self in (ActionItemState.DONE, ActionItemState.ACCEPTED)
+
+
+class TeamRoute(BaseModel):
+    """Where a team's tickets go and who hears about them at each rung."""
+
+    team: str
+    target: str = Field(description="local, github:owner/repo or jira:PROJECT")
+    assignee: str | None = None
+    contacts: dict[Rung, list[str]] = Field(default_factory=dict)
+
+
+class TicketRef(BaseModel):
+    target: str
+    key: str
+    url: str | None = None
+
+
+class Extension(BaseModel):
+    at: datetime
+    previous_due_at: datetime
+    due_at: datetime
+    reason: str
+    by: str | None = None
+
+
+class Verification(BaseModel):
+    at: datetime
+    by: str
+    evidence: str
+
+
+class RiskAcceptance(BaseModel):
+    at: datetime
+    rationale: str
+    approver: str
+
+
+class ActionItem(BaseModel):
+    """The state ActionItemWorkflow keeps and its queries answer."""
+
+    id: str = Field(description="KEY-N, e.g. INC-261127-7KQ2-1")
+    incident_key: str
+    number: int
+    severity: Severity
+    spec: ActionItemSpec
+    due_at: datetime
+    route: TeamRoute
+    policy: ActionItemPolicy
+    state: ActionItemState = ActionItemState.CREATING
+    ticket: TicketRef | None = None
+    created_at: datetime
+    last_activity_at: datetime
+    escalations: list[EscalationRecord] = Field(default_factory=list)
+    reminders_sent: list[datetime] = Field(default_factory=list)
+    extensions: list[Extension] = Field(default_factory=list)
+    verification: Verification | None = None
+    acceptance: RiskAcceptance | None = None
+    closed_at: datetime | None = None
+    ticket_error: str | None = Field(
+        default=None, description="why the ticket could not be created yet, if it could not"
+    )
+    seen_deliveries: list[str] = Field(
+        default_factory=list, description="recent tracker deliveries, so a repeat is ignored"
+    )
+
+
+class MissedStep(BaseModel):
+    """A deadline of the item that passed unmet, and how many ladder steps were notified."""
+
+    due_at: datetime
+    steps_taken: int = 0
+
+
+class ActionItemCarriedOver(BaseModel):
+    item: ActionItem
+    missed: dict[DeadlineKind, MissedStep] = Field(default_factory=dict)
+
+
+class StartActionItem(BaseModel):
+    """ActionItemWorkflow's input; `carried_over` is set when a run continues as new."""
+
+    incident_key: str
+    incident_title: str
+    number: int
+    severity: Severity
+    spec: ActionItemSpec
+    due_at: datetime
+    route: TeamRoute
+    policy: ActionItemPolicy
+    history_limit: int = Field(default=10_000, ge=20)
+    carried_over: ActionItemCarriedOver | None = None
+
+
+def action_item_id(incident_key: str, number: int) -> str:
+    return f"{incident_key}-{number}"
+
+
+def action_workflow_id(incident_key: str, number: int) -> str:
+    return f"incident/{incident_key}/action/{number}"
+
+
+def parse_action_item_id(item_id: str) -> tuple[str, int]:
+    """'INC-261127-7KQ2-3' -> ('INC-261127-7KQ2', 3); ValueError names the expected form."""
+    key, _, number = item_id.rpartition("-")
+    if not key or not number.isdigit():
+        raise ValueError(f"{item_id!r} is not an action item id; expected KEY-N, e.g. INC-1-2")
+    return key, int(number)
+
+
+class TicketStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class TicketChanged(BaseModel):
+    """Signal to ActionItemWorkflow: its ticket changed in the tracker (webhook, reconciler or
+    the local tracker's CLI all send this one shape)."""
+
+    ticket_key: str
+    event: str = Field(description="what happened, e.g. closed, reopened, commented, edited")
+    status: TicketStatus | None = Field(default=None, description="the status after the event")
+    at: datetime
+    source: str = Field(description="webhook:github, webhook:jira, reconciler or local")
+    delivery_id: str | None = Field(
+        default=None, description="the sender's id of this delivery, so duplicates change nothing"
+    )
+
+
+class ExtendDeadline(BaseModel):
+    due_at: datetime
+    reason: str
+    by: str | None = None
+
+    _check_reason = field_validator("reason")(_required_text)
+
+
+class VerifyItem(BaseModel):
+    evidence: str = Field(description="a link or a sentence showing the success criteria hold")
+    by: str
+
+    _check_text = field_validator("evidence", "by")(_required_text)
+
+
+class AcceptRisk(BaseModel):
+    rationale: str
+    approver: str
+
+    _check_text = field_validator("rationale", "approver")(_required_text)
+
+
+class ActionItemSummary(BaseModel):
+    """An action item as its incident tracks it."""
+
+    number: int
+    id: str
+    title: str
+    owning_team: str
+    kind: ActionKind
+    state: ActionItemState
+    due_at: datetime
+    ticket: TicketRef | None = None
+
+    @classmethod
+    def of(cls, item: ActionItem) -> ActionItemSummary:
+        return cls(
+            number=item.number,
+            id=item.id,
+            title=item.spec.title,
+            owning_team=item.spec.owning_team,
+            kind=item.spec.kind,
+            state=item.state,
+            due_at=item.due_at,
+            ticket=item.ticket,
+        )
+
+
+class ActionItemRow(BaseModel):
+    """A row of `actions list`: what visibility knows of an item without asking its workflow."""
+
+    id: str
+    incident_key: str
+    title: str
+    owning_team: str
+    severity: Severity
+    state: ActionItemState
+    due_at: datetime
+    overdue: bool
+    escalation_count: int = 0

@@ -1,0 +1,53 @@
+"""Tickets as afteraction sees them in any tracker, and the ticket activities' inputs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from domain.action_item import TicketRef, TicketStatus
+
+
+class TicketDraft(BaseModel):
+    idempotency_key: str
+    title: str
+    body: str
+    labels: list[str] = Field(default_factory=list)
+    assignee: str | None = None
+    due_at: datetime
+
+
+class Ticket(BaseModel):
+    ref: TicketRef
+    title: str
+    status: TicketStatus
+    labels: list[str] = Field(default_factory=list)
+    assignee: str | None = None
+    due_at: datetime | None = None
+    idempotency_key: str | None = None
+    updated_at: datetime
+
+
+class TicketChange(BaseModel):
+    due_at: datetime | None = None
+    add_labels: list[str] = Field(default_factory=list)
+    assignee: str | None = None
+
+
+class EnsureTicket(BaseModel):
+    target: str
+    draft: TicketDraft
+
+
+class CommentOnTicket(BaseModel):
+    target: str
+    key: str
+    text: str
+    idempotency_key: str
+
+
+class UpdateTicket(BaseModel):
+    target: str
+    key: str
+    change: TicketChange

@@ -1,0 +1,45 @@
+"""The one interface every tracker adapter (local, GitHub, Jira) implements.
+
+Adapters are synchronous (the jira and PyGithub clients are): activities call them from the
+worker's thread pool. `ensure_ticket` is the only way to create a ticket and it is
+idempotent: the draft's idempotency key is written into the ticket and looked up first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from domain.tickets import Ticket, TicketChange, TicketDraft
+
+__all__ = ["Ticket", "TicketChange", "TicketDraft", "Tracker", "TrackerError"]
+
+
+class TrackerError(Exception):
+    """A tracker refused or failed; `retryable` says whether trying again can help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Tracker(Protocol):
+    def ensure_ticket(self, target: str, draft: TicketDraft) -> Ticket:
+        """The ticket carrying draft.idempotency_key in `target`, created if there is none."""
+        ...
+
+    def get(self, target: str, key: str) -> Ticket: ...
+
+    def update(self, target: str, key: str, change: TicketChange) -> Ticket: ...
+
+    def comment(self, target: str, key: str, text: str, *, idempotency_key: str) -> None:
+        """Add a comment unless one with this idempotency key is already there."""
+        ...
+
+    def close(self, target: str, key: str) -> Ticket: ...
+
+    def reopen(self, target: str, key: str) -> Ticket: ...
+
+    def changed_since(self, target: str, since: datetime) -> list[Ticket]:
+        """Every afteraction ticket in `target` updated at or after `since`, in few calls."""
+        ...

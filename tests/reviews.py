@@ -1,0 +1,57 @@
+"""A complete, valid review to submit in tests, and the routes of its teams."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from domain.action_item import ActionItemSpec, TeamRoute
+from domain.functions import ReviewFunction
+from domain.policy import ActionKind, Rung
+from domain.review import Answer, Decision, FocusedQuestions, Participant, Review, Rubric
+
+
+def item_spec(team: str, title: str, **fields: Any) -> ActionItemSpec:
+    return ActionItemSpec(
+        title=title,
+        owning_team=team,
+        kind=fields.pop("kind", ActionKind.SHORT_TERM),
+        priority=fields.pop("priority", "P2"),
+        success_criteria=fields.pop("success_criteria", "error rate < 0.1% for 7 days"),
+        **fields,
+    )
+
+
+def full_review(*items: ActionItemSpec, **fields: Any) -> Review:
+    answer = Answer(answer="see the appendix", timebox_minutes=10)
+    everyone = [
+        Participant(name=f"{function.value}-person", function=function)
+        for function in ReviewFunction
+    ]
+    values: dict[str, Any] = {
+        "executive_summary": "Checkout failed for 20 minutes after a bad deploy.",
+        "technical_appendix": "The deploy raised the pool size past the database limit.",
+        "questions": FocusedQuestions(**{name: answer for name in FocusedQuestions.model_fields}),
+        "rubric": Rubric(severity=3, exposure=2, risk_migration=4),
+        "facilitator": "fran",
+        "participants": everyone,
+        "decisions": [
+            Decision(
+                decision="freeze pool changes",
+                rationale="until limits are checked",
+                owner="bob",
+                date=date(2026, 11, 27),
+            )
+        ],
+        "action_items": list(items),
+    }
+    return Review(**{**values, **fields})
+
+
+def local_route(team: str) -> TeamRoute:
+    return TeamRoute(
+        team=team,
+        target="local",
+        assignee=f"{team}-oncall",
+        contacts={Rung.TEAM_LEAD: [f"{team}-lead"], Rung.MANAGER: [f"{team}-manager"]},
+    )

@@ -1,0 +1,296 @@
+"""From resolution through the review to closed, verified action items, on the dev server
+with the local tracker: one ticket per item, ticket events moving items, the incident
+closing only when every item is done or accepted."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.worker import Worker
+
+from domain.action_item import (
+    AcceptRisk,
+    ActionItem,
+    ActionItemState,
+    ActionItemSummary,
+    ExtendDeadline,
+    TicketChanged,
+    TicketStatus,
+    VerifyItem,
+    action_workflow_id,
+)
+from domain.commands import Acknowledge, Transition
+from domain.functions import ReviewFunction
+from domain.incident import Incident, IncidentState
+from domain.policy import ActionItemPolicy, Rung
+from domain.review import Participant, ScheduleReview, SubmitReview
+from integrations.local import LocalTracker
+from settings import Settings
+from tests.helpers import declare, eventually
+from tests.policies import slow_policy
+from tests.reviews import full_review, item_spec, local_route
+from workflows.incident import IncidentWorkflow
+
+Handle = WorkflowHandle[IncidentWorkflow, Incident]
+
+
+async def resolved_incident(client: Client, task_queue: str, **fields: Any) -> Handle:
+    handle = await declare(client, task_queue, slow_policy(), **fields)
+    await handle.execute_update(IncidentWorkflow.acknowledge, Acknowledge(commander="bob"))
+    await handle.execute_update(IncidentWorkflow.resolve, Transition())
+    return handle
+
+
+async def item_state(client: Client, workflow_id: str) -> ActionItem:
+    item: ActionItem = await client.get_workflow_handle(workflow_id).query(
+        "state", result_type=ActionItem
+    )
+    return item
+
+
+async def wait_item(client: Client, workflow_id: str, state: ActionItemState) -> ActionItem:
+    return await eventually(
+        lambda: item_state(client, workflow_id), lambda item: item.state is state
+    )
+
+
+async def signal_ticket(
+    client: Client, workflow_id: str, key: str, status: TicketStatus, delivery: str
+) -> None:
+    await client.get_workflow_handle(workflow_id).signal(
+        "ticket_changed",
+        TicketChanged(
+            ticket_key=key,
+            event=status.value,
+            status=status,
+            at=datetime.now(UTC),
+            source="local",
+            delivery_id=delivery,
+        ),
+    )
+
+
+async def test_review_to_closed_incident_through_tickets_verification_and_risk_acceptance(
+    client: Client, worker: Worker, task_queue: str, settings: Settings
+) -> None:
+    handle = await resolved_incident(client, task_queue)
+    status = await handle.execute_update(
+        IncidentWorkflow.schedule_review,
+        ScheduleReview(at=datetime.now(UTC) + timedelta(days=1), facilitator="fran"),
+    )
+    assert status.state is IncidentState.IN_REVIEW
+    review = full_review(
+        item_spec("payments", "Cap the pool size"),
+        item_spec("platform", "Alert on pool saturation"),
+    )
+    routes = {team: local_route(team) for team in ("payments", "platform")}
+    status = await handle.execute_update(
+        IncidentWorkflow.submit_review, SubmitReview(review=review, routes=routes, by="fran")
+    )
+    assert status.state is IncidentState.TRACKING
+    key = (await handle.query(IncidentWorkflow.state)).key
+    first, second = action_workflow_id(key, 1), action_workflow_id(key, 2)
+
+    one = await wait_item(client, first, ActionItemState.OPEN)
+    two = await wait_item(client, second, ActionItemState.OPEN)
+    tracker = LocalTracker.in_home(settings.home)
+    tickets = {ticket.idempotency_key: ticket for ticket in tracker.tickets()}
+    assert set(tickets) == {first, second}
+    assert one.ticket is not None and tickets[first].ref.key == one.ticket.key
+    assert tickets[first].assignee == "payments-oncall"
+    assert "afteraction" in tickets[first].labels
+
+    tracker.close("local", one.ticket.key)
+    await signal_ticket(client, first, one.ticket.key, TicketStatus.CLOSED, "d-1")
+    await wait_item(client, first, ActionItemState.VERIFYING)
+    await client.get_workflow_handle(first).execute_update(
+        "verify", VerifyItem(evidence="https://grafana/d/pool", by="carol")
+    )
+    incident = await handle.query(IncidentWorkflow.state)
+    assert incident.state is IncidentState.TRACKING  # item 2 is still open
+
+    await client.get_workflow_handle(second).execute_update(
+        "accept_risk", AcceptRisk(rationale="replaced by the pool rewrite", approver="vp")
+    )
+    result = await handle.result()
+    assert result.state is IncidentState.CLOSED
+    assert result.clock.closed_at is not None
+    assert {item.state for item in result.action_items} == {
+        ActionItemState.DONE,
+        ActionItemState.ACCEPTED,
+    }
+    assert len(tracker.tickets()) == 2
+    assert two.ticket is not None
+    assert any("risk accepted" in c.text for c in tracker.comments(two.ticket.key))
+
+
+async def test_invalid_review_is_refused_with_every_problem_and_changes_nothing(
+    client: Client, worker: Worker, task_queue: str
+) -> None:
+    handle = await resolved_incident(client, task_queue)
+    review = full_review(executive_summary="", facilitator=None)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            IncidentWorkflow.submit_review, SubmitReview(review=review, routes={})
+        )
+    message = str(refused.value.cause)
+    for path in ("executive_summary", "facilitator", "action_items"):
+        assert path in message
+    incident = await handle.query(IncidentWorkflow.state)
+    assert incident.state is IncidentState.RESOLVED
+    assert incident.review is None and incident.action_items == []
+
+
+async def test_missing_required_function_needs_a_waiver_which_is_kept_as_a_warning(
+    client: Client, worker: Worker, task_queue: str
+) -> None:
+    handle = await resolved_incident(client, task_queue)
+    engineers_only = [Participant(name="eve", function=ReviewFunction.ENGINEERING)]
+    items = [item_spec("payments", "Cap the pool size")]
+    routes = {"payments": local_route("payments")}
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            IncidentWorkflow.submit_review,
+            SubmitReview(review=full_review(*items, participants=engineers_only), routes=routes),
+        )
+    assert "missing_function_waiver" in str(refused.value.cause)
+    waived = full_review(
+        *items,
+        participants=engineers_only,
+        missing_function_waiver="product was on leave; briefed after",
+    )
+    await handle.execute_update(
+        IncidentWorkflow.submit_review, SubmitReview(review=waived, routes=routes)
+    )
+    incident = await handle.query(IncidentWorkflow.state)
+    assert incident.review is not None
+    assert any("product was on leave" in warning for warning in incident.review.warnings)
+    assert any("operations" in warning for warning in incident.review.warnings)
+
+
+async def test_reopened_ticket_reopens_the_item_and_a_repeated_delivery_changes_nothing(
+    client: Client, worker: Worker, task_queue: str
+) -> None:
+    handle = await resolved_incident(client, task_queue)
+    routes = {"payments": local_route("payments")}
+    await handle.execute_update(
+        IncidentWorkflow.submit_review,
+        SubmitReview(review=full_review(item_spec("payments", "Cap the pool")), routes=routes),
+    )
+    key = (await handle.query(IncidentWorkflow.state)).key
+    workflow_id = action_workflow_id(key, 1)
+    item = await wait_item(client, workflow_id, ActionItemState.OPEN)
+    assert item.ticket is not None
+    await signal_ticket(client, workflow_id, item.ticket.key, TicketStatus.CLOSED, "d-1")
+    await wait_item(client, workflow_id, ActionItemState.VERIFYING)
+    await signal_ticket(client, workflow_id, item.ticket.key, TicketStatus.OPEN, "d-2")
+    await wait_item(client, workflow_id, ActionItemState.OPEN)
+    # The close delivered again (a webhook retry) must not close the item a second time.
+    await signal_ticket(client, workflow_id, item.ticket.key, TicketStatus.CLOSED, "d-1")
+    await signal_ticket(client, workflow_id, item.ticket.key, TicketStatus.OPEN, "d-3")
+    settled = await item_state(client, workflow_id)
+    assert settled.state is ActionItemState.OPEN
+    assert settled.seen_deliveries == ["d-1", "d-2", "d-3"]
+    incident = await eventually(
+        lambda: handle.query(IncidentWorkflow.state),
+        lambda i: i.action_items[0].state is ActionItemState.OPEN,
+    )
+    assert incident.state is IncidentState.TRACKING
+
+
+def quick_items_policy() -> Any:
+    """Items due 3s after the review, reminded 1s before, ladder 0/1/2/3s, no stall."""
+    return slow_policy().model_copy(
+        update={
+            "severities": {
+                severity: rules.model_copy(
+                    update={
+                        "action_items": ActionItemPolicy.model_validate(
+                            {
+                                "due_within": {
+                                    "short_term_mitigation": "3s",
+                                    "long_term_systemic": "1h",
+                                },
+                                "remind_before": ["1s"],
+                                "stall_after": "1h",
+                                "escalation": {
+                                    "owner": "0s",
+                                    "team_lead": "1s",
+                                    "manager": "2s",
+                                    "leadership": "3s",
+                                    "repeat_every": "1h",
+                                },
+                            }
+                        )
+                    }
+                )
+                for severity, rules in slow_policy().severities.items()
+            }
+        }
+    )
+
+
+async def test_overdue_item_is_reminded_then_walks_the_ladder_on_its_ticket_until_extended(
+    client: Client, worker: Worker, task_queue: str, settings: Settings
+) -> None:
+    handle = await declare(client, task_queue, quick_items_policy())
+    await handle.execute_update(IncidentWorkflow.resolve, Transition())
+    await handle.execute_update(
+        IncidentWorkflow.submit_review,
+        SubmitReview(
+            review=full_review(item_spec("payments", "Cap the pool")),
+            routes={"payments": local_route("payments")},
+        ),
+    )
+    key = (await handle.query(IncidentWorkflow.state)).key
+    workflow_id = action_workflow_id(key, 1)
+    item = await eventually(
+        lambda: item_state(client, workflow_id), lambda i: len(i.escalations) >= 3, timeout=15
+    )
+    assert [e.rung for e in item.escalations][:3] == [Rung.OWNER, Rung.TEAM_LEAD, Rung.MANAGER]
+    assert [e.notified for e in item.escalations][:3] == [
+        ["payments-oncall"],
+        ["payments-lead"],
+        ["payments-manager"],
+    ]
+    for record, delay in zip(item.escalations, (0, 1, 2), strict=False):
+        late = record.at - (item.due_at + timedelta(seconds=delay))
+        assert timedelta(0) <= late < timedelta(seconds=1.5), (record, late)
+
+    extended = await client.get_workflow_handle(workflow_id).execute_update(
+        "extend_deadline",
+        ExtendDeadline(due_at=datetime.now(UTC) + timedelta(hours=2), reason="waiting on vendor"),
+        result_type=ActionItemSummary,
+    )
+    assert extended.due_at > datetime.now(UTC) + timedelta(hours=1)
+    count = len((await item_state(client, workflow_id)).escalations)
+
+    assert item.ticket is not None
+    tracker = LocalTracker.in_home(settings.home)
+    comments = await eventually(
+        lambda: asyncio.to_thread(tracker.comments, item.ticket.key),  # type: ignore[union-attr]
+        lambda found: any("extended" in c.text for c in found),
+    )
+    texts = [c.text for c in comments]
+    assert "reminder" in texts[0]
+    assert "@payments-oncall escalated to owner" in texts[1]
+    assert "@payments-lead escalated to team lead" in texts[2]
+    assert "@payments-manager escalated to manager" in texts[3]
+    assert "waiting on vendor" in texts[-1]
+    ticket = tracker.get("local", item.ticket.key)
+    assert ticket.due_at == extended.due_at
+    assert {"escalated:owner", "escalated:team_lead"} <= set(ticket.labels)
+
+    await asyncio.sleep(2)  # the ladder stopped: nothing more after the extension
+    assert len((await item_state(client, workflow_id)).escalations) == count
+    refused = client.get_workflow_handle(workflow_id).execute_update(
+        "extend_deadline",
+        ExtendDeadline(due_at=datetime.now(UTC) + timedelta(hours=1), reason="earlier"),
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as error:
+        await refused
+    assert "later than the current one" in str(error.value.cause)

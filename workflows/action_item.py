@@ -1,0 +1,507 @@
+"""ActionItemWorkflow: one durable workflow per action item, until it is done or accepted.
+
+It creates the ticket exactly once (the idempotency key is this workflow's id, written into
+the ticket and looked up before creating), reminds before the due date, walks the ladder
+when the item is overdue or stalled, follows the ticket's state through `ticket_changed`
+signals, and reports every change to its incident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from domain import search_attributes as sa
+    from domain.action_item import (
+        AcceptRisk,
+        ActionItem,
+        ActionItemCarriedOver,
+        ActionItemState,
+        ActionItemSummary,
+        ExtendDeadline,
+        Extension,
+        MissedStep,
+        RiskAcceptance,
+        StartActionItem,
+        TicketChanged,
+        TicketStatus,
+        Verification,
+        VerifyItem,
+        action_item_id,
+    )
+    from domain.deadlines import TOP_STEP, rung_for_step, step_at
+    from domain.escalation import DeadlineKind, EscalationRecord
+    from domain.notifications import EscalationNotice
+    from domain.policy import Rung, format_duration
+    from domain.tickets import (
+        CommentOnTicket,
+        EnsureTicket,
+        Ticket,
+        TicketChange,
+        TicketDraft,
+        UpdateTicket,
+    )
+
+TRACKER_TIMEOUT = timedelta(minutes=2)
+TRACKER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=["TrackerRefused"],
+)
+NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=20)
+# A refused ticket creation (e.g. a tracker not configured) is tried again this often.
+TICKET_RETRY_EVERY = timedelta(hours=1)
+MIN_TIMER = timedelta(milliseconds=10)
+SEEN_DELIVERIES_KEPT = 200
+ITEM_DEADLINES = (DeadlineKind.ACTION_DUE, DeadlineKind.ACTION_STALLED)
+
+
+def _rejected(message: str) -> ApplicationError:
+    return ApplicationError(message, type="CommandRejected", non_retryable=True)
+
+
+@workflow.defn(name="ActionItemWorkflow")
+class ActionItemWorkflow:
+    @workflow.init
+    def __init__(self, start: StartActionItem) -> None:
+        if start.carried_over is not None:
+            self._item = start.carried_over.item
+            self._missed = dict(start.carried_over.missed)
+        else:
+            now = workflow.now()
+            self._item = ActionItem(
+                id=action_item_id(start.incident_key, start.number),
+                incident_key=start.incident_key,
+                number=start.number,
+                severity=start.severity,
+                spec=start.spec,
+                due_at=start.due_at,
+                route=start.route,
+                policy=start.policy,
+                created_at=now,
+                last_activity_at=now,
+            )
+            self._missed = {}
+        self._changed = False
+        self._retry_ticket = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def item(self) -> ActionItem:
+        return self._item
+
+    # ---- run loop ----------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, start: StartActionItem) -> ActionItem:
+        item = self.item
+        self._upsert_search_attributes()
+        if item.ticket is None:
+            await self._create_ticket(start)
+        while not item.state.is_final:
+            if self._history_too_long(start.history_limit):
+                await self._continue_as_new(start)
+            self._changed = False
+            self._fire_due(workflow.now(), start)
+            wake_at = self._next_wake_at()
+            timeout = None if wake_at is None else max(wake_at - workflow.now(), MIN_TIMER)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self._changed, timeout=timeout)
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and not self._background
+        )
+        await self._report_to_incident()
+        return item
+
+    async def _create_ticket(self, start: StartActionItem) -> None:
+        item = self.item
+        draft = TicketDraft(
+            idempotency_key=workflow.info().workflow_id,
+            title=f"[{item.incident_key}] {item.spec.title}",
+            body=self._ticket_body(start),
+            labels=["afteraction", item.spec.kind.value, item.severity.value.lower()],
+            assignee=item.spec.assignee or item.route.assignee,
+            due_at=item.due_at,
+        )
+        while item.ticket is None and not item.state.is_final:
+            try:
+                ticket: Ticket = await workflow.execute_activity(
+                    "ensure_ticket",
+                    EnsureTicket(target=item.route.target, draft=draft),
+                    result_type=Ticket,
+                    start_to_close_timeout=TRACKER_TIMEOUT,
+                    retry_policy=TRACKER_RETRY,
+                )
+            except ActivityError as error:
+                # Refused (bad configuration): keep the item, say why, try again later or on
+                # request; the incident shows the error meanwhile.
+                item.ticket_error = str(error.cause or error)
+                await self._report_to_incident()
+                self._retry_ticket = False
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: self._retry_ticket or item.state.is_final,
+                        timeout=TICKET_RETRY_EVERY,
+                    )
+                continue
+            item.ticket = ticket.ref
+            item.ticket_error = None
+            if item.state is ActionItemState.CREATING:
+                item.state = ActionItemState.OPEN
+            if ticket.status is TicketStatus.CLOSED and item.state is ActionItemState.OPEN:
+                self._ticket_closed(workflow.now())
+        self._upsert_search_attributes()
+        await self._report_to_incident()
+
+    def _ticket_body(self, start: StartActionItem) -> str:
+        spec = self.item.spec
+        lines = [
+            f"Action item {self.item.id} from incident {start.incident_key}: "
+            f"{start.incident_title}",
+            "",
+            f"Owning team: {spec.owning_team}",
+            f"Kind: {spec.kind.value.replace('_', ' ')}",
+            f"Priority: {spec.priority.value}",
+            f"Due: {self.item.due_at.isoformat(timespec='minutes')}",
+            "",
+            "Success criteria:",
+            spec.success_criteria,
+        ]
+        if spec.slo_link:
+            lines += ["", f"SLO: {spec.slo_link}"]
+        lines += ["", "Close this ticket when the work is done; afteraction follows it."]
+        return "\n".join(lines)
+
+    def _history_too_long(self, limit: int) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
+
+    async def _continue_as_new(self, start: StartActionItem) -> None:
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and not self._background
+        )
+        carried = ActionItemCarriedOver(item=self.item, missed=self._missed)
+        workflow.continue_as_new(start.model_copy(update={"carried_over": carried}))
+
+    # ---- deadlines ---------------------------------------------------------------------
+
+    def _deadline_due_at(self, kind: DeadlineKind) -> datetime | None:
+        item = self.item
+        if item.state is not ActionItemState.OPEN:
+            return None
+        if kind is DeadlineKind.ACTION_DUE:
+            return item.due_at
+        return item.last_activity_at + item.policy.stall_after
+
+    def _reminders_due(self) -> list[tuple[datetime, timedelta]]:
+        item = self.item
+        if item.state is not ActionItemState.OPEN:
+            return []
+        reminders = []
+        for before in item.policy.remind_before:
+            moment = item.due_at - before
+            if moment > item.created_at and moment not in item.reminders_sent:
+                reminders.append((moment, before))
+        return reminders
+
+    def _fire_due(self, now: datetime, start: StartActionItem) -> None:
+        item = self.item
+        for moment, before in self._reminders_due():
+            if moment <= now:
+                item.reminders_sent.append(moment)
+                owner = self._recipients(Rung.OWNER)
+                self._comment(
+                    f"{self._mentions(owner)} reminder: {item.id} is due "
+                    f"{item.due_at.isoformat(timespec='minutes')} (in {format_duration(before)}). "
+                    f"Success criteria: {item.spec.success_criteria}",
+                    key=f"reminder/{moment.isoformat()}",
+                )
+        ladder = item.policy.escalation
+        for kind in ITEM_DEADLINES:
+            due_at = self._deadline_due_at(kind)
+            if due_at is None or due_at > now:
+                self._missed.pop(kind, None)
+                continue
+            missed = self._missed.setdefault(kind, MissedStep(due_at=due_at))
+            missed.due_at = due_at
+            while step_at(due_at, missed.steps_taken, ladder) <= now:
+                step = missed.steps_taken
+                while step >= TOP_STEP and step_at(due_at, step + 1, ladder) <= now:
+                    step += 1
+                self._escalate(kind, due_at, step, now, start)
+                missed.steps_taken = step + 1
+        self._upsert_search_attributes()
+
+    def _escalate(
+        self, kind: DeadlineKind, due_at: datetime, step: int, now: datetime, start: StartActionItem
+    ) -> None:
+        item = self.item
+        rung = rung_for_step(step)
+        notified = self._recipients(rung)
+        if kind is DeadlineKind.ACTION_DUE:
+            reason = f"{item.id} is overdue (due {due_at.isoformat(timespec='minutes')})"
+        else:
+            reason = (
+                f"{item.id} has had no tracker activity for "
+                f"{format_duration(item.policy.stall_after)}"
+            )
+        item.escalations.append(
+            EscalationRecord(
+                at=now, deadline=kind, due_at=due_at, rung=rung, notified=notified, reason=reason
+            )
+        )
+        number = len(item.escalations)
+        self._comment(
+            f"{self._mentions(notified)} escalated to {rung.value.replace('_', ' ')}: {reason}. "
+            f"Success criteria: {item.spec.success_criteria}",
+            key=f"escalation/{number}",
+        )
+        if item.ticket is not None:
+            self._spawn(
+                self._tracker_call(
+                    "update_ticket",
+                    UpdateTicket(
+                        target=item.route.target,
+                        key=item.ticket.key,
+                        change=TicketChange(add_labels=[f"escalated:{rung.value}"]),
+                    ),
+                )
+            )
+        notice = EscalationNotice(
+            incident_key=item.incident_key,
+            title=f"{item.id} {item.spec.title}",
+            severity=item.severity,
+            deadline=kind,
+            due_at=due_at,
+            rung=rung,
+            recipients=notified,
+            reason=reason,
+            step=number,
+        )
+        self._spawn(self._notify(notice))
+
+    def _next_wake_at(self) -> datetime | None:
+        ladder = self.item.policy.escalation
+        candidates = [moment for moment, _ in self._reminders_due()]
+        for kind in ITEM_DEADLINES:
+            due_at = self._deadline_due_at(kind)
+            if due_at is None:
+                continue
+            missed = self._missed.get(kind)
+            candidates.append(
+                due_at if missed is None else step_at(due_at, missed.steps_taken, ladder)
+            )
+        return min(candidates, default=None)
+
+    def _recipients(self, rung: Rung) -> list[str]:
+        item = self.item
+        if rung is Rung.OWNER:
+            return [item.spec.assignee or item.route.assignee or item.spec.owning_team]
+        return list(item.route.contacts.get(rung, [rung.value]))
+
+    @staticmethod
+    def _mentions(people: list[str]) -> str:
+        return " ".join(f"@{person.lstrip('@')}" for person in people)
+
+    # ---- side effects, beside the loop -------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _comment(self, text: str, *, key: str) -> None:
+        item = self.item
+        if item.ticket is None:
+            return
+        comment = CommentOnTicket(
+            target=item.route.target,
+            key=item.ticket.key,
+            text=text,
+            idempotency_key=f"{workflow.info().workflow_id}/{key}",
+        )
+        self._spawn(self._tracker_call("comment_on_ticket", comment))
+
+    async def _tracker_call(self, activity: str, payload: Any) -> None:
+        try:
+            await workflow.execute_activity(
+                activity,
+                payload,
+                start_to_close_timeout=TRACKER_TIMEOUT,
+                retry_policy=TRACKER_RETRY,
+            )
+        except ActivityError as error:
+            workflow.logger.error("%s for %s failed: %s", activity, self.item.id, error.cause)
+
+    async def _notify(self, notice: EscalationNotice) -> None:
+        try:
+            await workflow.execute_activity(
+                "notify_escalation",
+                notice,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+            )
+        except ActivityError as error:
+            workflow.logger.error("notice for %s not delivered: %s", self.item.id, error.cause)
+
+    async def _report_to_incident(self) -> None:
+        parent = workflow.info().parent
+        if parent is None:
+            return
+        handle = workflow.get_external_workflow_handle(parent.workflow_id)
+        try:
+            await handle.signal("action_item_changed", ActionItemSummary.of(self.item))
+        except Exception as error:  # the incident may have ended; the item goes on regardless
+            workflow.logger.warning("could not tell incident %s: %s", parent.workflow_id, error)
+
+    def _changed_state(self) -> ActionItemSummary:
+        self._changed = True
+        self._upsert_search_attributes()
+        self._spawn(self._report_to_incident())
+        return ActionItemSummary.of(self.item)
+
+    # ---- queries, signals, updates -----------------------------------------------------
+
+    @workflow.query
+    def state(self) -> ActionItem:
+        return self.item
+
+    @workflow.signal
+    def ticket_changed(self, change: TicketChanged) -> None:
+        item = self.item
+        if change.delivery_id is not None:
+            if change.delivery_id in item.seen_deliveries:
+                return
+            item.seen_deliveries = [*item.seen_deliveries, change.delivery_id][
+                -SEEN_DELIVERIES_KEPT:
+            ]
+        if change.at > item.last_activity_at:
+            item.last_activity_at = min(change.at, workflow.now())
+        if change.status is TicketStatus.CLOSED and item.state is ActionItemState.OPEN:
+            self._ticket_closed(workflow.now())
+        elif change.status is TicketStatus.OPEN and item.state is ActionItemState.VERIFYING:
+            item.state = ActionItemState.OPEN
+            item.closed_at = None
+        self._changed_state()
+
+    def _ticket_closed(self, now: datetime) -> None:
+        item = self.item
+        item.closed_at = now
+        if item.policy.verification_required:
+            item.state = ActionItemState.VERIFYING
+        else:
+            item.state = ActionItemState.DONE
+
+    @workflow.signal
+    def retry_ticket(self) -> None:
+        """Try creating the ticket again now (after fixing the tracker's configuration)."""
+        self._retry_ticket = True
+
+    @workflow.update
+    def extend_deadline(self, command: ExtendDeadline) -> ActionItemSummary:
+        item = self.item
+        now = workflow.now()
+        item.extensions.append(
+            Extension(
+                at=now,
+                previous_due_at=item.due_at,
+                due_at=command.due_at,
+                reason=command.reason,
+                by=command.by,
+            )
+        )
+        item.due_at = command.due_at
+        item.reminders_sent = []
+        if item.ticket is not None:
+            self._spawn(
+                self._tracker_call(
+                    "update_ticket",
+                    UpdateTicket(
+                        target=item.route.target,
+                        key=item.ticket.key,
+                        change=TicketChange(due_at=command.due_at),
+                    ),
+                )
+            )
+            self._comment(
+                f"due date extended to {command.due_at.isoformat(timespec='minutes')}"
+                f"{' by ' + command.by if command.by else ''}: {command.reason}",
+                key=f"extension/{len(item.extensions)}",
+            )
+        return self._changed_state()
+
+    @extend_deadline.validator
+    def _validate_extend_deadline(self, command: ExtendDeadline) -> None:
+        self._require_not_final("extend the deadline of")
+        if command.due_at.tzinfo is None:
+            raise _rejected("give the new due time with a time zone, e.g. 2026-12-15T17:00:00Z")
+        if command.due_at <= workflow.now():
+            raise _rejected("the new due time must be in the future")
+        if command.due_at <= self.item.due_at:
+            raise _rejected(
+                f"the new due time must be later than the current one "
+                f"({self.item.due_at.isoformat(timespec='minutes')})"
+            )
+
+    @workflow.update
+    def verify(self, command: VerifyItem) -> ActionItemSummary:
+        item = self.item
+        item.verification = Verification(
+            at=workflow.now(), by=command.by, evidence=command.evidence
+        )
+        item.state = ActionItemState.DONE
+        self._comment(f"verified by {command.by}: {command.evidence}", key="verification")
+        return self._changed_state()
+
+    @verify.validator
+    def _validate_verify(self, command: VerifyItem) -> None:
+        state = self.item.state
+        if state is not ActionItemState.VERIFYING:
+            hint = {
+                ActionItemState.CREATING: "its ticket is still being created",
+                ActionItemState.OPEN: "close its ticket first, then confirm the criteria",
+            }.get(state, f"it is already {state.value}")
+            raise _rejected(f"cannot verify {self.item.id}: {hint}")
+
+    @workflow.update
+    def accept_risk(self, command: AcceptRisk) -> ActionItemSummary:
+        item = self.item
+        item.acceptance = RiskAcceptance(
+            at=workflow.now(), rationale=command.rationale, approver=command.approver
+        )
+        item.state = ActionItemState.ACCEPTED
+        item.closed_at = workflow.now()
+        self._comment(
+            f"risk accepted by {command.approver} (won't do): {command.rationale}",
+            key="acceptance",
+        )
+        return self._changed_state()
+
+    @accept_risk.validator
+    def _validate_accept_risk(self, command: AcceptRisk) -> None:
+        self._require_not_final("accept the risk of")
+
+    def _require_not_final(self, action: str) -> None:
+        if self.item.state.is_final:
+            raise _rejected(f"cannot {action} {self.item.id}: it is {self.item.state.value}")
+
+    def _upsert_search_attributes(self) -> None:
+        item = self.item
+        updates: list[SearchAttributeUpdate] = [
+            sa.STATE.value_set(item.state.value),
+            sa.SEVERITY.value_set(item.severity.value),
+            sa.TEAMS.value_set([item.spec.owning_team]),
+            sa.TITLE.value_set(item.spec.title),
+            sa.INCIDENT_KEY.value_set(item.incident_key),
+            sa.DUE_AT.value_set(item.due_at),
+            sa.ESCALATION_COUNT.value_set(len(item.escalations)),
+        ]
+        workflow.upsert_search_attributes(updates)
