@@ -12,10 +12,15 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from app.incidents import WORKER_TIMEOUT, CommandRejected, IncidentNotFound, TemporalUnavailable
+from app.incidents import (
+    WORKER_TIMEOUT,
+    CommandRejected,
+    IncidentNotFound,
+    TemporalUnavailable,
+    rejection_message,
+)
 from domain import search_attributes as sa
 from domain.action_item import (
     AcceptRisk,
@@ -95,9 +100,7 @@ class ActionItems:
             )
             return result
         except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise CommandRejected(message) from None
+            raise CommandRejected(rejection_message(error)) from None
         except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as error:
             raise await self._explain(item_id, error) from None
 

@@ -12,6 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from temporalio.client import Client
 
+from app import render
 from app.actions import ActionItems
 from app.cli_common import (
     ByOption,
@@ -77,18 +78,7 @@ def _item(item: ActionItem) -> RenderableType:
         facts.add_row("Ticket error", f"[red]{item.ticket_error}[/]")
     parts: list[RenderableType] = [facts]
     if item.escalations:
-        ladder = Table(title="Escalations", title_justify="left")
-        for column in ("When", "Deadline", "Rung", "Notified", "Why"):
-            ladder.add_column(column)
-        for record in item.escalations:
-            ladder.add_row(
-                _when(record.at),
-                record.deadline.value,
-                record.rung.value,
-                ", ".join(record.notified),
-                record.reason,
-            )
-        parts.append(ladder)
+        parts.append(render.escalations(item.escalations))
     return Group(*parts)
 
 

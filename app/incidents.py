@@ -63,6 +63,10 @@ class CommandRejected(Exception):
     pass
 
 
+class UnknownTeam(CommandRejected):
+    """The routing file names no route for an action item's team (the message says which)."""
+
+
 class TemporalUnavailable(Exception):
     pass
 
@@ -82,6 +86,12 @@ COMMANDS: dict[str, type[BaseModel]] = {
 }
 # What each command answers, when it is not the incident's status.
 RESULTS: dict[str, type[BaseModel]] = {"add_action_item": ActionItemSummary}
+
+
+def rejection_message(error: WorkflowUpdateFailedError) -> str:
+    """The validator's reason for refusing an update."""
+    cause = error.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(cause)
 
 
 def new_incident_key(now: datetime | None = None) -> str:
@@ -182,9 +192,7 @@ class Incidents:
             )
             return result
         except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise CommandRejected(message) from None
+            raise CommandRejected(rejection_message(error)) from None
         except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as error:
             raise await self._explain(workflow_id_for(key), f"incident {key}", error) from None
 
@@ -196,7 +204,7 @@ class Incidents:
                 for item in review.action_items
             }
         except RoutingError as error:
-            raise CommandRejected(str(error)) from None
+            raise UnknownTeam(str(error)) from None
         return await self.command(
             key, "submit_review", SubmitReview(review=review, routes=routes, by=by)
         )
@@ -207,7 +215,7 @@ class Incidents:
         try:
             route = self._routing.route(spec.owning_team, self._policy)
         except RoutingError as error:
-            raise CommandRejected(str(error)) from None
+            raise UnknownTeam(str(error)) from None
         result = await self.command(
             key, "add_action_item", AddActionItem(spec=spec, route=route, by=by)
         )

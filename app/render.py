@@ -8,6 +8,7 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 
+from domain.escalation import EscalationRecord
 from domain.incident import Incident, IncidentStatus, IncidentSummary
 
 _STATE_STYLE = {
@@ -89,16 +90,20 @@ def incident(detail: Incident) -> RenderableType:
 
     parts: list[RenderableType] = [header, clock, roles, timeline]
     if detail.escalations:
-        escalations = Table(title="Escalations", title_justify="left")
-        for column in ("When", "Deadline", "Rung", "Notified", "Why"):
-            escalations.add_column(column)
-        for record in detail.escalations:
-            escalations.add_row(
-                _when(record.at),
-                record.deadline.value,
-                record.rung.value,
-                ", ".join(record.notified),
-                record.reason,
-            )
-        parts.append(escalations)
+        parts.append(escalations(detail.escalations))
     return Panel(Group(*parts), title=f"{detail.key}: {detail.title}", title_align="left")
+
+
+def escalations(records: list[EscalationRecord]) -> Table:
+    table = Table(title="Escalations", title_justify="left")
+    for column in ("When", "Deadline", "Rung", "Notified", "Why"):
+        table.add_column(column)
+    for record in records:
+        table.add_row(
+            _when(record.at),
+            record.deadline.value,
+            record.rung.value,
+            ", ".join(record.notified),
+            record.reason,
+        )
+    return table

@@ -24,7 +24,10 @@ from integrations.tracker import Ticket, TicketChange, TicketDraft, TrackerError
 
 TARGET = "local"
 DB_FILE = "tickets.db"
-BUSY_TIMEOUT = 30.0  # seconds a call waits for another writer before giving up
+# Seconds a call waits for another writer before giving up (retryably). An ensure_ticket
+# attempt connects up to three times, so this keeps it well inside the ticket activities'
+# 20s start-to-close timeout (workflows/action_item.py TRACKER_TIMEOUT).
+BUSY_TIMEOUT = 5.0
 _KEY = re.compile(r"^LOCAL-(\d+)$", re.IGNORECASE)
 
 _SCHEMA = """
@@ -177,7 +180,7 @@ class LocalTracker:
             ).fetchall()
         return [_ticket(row) for row in rows]
 
-    # Beyond the protocol: for the CLI and the tests.
+    # Beyond the protocol: for the activities' logs, the CLI and the tests.
 
     def ensure(self, target: str, draft: TicketDraft) -> tuple[Ticket, bool]:
         """`ensure_ticket`, also saying whether this call created the ticket."""

@@ -50,7 +50,11 @@ with workflow.unsafe.imports_passed_through():
         UpdateTicket,
     )
 
-TRACKER_TIMEOUT = timedelta(minutes=2)
+# One tracker call (a look-up and a create at most). The server retries an attempt only when
+# this runs out, so it is also how long a ticket waits after a worker dies mid-call: short,
+# but longer than an attempt can take (the adapters bound their calls well under it, see
+# integrations/local.py BUSY_TIMEOUT), so a retry never runs beside a live attempt.
+TRACKER_TIMEOUT = timedelta(seconds=20)
 TRACKER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=5),
@@ -264,17 +268,7 @@ class ActionItemWorkflow:
             f"Success criteria: {item.spec.success_criteria}",
             key=f"escalation/{number}",
         )
-        if item.ticket is not None:
-            self._spawn(
-                self._tracker_call(
-                    "update_ticket",
-                    UpdateTicket(
-                        target=item.route.target,
-                        key=item.ticket.key,
-                        change=TicketChange(add_labels=[f"escalated:{rung.value}"]),
-                    ),
-                )
-            )
+        self._update_ticket(TicketChange(add_labels=[f"escalated:{rung.value}"]))
         notice = EscalationNotice(
             incident_key=item.incident_key,
             title=f"{item.id} {item.spec.title}",
@@ -317,6 +311,13 @@ class ActionItemWorkflow:
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _update_ticket(self, change: TicketChange) -> None:
+        item = self.item
+        if item.ticket is None:
+            return
+        update = UpdateTicket(target=item.route.target, key=item.ticket.key, change=change)
+        self._spawn(self._tracker_call("update_ticket", update))
 
     def _comment(self, text: str, *, key: str) -> None:
         item = self.item
@@ -421,16 +422,7 @@ class ActionItemWorkflow:
         item.due_at = command.due_at
         item.reminders_sent = []
         if item.ticket is not None:
-            self._spawn(
-                self._tracker_call(
-                    "update_ticket",
-                    UpdateTicket(
-                        target=item.route.target,
-                        key=item.ticket.key,
-                        change=TicketChange(due_at=command.due_at),
-                    ),
-                )
-            )
+            self._update_ticket(TicketChange(due_at=command.due_at))
             self._comment(
                 f"due date extended to {command.due_at.isoformat(timespec='minutes')}"
                 f"{' by ' + command.by if command.by else ''}: {command.reason}",
