@@ -1,31 +1,52 @@
 """The HTTP API: the CLI's operations over JSON, with OpenAPI at /docs.
 
-Errors answer with {"detail": "..."}: 404 unknown incident, 409 a command the incident
-rejected (the validator's reason), 422 an invalid body, 503 Temporal or the worker away.
+Errors answer with {"detail": "..."}: 404 unknown incident, action item or ticket, 409 a
+command the incident or the item rejected (the validator's reason), 422 an invalid body (with
+"problems": every problem, one "path: message" each), 503 Temporal or the worker away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_core import ErrorDetails
 from temporalio.client import Client
 
+from app.actions import ActionItems
 from app.incidents import (
     CommandRejected,
     IncidentNotFound,
     Incidents,
     TemporalUnavailable,
+    UnknownTeam,
     unavailable_message,
 )
+from app.local_tickets import StatusChange, set_status
 from app.logs import configure_logging, get_logger
+from app.review_files import TOP_LEVEL, ZONE_EXAMPLE, ReviewFileError, parse_review, review_template
+from app.review_markdown import review_markdown
 from app.temporal_client import connect
+from domain.action_item import (
+    AcceptRisk,
+    ActionItem,
+    ActionItemRow,
+    ActionItemSpec,
+    ActionItemSummary,
+    ExtendDeadline,
+    TicketStatus,
+    VerifyItem,
+    parse_action_item_id,
+)
 from domain.commands import (
     Acknowledge,
     AddTimelineEvent,
@@ -42,8 +63,12 @@ from domain.incident import (
     IncidentSummary,
     workflow_id_for,
 )
-from domain.policy import Policy, load_policy
+from domain.policy import Policy, PolicyFileError, load_policy
+from domain.review import Review, ReviewRecord, ScheduleReview, check_review
+from domain.routing import Routing, RoutingError, load_routing
 from domain.severity import Severity
+from integrations.local import LocalTracker, TicketDetail
+from integrations.tracker import Ticket, TrackerError
 from settings import Settings
 
 log = get_logger("afteraction.api")
@@ -75,10 +100,21 @@ class _TemporalConnection:
 async def _incidents(request: Request) -> Incidents:
     state = request.app.state
     client = await state.connection.client()
-    return Incidents(client, task_queue=state.settings.task_queue, policy=state.policy)
+    return Incidents(
+        client, task_queue=state.settings.task_queue, policy=state.policy, routing=state.routing
+    )
+
+
+async def _action_items(request: Request) -> ActionItems:
+    return ActionItems(await request.app.state.connection.client())
 
 
 Service = Annotated[Incidents, Depends(_incidents)]
+Items = Annotated[ActionItems, Depends(_action_items)]
+By = Annotated[str | None, Query(description="Who is acting, kept in the history.")]
+ItemId = Annotated[
+    str, Path(alias="id", description="The action item's id, KEY-N: e.g. INC-261127-7KQ2-1.")
+]
 
 
 class Health(BaseModel):
@@ -87,11 +123,210 @@ class Health(BaseModel):
     detail: str | None = None
 
 
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class ProblemsBody(BaseModel):
+    detail: str
+    problems: list[str] = Field(description="every problem, each as 'path: message'")
+
+
+_ERRORS: dict[int, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such incident, action item or ticket"},
+    409: {"model": ErrorBody, "description": "Rejected in the current state: the reason"},
+    415: {"model": ErrorBody, "description": "A body that is neither JSON nor YAML"},
+    422: {"model": ProblemsBody, "description": "Invalid: every problem, with its path"},
+    503: {"model": ErrorBody, "description": "Temporal, its worker or the tracker away"},
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route; 422 (invalid parameters or body) is always among them."""
+    return {code: _ERRORS[code] for code in sorted({*codes, 422})}
+
+
+class InvalidReview(Exception):
+    """A review that cannot be accepted; `problems` lists every problem as 'path: message'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("the review cannot be accepted: " + "; ".join(problems))
+        self.problems = problems
+
+
+class YAMLResponse(Response):
+    media_type = "text/yaml"  # Starlette adds "; charset=utf-8" to text types
+
+
+YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"})
+_REVIEW_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Review"}},
+        "application/yaml": {
+            "schema": {
+                "type": "string",
+                "description": "a review file, as GET /api/incidents/{key}/review/template "
+                "writes it",
+            }
+        },
+        "text/yaml": {"schema": {"type": "string"}},
+    },
+}
+_REVIEW_SOURCE = "request body"
+
+
+def _media_type(header: str | None) -> str | None:
+    media = (header or "").split(";", 1)[0].strip().lower()
+    return media or None
+
+
+def _is_json(media: str | None) -> bool:
+    return media is None or media == "application/json" or media.endswith("+json")
+
+
+def _wants_markdown(accept: str | None) -> bool:
+    """True when the Accept header prefers text/markdown to JSON (a tie goes to JSON)."""
+    weights: dict[str, float] = {}
+    for part in (accept or "").split(","):
+        media, *parameters = (piece.strip().lower() for piece in part.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        weights[media] = max(quality, weights.get(media, 0.0))
+    markdown = weights.get("text/markdown", weights.get("text/*", 0.0))
+    as_json = weights.get("application/json", weights.get("application/*", weights.get("*/*", 0.0)))
+    return markdown > 0 and markdown > as_json
+
+
+def _message(error: ErrorDetails | dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _request_problem(error: dict[str, Any]) -> str:
+    """One of FastAPI's validation errors as 'path: message' (a body's fields without 'body.')."""
+    loc = list(error.get("loc", ()))
+    if loc and loc[0] == "body":
+        loc = loc[1:]
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "")
+            at = f" at character {loc[0]}" if loc else ""
+            return f"body: not valid JSON{at}: {reason}"
+    path = ".".join(str(part) for part in loc) or "body"
+    return f"{path}: {_message(error)}"
+
+
+def _review_from_yaml(body: bytes, incident: Incident) -> Review:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidReview([f"{TOP_LEVEL}: the YAML is not UTF-8 text"]) from None
+    try:
+        return parse_review(
+            text, source=_REVIEW_SOURCE, policy=incident.policy, severity=incident.severity
+        )
+    except ReviewFileError as error:
+        prefix = f"{_REVIEW_SOURCE}: "
+        raise InvalidReview([problem.removeprefix(prefix) for problem in error.problems]) from None
+
+
+def _review_from_json(body: bytes, incident: Incident) -> tuple[Review | None, list[str]]:
+    """The review in a JSON body (None when no part of it is usable) and all its problems:
+    its shape, then, for the fields that are well formed, what the policy requires."""
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno}, column {error.colno}"
+        raise InvalidReview([f"{TOP_LEVEL}: not valid JSON: {error.msg} ({where})"]) from None
+    except UnicodeDecodeError:
+        raise InvalidReview([f"{TOP_LEVEL}: the JSON is not UTF-8 text"]) from None
+    if not isinstance(data, dict):
+        got = "null" if data is None else f"a {type(data).__name__}"
+        raise InvalidReview([f"{TOP_LEVEL}: expected an object of review fields, got {got}"])
+    problems: list[str] = []
+    dropped: set[str] = set()
+    try:
+        review = Review.model_validate(data, extra="forbid")
+    except ValidationError as error:
+        for detail in error.errors():
+            path = ".".join(str(part) for part in detail["loc"]) or TOP_LEVEL
+            problems.append(f"{path}: {_message(detail)}")
+            if detail["loc"]:
+                dropped.add(str(detail["loc"][0]))
+        # The fields that are well formed are checked against the policy too, so one answer
+        # lists everything; a field already reported is left out of that check.
+        try:
+            review = Review.model_validate(
+                {name: value for name, value in data.items() if name not in dropped},
+                extra="forbid",
+            )
+        except ValidationError:
+            return None, problems
+    severity_policy = incident.policy.for_severity(incident.severity)
+    for problem in check_review(review, incident.policy, severity_policy):
+        if problem.path.split(".", 1)[0] not in dropped:
+            problems.append(str(problem))
+    for index, entry in enumerate(review.timeline):
+        if entry.at.tzinfo is None:
+            problems.append(f"timeline.{index}.at: give a time zone, e.g. {ZONE_EXAMPLE}")
+    return review, problems
+
+
+def _route_problems(review: Review, routing: Routing, policy: Policy) -> list[str]:
+    """An item whose team the routing file does not name, as the review's problem."""
+    problems = []
+    for index, item in enumerate(review.action_items):
+        try:
+            routing.route(item.owning_team, policy)
+        except RoutingError as error:
+            problems.append(f"action_items.{index}.owning_team: {error}")
+    return problems
+
+
+def _submitted_review(
+    body: bytes, media: str | None, incident: Incident, routing: Routing, policy: Policy
+) -> Review:
+    """The review in the body, or InvalidReview with every problem (unknown teams too)."""
+    if media in YAML_TYPES:
+        review: Review | None = _review_from_yaml(body, incident)
+        problems: list[str] = []
+    else:
+        review, problems = _review_from_json(body, incident)
+    if review is not None:
+        problems += _route_problems(review, routing, policy)
+    if problems or review is None:
+        raise InvalidReview(problems)
+    return review
+
+
+def _known_item_id(item_id: str) -> str:
+    try:
+        parse_action_item_id(item_id)
+    except ValueError as error:
+        raise HTTPException(404, f"no action item {item_id}: {error}") from None
+    return item_id
+
+
 def create_app(
-    settings: Settings, *, policy: Policy | None = None, connector: Connector = connect
+    settings: Settings,
+    *,
+    policy: Policy | None = None,
+    routing: Routing | None = None,
+    connector: Connector = connect,
 ) -> FastAPI:
+    """The API; the policy and the routing file are read here, once (PolicyFileError,
+    RoutingError when one is unusable)."""
     connection = _TemporalConnection(settings, connector)
     incident_policy = policy or load_policy(settings.policy_file)
+    team_routing = routing or load_routing(settings.routing_file)
+    tracker = LocalTracker.in_home(settings.home)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +343,7 @@ def create_app(
     api.state.connection = connection
     api.state.settings = settings
     api.state.policy = incident_policy
+    api.state.routing = team_routing
 
     @api.exception_handler(IncidentNotFound)
     async def _not_found(_: Request, error: IncidentNotFound) -> JSONResponse:
@@ -116,6 +352,24 @@ def create_app(
     @api.exception_handler(CommandRejected)
     async def _rejected(_: Request, error: CommandRejected) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=409)
+
+    @api.exception_handler(UnknownTeam)
+    async def _unknown_team(_: Request, error: UnknownTeam) -> JSONResponse:
+        return JSONResponse({"detail": str(error), "problems": [str(error)]}, status_code=422)
+
+    @api.exception_handler(InvalidReview)
+    async def _invalid_review(_: Request, error: InvalidReview) -> JSONResponse:
+        return JSONResponse({"detail": str(error), "problems": error.problems}, status_code=422)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [_request_problem(dict(detail)) for detail in error.errors()]
+        detail = "invalid request: " + "; ".join(problems)
+        return JSONResponse({"detail": detail, "problems": problems}, status_code=422)
+
+    @api.exception_handler(TrackerError)
+    async def _tracker_failed(_: Request, error: TrackerError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503 if error.retryable else 404)
 
     @api.exception_handler(TemporalUnavailable)
     async def _unavailable(_: Request, error: TemporalUnavailable) -> JSONResponse:
@@ -131,7 +385,12 @@ def create_app(
             return JSONResponse(body.model_dump(), status_code=503)
         return Health(status="ok", temporal="reachable")
 
-    @api.post("/api/incidents", response_model=IncidentStatus, status_code=201)
+    @api.post(
+        "/api/incidents",
+        response_model=IncidentStatus,
+        status_code=201,
+        responses=_errors(409, 422, 503),
+    )
     async def declare(request: NewIncident, service: Service) -> IncidentStatus:
         status = await service.declare(request)
         log.info(
@@ -142,7 +401,7 @@ def create_app(
         )
         return status
 
-    @api.get("/api/incidents", response_model=list[IncidentSummary])
+    @api.get("/api/incidents", response_model=list[IncidentSummary], responses=_errors(422, 503))
     async def list_incidents(
         service: Service,
         state: IncidentState | None = None,
@@ -151,7 +410,7 @@ def create_app(
     ) -> list[IncidentSummary]:
         return await service.list(state=state, severity=severity, limit=limit)
 
-    @api.get("/api/incidents/{key}", response_model=Incident)
+    @api.get("/api/incidents/{key}", response_model=Incident, responses=_errors(404, 503))
     async def show(key: str, service: Service) -> Incident:
         return await service.get(key)
 
@@ -174,7 +433,7 @@ def create_app(
             response_model=IncidentStatus,
             summary=summary,
             name=name,
-            responses={404: {}, 409: {}, 503: {}},
+            responses=_errors(404, 409, 422, 503),
         )(handler)
 
     command_route("acknowledge", "acknowledge", Acknowledge, "Acknowledge and name the commander")
@@ -184,10 +443,231 @@ def create_app(
     command_route("mitigate", "mitigate", Transition, "Mark the impact mitigated")
     command_route("resolve", "resolve", Transition, "Mark the incident resolved")
     command_route("cancel", "cancel", Cancel, "Cancel with a reason")
+    command_route(
+        "review/schedule", "schedule_review", ScheduleReview, "Schedule the post-incident review"
+    )
+
+    # ---- the review ----------------------------------------------------------------------
+
+    @api.get(
+        "/api/incidents/{key}/review/template",
+        response_class=YAMLResponse,
+        summary="The review file to fill in, prefilled from the incident",
+        responses={
+            200: {
+                "description": "A YAML review file, with comments as a guide",
+                "content": {"text/yaml": {"schema": {"type": "string"}}},
+            },
+            **_errors(404, 503),
+        },
+    )
+    async def review_file_template(key: str, service: Service) -> YAMLResponse:
+        incident = await service.get(key)
+        return YAMLResponse(
+            review_template(incident),
+            headers={"Content-Disposition": f'inline; filename="review-{incident.key}.yaml"'},
+        )
+
+    @api.post(
+        "/api/incidents/{key}/review",
+        response_model=IncidentStatus,
+        summary="Submit the review, as JSON or as a YAML review file",
+        description="The body is a Review as JSON, or a review file as YAML (Content-Type "
+        "application/yaml or text/yaml). A review that cannot be accepted answers 422 with "
+        "every problem; each action item becomes a tracked ticket.",
+        responses=_errors(404, 409, 415, 422, 503),
+        openapi_extra={"requestBody": _REVIEW_BODY},
+    )
+    async def submit_review(
+        key: str, request: Request, service: Service, by: By = None
+    ) -> IncidentStatus:
+        media = _media_type(request.headers.get("content-type"))
+        if not (_is_json(media) or media in YAML_TYPES):
+            raise HTTPException(
+                415,
+                f"cannot read a review sent as {media}; send JSON (Content-Type: "
+                "application/json) or a review file (Content-Type: application/yaml)",
+            )
+        body = await request.body()
+        incident = await service.get(key)
+        with structlog.contextvars.bound_contextvars(
+            incident_key=key, workflow_id=workflow_id_for(key), command="submit_review"
+        ):
+            try:
+                review = _submitted_review(body, media, incident, team_routing, incident_policy)
+            except InvalidReview as error:
+                log.info("incident.review_invalid", problems=len(error.problems))
+                raise
+            try:
+                result = await service.submit_review(key, review, by=by)
+            except CommandRejected as error:
+                log.info("incident.command_rejected", reason=str(error))
+                raise
+            log.info(
+                "incident.command", state=result.state.value, action_items=len(review.action_items)
+            )
+            return result
+
+    @api.get(
+        "/api/incidents/{key}/review",
+        response_model=ReviewRecord,
+        summary="The submitted review: JSON, or Markdown with Accept: text/markdown",
+        responses={
+            200: {
+                "description": "The review as accepted (JSON), or as a Markdown document with "
+                "the executive summary first",
+                "content": {"text/markdown": {"schema": {"type": "string"}}},
+            },
+            **_errors(404, 503),
+        },
+    )
+    async def show_review(
+        key: str, request: Request, response: Response, service: Service
+    ) -> ReviewRecord | Response:
+        incident = await service.get(key)
+        if incident.review is None:
+            raise HTTPException(
+                404,
+                f"{incident.key} has no review yet (it is {incident.state.value}); get the file "
+                f"to fill in from GET /api/incidents/{incident.key}/review/template, then POST "
+                f"it to /api/incidents/{incident.key}/review",
+            )
+        if _wants_markdown(request.headers.get("accept")):
+            return Response(
+                review_markdown(incident),
+                media_type="text/markdown; charset=utf-8",
+                headers={"Vary": "Accept"},
+            )
+        response.headers["Vary"] = "Accept"
+        return incident.review
+
+    # ---- action items --------------------------------------------------------------------
+
+    @api.post(
+        "/api/incidents/{key}/actions",
+        response_model=ActionItemSummary,
+        status_code=201,
+        summary="Add an action item to a reviewed incident",
+        responses=_errors(404, 409, 422, 503),
+    )
+    async def add_action_item(
+        key: str, spec: ActionItemSpec, service: Service, by: By = None
+    ) -> ActionItemSummary:
+        with structlog.contextvars.bound_contextvars(
+            incident_key=key, workflow_id=workflow_id_for(key), command="add_action_item"
+        ):
+            try:
+                result = await service.add_action_item(key, spec, by=by)
+            except CommandRejected as error:
+                log.info("incident.command_rejected", reason=str(error))
+                raise
+            log.info("incident.command", action_item=result.id)
+            return result
+
+    @api.get(
+        "/api/actions",
+        response_model=list[ActionItemRow],
+        summary="List action items, soonest due first",
+        responses=_errors(422, 503),
+    )
+    async def list_action_items(
+        items: Items,
+        incident: Annotated[str | None, Query(description="Only this incident's.")] = None,
+        team: Annotated[str | None, Query(description="Only this owning team's.")] = None,
+        overdue: Annotated[bool, Query(description="Only open items past due.")] = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    ) -> list[ActionItemRow]:
+        return await items.list(incident=incident, team=team, overdue=overdue, limit=limit)
+
+    @api.get(
+        "/api/actions/{id}",
+        response_model=ActionItem,
+        summary="An action item: ticket, due date, escalations",
+        responses=_errors(404, 503),
+    )
+    async def show_action_item(item_id: ItemId, items: Items) -> ActionItem:
+        return await items.get(_known_item_id(item_id))
+
+    def action_route(path: str, name: str, model: type[BaseModel], summary: str) -> None:
+        async def handler(item_id: ItemId, payload: BaseModel, items: Items) -> ActionItemSummary:
+            with structlog.contextvars.bound_contextvars(action_item=item_id, command=name):
+                try:
+                    result = await items.command(_known_item_id(item_id), name, payload)
+                except CommandRejected as error:
+                    log.info("action_item.command_rejected", reason=str(error))
+                    raise
+                log.info("action_item.command", state=result.state.value)
+                return result
+
+        handler.__annotations__["payload"] = model
+        api.post(
+            f"/api/actions/{{id}}/{path}",
+            response_model=ActionItemSummary,
+            summary=summary,
+            name=name,
+            responses=_errors(404, 409, 422, 503),
+        )(handler)
+
+    action_route("extend", "extend_deadline", ExtendDeadline, "Move the due date later")
+    action_route("verify", "verify", VerifyItem, "Confirm the criteria of a closed ticket's item")
+    action_route("accept", "accept_risk", AcceptRisk, "Close the item as won't do")
+
+    # ---- the local tracker, as the owning team uses it -----------------------------------
+
+    @api.get(
+        "/api/tickets",
+        response_model=list[Ticket],
+        summary="The local tracker's tickets, oldest first",
+        responses=_errors(422, 503),
+    )
+    async def list_tickets(
+        status: Annotated[TicketStatus | None, Query(description="Only open or closed.")] = None,
+    ) -> list[Ticket]:
+        return await asyncio.to_thread(lambda: tracker.tickets(status=status))
+
+    @api.get(
+        "/api/tickets/{key}",
+        response_model=TicketDetail,
+        summary="A local ticket with its body and comments",
+        responses=_errors(404, 503),
+    )
+    async def show_ticket(key: str) -> TicketDetail:
+        return await asyncio.to_thread(tracker.detail, key)
+
+    def ticket_route(path: str, status: TicketStatus, summary: str) -> None:
+        async def handler(key: str) -> StatusChange:
+            change = await set_status(
+                tracker,
+                key,
+                status,
+                client=connection.client,
+                temporal_address=settings.effective_temporal_address,
+            )
+            log.info(
+                "ticket.changed",
+                ticket=key,
+                status=change.ticket.status.value,
+                workflow_id=change.workflow_id,
+                told=change.told,
+            )
+            return change
+
+        api.post(
+            f"/api/tickets/{{key}}/{path}",
+            response_model=StatusChange,
+            summary=summary,
+            name=f"{path}_ticket",
+            responses=_errors(404, 503),
+        )(handler)
+
+    ticket_route("close", TicketStatus.CLOSED, "Close a ticket as its team would; its item hears")
+    ticket_route("reopen", TicketStatus.OPEN, "Reopen a ticket; its action item reopens too")
 
     @api.exception_handler(HTTPException)
     async def _http(_: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+        return JSONResponse(
+            {"detail": error.detail}, status_code=error.status_code, headers=error.headers
+        )
 
     return api
 
@@ -196,8 +676,13 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     configure_logging(log_format=settings.log_format, level=settings.log_level)
+    try:
+        app = create_app(settings)
+    except (PolicyFileError, RoutingError) as error:
+        sys.stderr.write(f"error: {error}\n")
+        raise SystemExit(2) from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,  # uvicorn's loggers go through our structlog handler

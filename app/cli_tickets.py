@@ -1,27 +1,29 @@
 """`afteraction tickets`: the local tracker from a terminal, acting as the owning team would.
 
 `close` and `reopen` change the ticket, then send its action item the same `ticket_changed`
-signal a tracker webhook sends, so the local tracker exercises the real path end to end.
+signal a tracker webhook sends, so the local tracker exercises the real path end to end (the
+shared part, which the HTTP API uses too, is app.local_tickets).
 Part of the `afteraction` app (app.cli registers it), so it shares its exit codes.
 """
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Group, RenderableType
 from rich.table import Table
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
-from app.cli_common import JsonOption, _emit, _run_client, _settings, err, fail
+from app.cli_common import JsonOption, _emit, _settings, err, fail
 from app.incidents import TemporalUnavailable, unavailable_message
-from domain.action_item import TicketChanged, TicketStatus
-from integrations.local import TARGET, LocalTracker, TicketDetail
+from app.local_tickets import set_status
+from app.temporal_client import connect
+from domain.action_item import TicketStatus
+from integrations.local import LocalTracker, TicketDetail
 from integrations.tracker import Ticket, TrackerError
 from settings import Settings
 
@@ -31,7 +33,6 @@ tickets: typer.Typer = typer.Typer(
     no_args_is_help=True,
 )
 T = TypeVar("T")
-SIGNAL = "ticket_changed"
 
 
 def _tracker(settings: Settings) -> LocalTracker:
@@ -110,70 +111,46 @@ def show(key: str, as_json: JsonOption = False) -> None:
 @tickets.command()
 def close(key: str, as_json: JsonOption = False) -> None:
     """Close a ticket, as its team would; its action item hears of it."""
-    _change_status(key, TicketStatus.CLOSED, "closed", as_json)
+    _change_status(key, TicketStatus.CLOSED, as_json)
 
 
 @tickets.command()
 def reopen(key: str, as_json: JsonOption = False) -> None:
     """Reopen a ticket; its action item reopens too."""
-    _change_status(key, TicketStatus.OPEN, "reopened", as_json)
+    _change_status(key, TicketStatus.OPEN, as_json)
 
 
-def _change_status(key: str, status: TicketStatus, event: str, as_json: bool) -> None:
-    tracker = _tracker(_settings())
-    set_status = tracker.close if status is TicketStatus.CLOSED else tracker.reopen
+def _change_status(key: str, status: TicketStatus, as_json: bool) -> None:
+    settings = _settings()
+    tracker = _tracker(settings)
 
-    def change() -> Ticket:
-        return _call(lambda: set_status(TARGET, key))
+    async def client() -> Client:
+        try:
+            return await connect(settings)
+        except RuntimeError as error:
+            reason = str(error).split("\n", 1)[0]
+            raise TemporalUnavailable(
+                unavailable_message(settings.effective_temporal_address, reason)
+            ) from None
 
-    # The idempotency key of a ticket afteraction created is its ActionItemWorkflow's id.
-    workflow_id = _call(lambda: tracker.get(TARGET, key)).idempotency_key
-    if workflow_id is None:
-        ticket, told = change(), False
-    else:
-        # Temporal is reached before the ticket changes: when it is away, nothing changes and
-        # the command can simply be run again.
-        ticket, told = _run_client(
-            lambda client, settings: _change_and_tell(client, settings, workflow_id, change, event)
-        )
-        if not told:
-            err.print(
-                f"[yellow]warning:[/] no action item follows {ticket.ref.key}: its workflow "
-                f"{workflow_id} is not running; the ticket is {status.value} all the same",
-                highlight=False,
-                soft_wrap=True,
-            )
-    human = f"{event} {ticket.ref.key}: {ticket.title}"
-    if told:
-        human += f" (told {workflow_id})"
-    _emit(ticket, as_json, human)
-
-
-async def _change_and_tell(
-    client: Client,
-    settings: Settings,
-    workflow_id: str,
-    change: Callable[[], Ticket],
-    event: str,
-) -> tuple[Ticket, bool]:
-    """Change the ticket, then signal its workflow: (the ticket, whether the workflow heard)."""
-    ticket = change()
-    signal = TicketChanged(
-        ticket_key=ticket.ref.key,
-        event=event,
-        status=ticket.status,
-        at=datetime.now(UTC),
-        source=TARGET,
-        delivery_id=str(uuid.uuid4()),
-    )
     try:
-        await client.get_workflow_handle(workflow_id).signal(SIGNAL, signal)
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return ticket, False
-        unavailable = unavailable_message(settings.effective_temporal_address, error.message)
-        raise TemporalUnavailable(
-            f"{ticket.ref.key} is {ticket.status.value}, but its action item {workflow_id} was "
-            f"not told: {unavailable}; then run the command again"
-        ) from None
-    return ticket, True
+        change = asyncio.run(
+            set_status(
+                tracker,
+                key,
+                status,
+                client=client,
+                temporal_address=settings.effective_temporal_address,
+            )
+        )
+    except TrackerError as error:
+        fail(str(error), 1 if error.retryable else 2)
+    except TemporalUnavailable as error:
+        fail(str(error), 1)
+    if change.warning:
+        err.print(f"[yellow]warning:[/] {change.warning}", highlight=False, soft_wrap=True)
+    ticket = change.ticket
+    human = f"{change.event} {ticket.ref.key}: {ticket.title}"
+    if change.told:
+        human += f" (told {change.workflow_id})"
+    _emit(ticket, as_json, human)
