@@ -1,12 +1,14 @@
-"""Record representative IncidentWorkflow histories for the replay test (tests/test_replay.py).
+"""Record representative workflow histories for the replay test (tests/test_replay.py).
 
     .venv/bin/python -m tests.record_histories [--tag TAG] [--out DIR]
 
-Starts a throwaway dev server (the venv's `temporal` binary) and the product's worker, runs
-each scenario below with a seconds-scale policy, and writes one file per scenario:
-tests/histories/incident-<scenario>-<tag>.json (tag: today's UTC date unless given). It never
-overwrites a file: saved histories are the record of what released code did. See
-tests/histories/README.md for when to run it.
+Starts a throwaway dev server (the venv's `temporal` binary) and the product's worker (its
+local tracker in a temporary folder), runs every scenario below with seconds-scale policies,
+and writes one file per recorded run: tests/histories/incident-<scenario>-<tag>.json for
+IncidentWorkflow and tests/histories/action-item-<scenario>-<tag>.json for ActionItemWorkflow
+(tag: today's UTC date unless given). It never overwrites a file, and refuses a tag that any
+saved history already carries: saved histories are the record of what released code did.
+See tests/histories/README.md for when to run it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -26,6 +30,18 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain import search_attributes
+from domain.action_item import (
+    AcceptRisk,
+    ActionItem,
+    ActionItemState,
+    ExtendDeadline,
+    StartActionItem,
+    TeamRoute,
+    TicketChanged,
+    TicketStatus,
+    VerifyItem,
+    action_workflow_id,
+)
 from domain.commands import (
     Acknowledge,
     AddTimelineEvent,
@@ -35,11 +51,13 @@ from domain.commands import (
     Transition,
 )
 from domain.incident import Incident, Role
-from domain.policy import Policy
+from domain.policy import ActionItemPolicy, ActionKind, Policy, default_policy
+from domain.review import ScheduleReview, SubmitReview
 from domain.severity import Severity
 from settings import Settings
-from tests.helpers import declare, eventually
+from tests.helpers import declare, eventually, new_key
 from tests.policies import fast_policy, slow_policy
+from tests.reviews import full_review, item_spec, local_route
 from tests.servers import dev_server_path
 from worker import build_worker
 from workflows.incident import IncidentWorkflow
@@ -47,7 +65,10 @@ from workflows.incident import IncidentWorkflow
 HISTORIES = Path(__file__).parent / "histories"
 
 Handle = WorkflowHandle[IncidentWorkflow, Incident]
-Scenario = Callable[[Client, str], Awaitable[Handle]]
+IncidentScenario = Callable[[Client, str], Awaitable[Handle]]
+# What a scenario records: the file name (before the tag) -> the run whose history it holds.
+Recorded = dict[str, WorkflowHandle[Any, Any]]
+Scenario = Callable[[Client, str], Awaitable[Recorded]]
 
 
 async def escalations(handle: Handle, count: int) -> Incident:
@@ -155,17 +176,240 @@ async def continued_as_new(client: Client, task_queue: str) -> Handle:
     return handle  # the first run, whose history ends in continue-as-new
 
 
-SCENARIOS: dict[str, Scenario] = {
+# ---- action items: a review through to a closed incident, and a long-lived item ----------
+
+
+def items_policy() -> Policy:
+    """Incident deadlines an hour away; action items: short-term due 3s after the review,
+    reminded 1s before, ladder 0/1/2/3s; long-term due in an hour; a facilitator pool."""
+    slow = slow_policy()
+    items = ActionItemPolicy.model_validate(
+        {
+            "due_within": {"short_term_mitigation": "3s", "long_term_systemic": "1h"},
+            "remind_before": ["1s"],
+            "stall_after": "1h",
+            "escalation": {
+                "owner": "0s",
+                "team_lead": "1s",
+                "manager": "2s",
+                "leadership": "3s",
+                "repeat_every": "1h",
+            },
+        }
+    )
+    severities = {
+        severity: rules.model_copy(update={"action_items": items})
+        for severity, rules in slow.severities.items()
+    }
+    return slow.model_copy(update={"severities": severities, "facilitators": ["fran", "gus"]})
+
+
+async def item_state(client: Client, workflow_id: str) -> ActionItem:
+    item: ActionItem = await client.get_workflow_handle(workflow_id).query(
+        "state", result_type=ActionItem
+    )
+    return item
+
+
+async def item_until(
+    client: Client, workflow_id: str, accept: Callable[[ActionItem], bool]
+) -> ActionItem:
+    return await eventually(lambda: item_state(client, workflow_id), accept, timeout=30)
+
+
+async def ticket_event(
+    client: Client, workflow_id: str, ticket: str, event: str, delivery: str
+) -> None:
+    status = {"closed": TicketStatus.CLOSED, "reopened": TicketStatus.OPEN}.get(event)
+    await client.get_workflow_handle(workflow_id).signal(
+        "ticket_changed",
+        TicketChanged(
+            ticket_key=ticket,
+            event=event,
+            status=status,
+            at=datetime.now(UTC),
+            source="local",
+            delivery_id=delivery,
+        ),
+    )
+
+
+async def failed_activities(client: Client, workflow_id: str) -> int:
+    failed = 0
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        failed += event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
+    return failed
+
+
+async def closed_reopened_verified(client: Client, workflow_id: str) -> None:
+    """Verify refused while open; closed, reopened, closed again (a repeated delivery among
+    the signals), then verified."""
+    item = await item_until(client, workflow_id, lambda i: i.state is ActionItemState.OPEN)
+    assert item.ticket is not None
+    ticket = item.ticket.key
+    with contextlib.suppress(WorkflowUpdateFailedError):  # rejected: leaves no trace
+        await client.get_workflow_handle(workflow_id).execute_update(
+            "verify", VerifyItem(evidence="too early", by="carol")
+        )
+    await ticket_event(client, workflow_id, ticket, "closed", "close-1")
+    await item_until(client, workflow_id, lambda i: i.state is ActionItemState.VERIFYING)
+    await ticket_event(client, workflow_id, ticket, "reopened", "reopen-1")
+    await item_until(client, workflow_id, lambda i: i.state is ActionItemState.OPEN)
+    await ticket_event(client, workflow_id, ticket, "closed", "close-1")  # a webhook retry
+    await ticket_event(client, workflow_id, ticket, "commented", "comment-1")
+    await ticket_event(client, workflow_id, ticket, "closed", "close-2")
+    await item_until(client, workflow_id, lambda i: i.state is ActionItemState.VERIFYING)
+    await client.get_workflow_handle(workflow_id).execute_update(
+        "verify", VerifyItem(evidence="https://grafana/d/pool", by="carol")
+    )
+
+
+async def risk_accepted(client: Client, workflow_id: str) -> None:
+    await item_until(client, workflow_id, lambda i: i.state is ActionItemState.OPEN)
+    await client.get_workflow_handle(workflow_id).execute_update(
+        "accept_risk", AcceptRisk(rationale="replaced by the pool rewrite", approver="vp-eng")
+    )
+
+
+async def overdue_extended_verified(client: Client, workflow_id: str) -> None:
+    """Reminded, overdue (owner, team lead, manager), extended by an hour, closed, verified."""
+    item = await item_until(client, workflow_id, lambda i: len(i.escalations) >= 3)
+    assert item.ticket is not None
+    await client.get_workflow_handle(workflow_id).execute_update(
+        "extend_deadline",
+        ExtendDeadline(
+            due_at=datetime.now(UTC) + timedelta(hours=1), reason="waiting on the vendor", by="bob"
+        ),
+    )
+    await ticket_event(client, workflow_id, item.ticket.key, "closed", "close-1")
+    await item_until(client, workflow_id, lambda i: i.state is ActionItemState.VERIFYING)
+    await client.get_workflow_handle(workflow_id).execute_update(
+        "verify", VerifyItem(evidence="rollback drill took 4 minutes", by="dan")
+    )
+
+
+async def refused_then_accepted(client: Client, workflow_id: str) -> None:
+    """Routed to a tracker that is not configured: refused, retried on request, refused again,
+    then accepted as won't-do without a ticket."""
+    await item_until(client, workflow_id, lambda i: i.ticket_error is not None)
+    await client.get_workflow_handle(workflow_id).signal("retry_ticket")
+    await eventually(lambda: failed_activities(client, workflow_id), lambda n: n >= 2)
+    await client.get_workflow_handle(workflow_id).execute_update(
+        "accept_risk", AcceptRisk(rationale="the app is being retired", approver="vp-eng")
+    )
+
+
+async def review_to_closed(client: Client, task_queue: str) -> Recorded:
+    """Acknowledged, resolved, review scheduled (facilitator proposed from the pool) and
+    submitted with four items, each on its own path, until the incident closes."""
+    handle = await declare(client, task_queue, items_policy(), declared_by="alice")
+    await handle.execute_update(IncidentWorkflow.acknowledge, Acknowledge(commander="bob"))
+    await handle.execute_update(IncidentWorkflow.resolve, Transition(note="rolled back"))
+    await handle.execute_update(
+        IncidentWorkflow.schedule_review, ScheduleReview(at=datetime.now(UTC) + timedelta(days=1))
+    )
+    review = full_review(
+        item_spec("payments", "Cap the pool size", kind=ActionKind.LONG_TERM),
+        item_spec("platform", "Alert on pool saturation", kind=ActionKind.LONG_TERM),
+        item_spec("payments", "Roll back in under 5 minutes", kind=ActionKind.SHORT_TERM),
+        item_spec("mobile", "Retry checkout in the app", kind=ActionKind.LONG_TERM),
+    )
+    routes = {
+        "payments": local_route("payments"),
+        "platform": local_route("platform"),
+        "mobile": TeamRoute(team="mobile", target="github:acme/app"),
+    }
+    await handle.execute_update(
+        IncidentWorkflow.submit_review, SubmitReview(review=review, routes=routes, by="fran")
+    )
+    key = (await handle.query(IncidentWorkflow.state)).key
+    paths = {
+        "verified-after-reopen": closed_reopened_verified,
+        "risk-accepted": risk_accepted,
+        "overdue-extended": overdue_extended_verified,
+        "ticket-refused": refused_then_accepted,
+    }
+    ids = [action_workflow_id(key, number) for number in range(1, len(paths) + 1)]
+    await asyncio.gather(
+        *(path(client, id_) for path, id_ in zip(paths.values(), ids, strict=True))
+    )
+    recorded: Recorded = {"incident-review-closed": handle}
+    await handle.result()
+    for name, workflow_id in zip(paths, ids, strict=True):
+        item = client.get_workflow_handle(workflow_id)
+        await item.result()
+        recorded[f"action-item-{name}"] = item
+    return recorded
+
+
+async def item_continued_as_new(client: Client, task_queue: str) -> Recorded:
+    """An item started on its own (no incident) with a tiny history limit: tracker chatter
+    makes it continue as new; the new run is accepted as won't-do."""
+    key = new_key()
+    workflow_id = action_workflow_id(key, 1)
+    start = StartActionItem(
+        incident_key=key,
+        incident_title="Checkout errors",
+        number=1,
+        severity=Severity.SEV2,
+        spec=item_spec("payments", "Cap the pool size"),
+        due_at=datetime.now(UTC) + timedelta(days=14),
+        route=local_route("payments"),
+        policy=default_policy().for_severity(Severity.SEV2).action_items,
+        history_limit=20,
+    )
+    handle = await client.start_workflow(
+        "ActionItemWorkflow", start, id=workflow_id, task_queue=task_queue
+    )
+    first_run = handle.result_run_id
+    item = await item_until(client, workflow_id, lambda i: i.state is ActionItemState.OPEN)
+    assert item.ticket is not None
+
+    async def run_id() -> str | None:
+        return (await client.get_workflow_handle(workflow_id).describe()).run_id
+
+    for number in range(30):
+        if await run_id() != first_run:
+            break
+        await ticket_event(client, workflow_id, item.ticket.key, "commented", f"c-{number}")
+        await asyncio.sleep(0.2)
+    latest = client.get_workflow_handle(workflow_id)
+    await latest.execute_update(
+        "accept_risk", AcceptRisk(rationale="covered by the pool rewrite", approver="vp-eng")
+    )
+    await latest.result()
+    last_run = await run_id()
+    assert last_run != first_run, "the item never continued as new"
+    return {
+        "action-item-continued-as-new": client.get_workflow_handle(workflow_id, run_id=first_run),
+        "action-item-carried-over": client.get_workflow_handle(workflow_id, run_id=last_run),
+    }
+
+
+# ---- recording --------------------------------------------------------------------------
+
+INCIDENT_SCENARIOS: dict[str, IncidentScenario] = {
     "lifecycle-escalations": lifecycle_with_escalations,
     "cancelled": cancelled_after_an_escalation,
     "severity-change": severity_changes,
     "continued-as-new": continued_as_new,
 }
+SCENARIOS: list[Scenario] = [review_to_closed, item_continued_as_new]
+
+
+async def run_scenarios(client: Client, task_queue: str) -> Recorded:
+    async def incident(name: str, scenario: IncidentScenario) -> Recorded:
+        return {f"incident-{name}": await scenario(client, task_queue)}
+
+    parts = await asyncio.gather(
+        *(incident(name, scenario) for name, scenario in INCIDENT_SCENARIOS.items()),
+        *(scenario(client, task_queue) for scenario in SCENARIOS),
+    )
+    return {name: handle for part in parts for name, handle in part.items()}
 
 
 async def record(out: Path, tag: str) -> list[Path]:
-    targets = {name: out / f"incident-{name}-{tag}.json" for name in SCENARIOS}
-    existing = [str(path) for path in targets.values() if path.exists()]
+    existing = sorted(str(path) for path in out.glob(f"*-{tag}.json"))
     if existing:
         raise SystemExit(
             "refusing to overwrite saved histories (they must never change): "
@@ -179,23 +423,27 @@ async def record(out: Path, tag: str) -> list[Path]:
         search_attributes=search_attributes.ALL,
         dev_server_startup_timeout=timedelta(seconds=60),
     )
+    written = []
     try:
         task_queue = f"record-{uuid.uuid4()}"
-        async with build_worker(env.client, Settings(), task_queue=task_queue):
-            handles = await asyncio.gather(
-                *(scenario(env.client, task_queue) for scenario in SCENARIOS.values())
-            )
-            for (name, path), handle in zip(targets.items(), handles, strict=True):
-                history = await handle.fetch_history()
-                path.write_text(history.to_json() + "\n", encoding="utf-8")
-                print(f"{path}: {len(history.events)} events ({name})")
+        with tempfile.TemporaryDirectory(prefix="afteraction-record-") as home:
+            settings = Settings(home=Path(home))
+            async with build_worker(env.client, settings, task_queue=task_queue):
+                recorded = await run_scenarios(env.client, task_queue)
+                for name, handle in sorted(recorded.items()):
+                    history = await handle.fetch_history()
+                    path = out / f"{name}-{tag}.json"
+                    with path.open("x", encoding="utf-8") as file:  # never overwrite
+                        file.write(history.to_json() + "\n")
+                    written.append(path)
+                    print(f"{path}: {len(history.events)} events")
     finally:
         await env.shutdown()
-    return list(targets.values())
+    return written
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Record IncidentWorkflow histories for replay.")
+    parser = argparse.ArgumentParser(description="Record workflow histories for replay.")
     parser.add_argument(
         "--tag",
         default=datetime.now(UTC).strftime("%Y%m%d"),

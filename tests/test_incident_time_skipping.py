@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
@@ -58,9 +59,11 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-async def ts_worker(ts_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str]]:
+async def ts_worker(
+    ts_env: WorkflowEnvironment, tmp_path: Path
+) -> AsyncIterator[tuple[Client, str]]:
     task_queue = f"ts-{uuid.uuid4()}"
-    async with build_worker(ts_env.client, Settings(), task_queue=task_queue):
+    async with build_worker(ts_env.client, Settings(home=tmp_path), task_queue=task_queue):
         yield ts_env.client, task_queue
 
 

@@ -1,4 +1,5 @@
-"""Replay every saved IncidentWorkflow history against the current code.
+"""Replay every saved workflow history (IncidentWorkflow and ActionItemWorkflow) against the
+current code.
 
 A failure here means a change to workflows/ would break incidents already running (or make the
 audit record of finished ones unprovable): make the change compatible (workflow.patched) instead
@@ -17,16 +18,37 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 import worker
+from domain.action_item import ActionItem, StartActionItem
 from domain.commands import DeclareIncident
 from domain.incident import Incident
 from domain.notifications import EscalationNotice
+from workflows.action_item import ActionItemWorkflow
 from workflows.incident import IncidentWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("incident-*.json"))
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(f"replay/{path.stem}", path.read_text(encoding="utf-8"))
+
+
+def workflow_type(path: Path) -> str:
+    started = load(path).events[0].workflow_execution_started_event_attributes
+    return started.workflow_type.name
+
+
+def workflow_name(definition: type) -> str:
+    name: str = getattr(definition, "__temporal_workflow_definition").name
+    return name
+
+
+def with_notices(type_name: str) -> list[Path]:
+    """Saved histories of `type_name` in which an escalation was notified."""
+    return [
+        path
+        for path in HISTORIES
+        if workflow_type(path) == type_name and b"notify_escalation" in path.read_bytes()
+    ]
 
 
 def replayer(*workflows: type) -> Replayer:
@@ -35,10 +57,15 @@ def replayer(*workflows: type) -> Replayer:
     )
 
 
-def test_saved_histories_exist_so_replay_is_not_vacuous() -> None:
-    assert HISTORIES, "no tests/histories/incident-*.json: run `python -m tests.record_histories`"
+def test_saved_histories_of_every_workflow_type_exist_so_replay_is_not_vacuous() -> None:
+    assert HISTORIES, "no tests/histories/*.json: run `python -m tests.record_histories`"
     for path in HISTORIES:
         assert load(path).events, f"{path.name} holds no events"
+    recorded = {workflow_type(path) for path in HISTORIES}
+    registered = {workflow_name(definition) for definition in worker.WORKFLOWS}
+    assert recorded == registered, (
+        f"histories of {sorted(recorded)}; worker runs {sorted(registered)}"
+    )
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.name for path in HISTORIES])
@@ -63,8 +90,31 @@ class IncidentWorkflowThatForgetsToNotify(IncidentWorkflow):
         pass
 
 
-async def test_replay_catches_a_workflow_change_that_drops_a_command() -> None:
-    with_notices = [path for path in HISTORIES if b"notify_escalation" in path.read_bytes()]
-    assert with_notices, "no saved history has an escalation notice"
+async def test_replay_catches_an_incident_workflow_change_that_drops_a_command() -> None:
+    found = with_notices("IncidentWorkflow")
+    assert found, "no saved IncidentWorkflow history has an escalation notice"
     with pytest.raises(NondeterminismError):
-        await replayer(IncidentWorkflowThatForgetsToNotify).replay_workflow(load(with_notices[0]))
+        await replayer(IncidentWorkflowThatForgetsToNotify).replay_workflow(load(found[0]))
+
+
+@workflow.defn(name="ActionItemWorkflow", sandboxed=False)
+class ActionItemWorkflowThatForgetsToNotify(ActionItemWorkflow):
+    """The same bad change in an action item: its escalations go unannounced."""
+
+    @workflow.init
+    def __init__(self, start: StartActionItem) -> None:
+        super().__init__(start)
+
+    @workflow.run
+    async def run(self, start: StartActionItem) -> ActionItem:
+        return await super().run(start)
+
+    async def _notify(self, notice: EscalationNotice) -> None:
+        pass
+
+
+async def test_replay_catches_an_action_item_workflow_change_that_drops_a_command() -> None:
+    found = with_notices("ActionItemWorkflow")
+    assert found, "no saved ActionItemWorkflow history has an escalation notice"
+    with pytest.raises(NondeterminismError):
+        await replayer(ActionItemWorkflowThatForgetsToNotify).replay_workflow(load(found[0]))

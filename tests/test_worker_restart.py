@@ -28,9 +28,9 @@ def ack_only_policy() -> Policy:
 
 
 async def test_deadline_missed_while_no_worker_runs_fires_on_restart_with_state_intact(
-    client: Client, task_queue: str
+    client: Client, task_queue: str, settings: Settings
 ) -> None:
-    async with build_worker(client, Settings(), task_queue=task_queue):
+    async with build_worker(client, settings, task_queue=task_queue):
         handle = await declare(client, task_queue, ack_only_policy(), declared_by="alice")
         await handle.execute_update(
             IncidentWorkflow.assign_role, AssignRole(role=Role.COMMANDER, person="carol")
@@ -46,7 +46,7 @@ async def test_deadline_missed_while_no_worker_runs_fires_on_restart_with_state_
     await asyncio.sleep(4.5)
     restarted_at = datetime.now(UTC)
 
-    async with build_worker(client, Settings(), task_queue=task_queue):
+    async with build_worker(client, settings, task_queue=task_queue):
         incident = await eventually(
             lambda: handle.query(IncidentWorkflow.state),
             lambda incident: len(incident.escalations) >= 3,

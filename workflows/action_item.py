@@ -203,16 +203,22 @@ class ActionItemWorkflow:
             return None
         if kind is DeadlineKind.ACTION_DUE:
             return item.due_at
-        return item.last_activity_at + item.policy.stall_after
+        stalled_at = item.last_activity_at + item.policy.stall_after
+        # Once the item is due, the overdue ladder speaks for it; a stall that would fall at
+        # or after the due date would only notify the same people twice.
+        return stalled_at if stalled_at < item.due_at else None
 
     def _reminders_due(self) -> list[tuple[datetime, timedelta]]:
         item = self.item
         if item.state is not ActionItemState.OPEN:
             return []
+        # A reminder whose moment passed before the due date was set (at creation or at the
+        # last extension) would arrive late and name the wrong lead time: it is skipped.
+        since = item.extensions[-1].at if item.extensions else item.created_at
         reminders = []
         for before in item.policy.remind_before:
             moment = item.due_at - before
-            if moment > item.created_at and moment not in item.reminders_sent:
+            if moment > since and moment not in item.reminders_sent:
                 reminders.append((moment, before))
         return reminders
 
@@ -361,7 +367,7 @@ class ActionItemWorkflow:
         try:
             await handle.signal("action_item_changed", ActionItemSummary.of(self.item))
         except Exception as error:  # the incident may have ended; the item goes on regardless
-            workflow.logger.warning("could not tell incident %s: %s", parent.workflow_id, error)
+            workflow.logger.info("could not tell incident %s: %s", parent.workflow_id, error)
 
     def _changed_state(self) -> ActionItemSummary:
         self._changed = True
