@@ -18,6 +18,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.upserts import SearchAttributeWriter
+
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.action_item import (
@@ -65,6 +67,7 @@ NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attemp
 TICKET_RETRY_EVERY = timedelta(hours=1)
 MIN_TIMER = timedelta(milliseconds=10)
 SEEN_DELIVERIES_KEPT = 200
+REPORT_ONLY_CHANGES = "report-only-changes-to-incident"
 ITEM_DEADLINES = (DeadlineKind.ACTION_DUE, DeadlineKind.ACTION_STALLED)
 
 
@@ -95,6 +98,8 @@ class ActionItemWorkflow:
             )
             self._missed = {}
         self._changed = False
+        self._search_attributes = SearchAttributeWriter()
+        self._reported: ActionItemSummary | None = None
         self._retry_ticket = False
         self._background: set[asyncio.Task[None]] = set()
 
@@ -363,9 +368,15 @@ class ActionItemWorkflow:
         parent = workflow.info().parent
         if parent is None:
             return
+        summary = ActionItemSummary.of(self.item)
+        if workflow.patched(REPORT_ONLY_CHANGES):
+            # The incident already knows this (the last report may race its closing).
+            if summary == self._reported:
+                return
+            self._reported = summary
         handle = workflow.get_external_workflow_handle(parent.workflow_id)
         try:
-            await handle.signal("action_item_changed", ActionItemSummary.of(self.item))
+            await handle.signal("action_item_changed", summary)
         except Exception as error:  # the incident may have ended; the item goes on regardless
             workflow.logger.info("could not tell incident %s: %s", parent.workflow_id, error)
 
@@ -502,4 +513,4 @@ class ActionItemWorkflow:
             sa.DUE_AT.value_set(item.due_at),
             sa.ESCALATION_COUNT.value_set(len(item.escalations)),
         ]
-        workflow.upsert_search_attributes(updates)
+        self._search_attributes.upsert(updates)

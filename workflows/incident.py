@@ -16,6 +16,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.upserts import SearchAttributeWriter
+
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.action_item import (
@@ -103,6 +105,7 @@ class IncidentWorkflow:
             self._incident = self._declare(declaration)
             self._deadlines = DeadlineTracker(status_anchor=self._incident.clock.declared_at)
         self._changed = False
+        self._search_attributes = SearchAttributeWriter()
         # Notifications in flight: they run beside the deadline loop, never in its way.
         self._notifying: set[asyncio.Task[None]] = set()
 
@@ -661,4 +664,4 @@ class IncidentWorkflow:
             if (due := deadline_due_at(kind, incident, status_anchor=self._deadlines.status_anchor))
         ]
         pairs.append(sa.DUE_AT.value_set(min(dues)) if dues else sa.DUE_AT.value_unset())
-        workflow.upsert_search_attributes(pairs)
+        self._search_attributes.upsert(pairs)
