@@ -86,7 +86,7 @@ class IncidentWorkflowThatForgetsToNotify(IncidentWorkflow):
     async def run(self, declaration: DeclareIncident) -> Incident:
         return await super().run(declaration)
 
-    def _start_notification(self, notice: EscalationNotice) -> None:
+    def _announce(self, notice: EscalationNotice) -> None:
         pass
 
 
@@ -109,7 +109,7 @@ class ActionItemWorkflowThatForgetsToNotify(ActionItemWorkflow):
     async def run(self, start: StartActionItem) -> ActionItem:
         return await super().run(start)
 
-    async def _notify(self, notice: EscalationNotice) -> None:
+    def _announce(self, notice: EscalationNotice) -> None:
         pass
 
 

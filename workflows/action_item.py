@@ -8,16 +8,21 @@ signals, and reports every change to its incident.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
+from workflows.common import (
+    MIN_TIMER,
+    Background,
+    history_too_long,
+    notify_escalation,
+    rejected,
+)
 from workflows.upserts import SearchAttributeWriter
 
 with workflow.unsafe.imports_passed_through():
@@ -62,17 +67,11 @@ TRACKER_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     non_retryable_error_types=["TrackerRefused"],
 )
-NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=20)
 # A refused ticket creation (e.g. a tracker not configured) is tried again this often.
 TICKET_RETRY_EVERY = timedelta(hours=1)
-MIN_TIMER = timedelta(milliseconds=10)
 SEEN_DELIVERIES_KEPT = 200
 REPORT_ONLY_CHANGES = "report-only-changes-to-incident"
 ITEM_DEADLINES = (DeadlineKind.ACTION_DUE, DeadlineKind.ACTION_STALLED)
-
-
-def _rejected(message: str) -> ApplicationError:
-    return ApplicationError(message, type="CommandRejected", non_retryable=True)
 
 
 @workflow.defn(name="ActionItemWorkflow")
@@ -101,7 +100,7 @@ class ActionItemWorkflow:
         self._search_attributes = SearchAttributeWriter()
         self._reported: ActionItemSummary | None = None
         self._retry_ticket = False
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     @property
     def item(self) -> ActionItem:
@@ -116,7 +115,7 @@ class ActionItemWorkflow:
         if item.ticket is None:
             await self._create_ticket(start)
         while not item.state.is_final:
-            if self._history_too_long(start.history_limit):
+            if history_too_long(start.history_limit):
                 await self._continue_as_new(start)
             self._changed = False
             self._fire_due(workflow.now(), start)
@@ -125,7 +124,7 @@ class ActionItemWorkflow:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._changed, timeout=timeout)
         await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and not self._background
+            lambda: workflow.all_handlers_finished() and self._background.idle
         )
         await self._report_to_incident()
         return item
@@ -189,13 +188,9 @@ class ActionItemWorkflow:
         lines += ["", "Close this ticket when the work is done; afteraction follows it."]
         return "\n".join(lines)
 
-    def _history_too_long(self, limit: int) -> bool:
-        info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
-
     async def _continue_as_new(self, start: StartActionItem) -> None:
         await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and not self._background
+            lambda: workflow.all_handlers_finished() and self._background.idle
         )
         carried = ActionItemCarriedOver(item=self.item, missed=self._missed)
         workflow.continue_as_new(start.model_copy(update={"carried_over": carried}))
@@ -291,7 +286,7 @@ class ActionItemWorkflow:
             reason=reason,
             step=number,
         )
-        self._spawn(self._notify(notice))
+        self._announce(notice)
 
     def _next_wake_at(self) -> datetime | None:
         ladder = self.item.policy.escalation
@@ -318,17 +313,12 @@ class ActionItemWorkflow:
 
     # ---- side effects, beside the loop -------------------------------------------------
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     def _update_ticket(self, change: TicketChange) -> None:
         item = self.item
         if item.ticket is None:
             return
         update = UpdateTicket(target=item.route.target, key=item.ticket.key, change=change)
-        self._spawn(self._tracker_call("update_ticket", update))
+        self._background.spawn(self._tracker_call("update_ticket", update))
 
     def _comment(self, text: str, *, key: str) -> None:
         item = self.item
@@ -340,7 +330,7 @@ class ActionItemWorkflow:
             text=text,
             idempotency_key=f"{workflow.info().workflow_id}/{key}",
         )
-        self._spawn(self._tracker_call("comment_on_ticket", comment))
+        self._background.spawn(self._tracker_call("comment_on_ticket", comment))
 
     async def _tracker_call(self, activity: str, payload: Any) -> None:
         try:
@@ -353,16 +343,9 @@ class ActionItemWorkflow:
         except ActivityError as error:
             workflow.logger.error("%s for %s failed: %s", activity, self.item.id, error.cause)
 
-    async def _notify(self, notice: EscalationNotice) -> None:
-        try:
-            await workflow.execute_activity(
-                "notify_escalation",
-                notice,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=NOTIFY_RETRY,
-            )
-        except ActivityError as error:
-            workflow.logger.error("notice for %s not delivered: %s", self.item.id, error.cause)
+    def _announce(self, notice: EscalationNotice) -> None:
+        """The one place an escalation leaves the workflow, beside its loop."""
+        self._background.spawn(notify_escalation(notice))
 
     async def _report_to_incident(self) -> None:
         parent = workflow.info().parent
@@ -383,7 +366,7 @@ class ActionItemWorkflow:
     def _changed_state(self) -> ActionItemSummary:
         self._changed = True
         self._upsert_search_attributes()
-        self._spawn(self._report_to_incident())
+        self._background.spawn(self._report_to_incident())
         return ActionItemSummary.of(self.item)
 
     # ---- queries, signals, updates -----------------------------------------------------
@@ -451,11 +434,11 @@ class ActionItemWorkflow:
     def _validate_extend_deadline(self, command: ExtendDeadline) -> None:
         self._require_not_final("extend the deadline of")
         if command.due_at.tzinfo is None:
-            raise _rejected("give the new due time with a time zone, e.g. 2026-12-15T17:00:00Z")
+            raise rejected("give the new due time with a time zone, e.g. 2026-12-15T17:00:00Z")
         if command.due_at <= workflow.now():
-            raise _rejected("the new due time must be in the future")
+            raise rejected("the new due time must be in the future")
         if command.due_at <= self.item.due_at:
-            raise _rejected(
+            raise rejected(
                 f"the new due time must be later than the current one "
                 f"({self.item.due_at.isoformat(timespec='minutes')})"
             )
@@ -478,7 +461,7 @@ class ActionItemWorkflow:
                 ActionItemState.CREATING: "its ticket is still being created",
                 ActionItemState.OPEN: "close its ticket first, then confirm the criteria",
             }.get(state, f"it is already {state.value}")
-            raise _rejected(f"cannot verify {self.item.id}: {hint}")
+            raise rejected(f"cannot verify {self.item.id}: {hint}")
 
     @workflow.update
     def accept_risk(self, command: AcceptRisk) -> ActionItemSummary:
@@ -500,7 +483,7 @@ class ActionItemWorkflow:
 
     def _require_not_final(self, action: str) -> None:
         if self.item.state.is_final:
-            raise _rejected(f"cannot {action} {self.item.id}: it is {self.item.state.value}")
+            raise rejected(f"cannot {action} {self.item.id}: it is {self.item.state.value}")
 
     def _upsert_search_attributes(self) -> None:
         item = self.item

@@ -7,15 +7,20 @@ policy's deadlines as durable timers and walks the escalation ladder when one is
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import SearchAttributeUpdate
 
+from workflows.common import (
+    MIN_TIMER,
+    Background,
+    history_too_long,
+    notify_escalation,
+    rejected,
+)
 from workflows.upserts import SearchAttributeWriter
 
 with workflow.unsafe.imports_passed_through():
@@ -72,9 +77,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.severity import Severity
 
-NOTIFY_TIMEOUT = timedelta(seconds=30)
-NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=20)
-MIN_TIMER = timedelta(milliseconds=10)
 # How far ahead of the workflow clock a reported time may be (the reporter's clock drifts).
 CLOCK_SKEW = timedelta(minutes=1)
 
@@ -87,10 +89,6 @@ _TRANSITIONS: dict[str, tuple[IncidentState, ...]] = {
     "resolve": (IncidentState.DECLARED, IncidentState.MITIGATING, IncidentState.MITIGATED),
     "cancel": (IncidentState.DECLARED, IncidentState.MITIGATING, IncidentState.MITIGATED),
 }
-
-
-def _rejected(message: str) -> ApplicationError:
-    return ApplicationError(message, type="CommandRejected", non_retryable=True)
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -107,7 +105,7 @@ class IncidentWorkflow:
         self._changed = False
         self._search_attributes = SearchAttributeWriter()
         # Notifications in flight: they run beside the deadline loop, never in its way.
-        self._notifying: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     # ---- run loop: the durable timers -------------------------------------------------
 
@@ -116,57 +114,34 @@ class IncidentWorkflow:
         incident = self.incident
         self._upsert_search_attributes()
         while not incident.state.is_final:
-            if self._history_too_long(declaration.history_limit):
+            if history_too_long(declaration.history_limit):
                 await self._continue_as_new(declaration)
             # Nothing below awaits before the wait, so a command that arrives while the
             # deadlines are evaluated is seen by the wait and never lost.
             self._changed = False
             for notice in self._fire_due_deadlines(workflow.now()):
-                self._start_notification(notice)
+                self._announce(notice)
             wake_at = self._next_wake_at()
             # Every step due by now has fired, so wake_at is later; the floor is only a guard.
             timeout = None if wake_at is None else max(wake_at - workflow.now(), MIN_TIMER)
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._changed, timeout=timeout)
         await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and not self._notifying
+            lambda: workflow.all_handlers_finished() and self._background.idle
         )
         return incident
-
-    def _history_too_long(self, limit: int) -> bool:
-        info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
 
     async def _continue_as_new(self, declaration: DeclareIncident) -> None:
         """Hand the incident and its deadlines to a fresh run, once no handler is mid-way."""
         await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and not self._notifying
+            lambda: workflow.all_handlers_finished() and self._background.idle
         )
         carried = CarriedOver(incident=self.incident, deadlines=self._deadlines)
         workflow.continue_as_new(declaration.model_copy(update={"carried_over": carried}))
 
-    def _start_notification(self, notice: EscalationNotice) -> None:
-        task = asyncio.create_task(self._notify(notice))
-        self._notifying.add(task)
-        task.add_done_callback(self._notifying.discard)
-
-    async def _notify(self, notice: EscalationNotice) -> None:
-        # The escalation is already recorded in the state; a notification channel that stays
-        # down must not fail the incident, nor hold up the deadlines that follow.
-        try:
-            await workflow.execute_activity(
-                "notify_escalation",
-                notice,
-                start_to_close_timeout=NOTIFY_TIMEOUT,
-                retry_policy=NOTIFY_RETRY,
-            )
-        except ActivityError as error:
-            workflow.logger.error(
-                "escalation notice %s for %s not delivered: %s",
-                notice.step,
-                notice.incident_key,
-                error.cause or error,
-            )
+    def _announce(self, notice: EscalationNotice) -> None:
+        """The one place an escalation leaves the workflow, beside its loop."""
+        self._background.spawn(notify_escalation(notice))
 
     def _declare(self, declaration: DeclareIncident) -> Incident:
         now = workflow.now()
@@ -325,7 +300,7 @@ class IncidentWorkflow:
             command.role is Role.SUBJECT_MATTER_EXPERT
             and command.person in roles.subject_matter_experts
         ):
-            raise _rejected(
+            raise rejected(
                 f"{command.person} is already a subject-matter expert on this incident; "
                 "add someone else, or give them another role"
             )
@@ -333,7 +308,7 @@ class IncidentWorkflow:
             command.role is not Role.SUBJECT_MATTER_EXPERT
             and getattr(roles, command.role.value) == command.person
         ):
-            raise _rejected(
+            raise rejected(
                 f"{command.person} is already the {command.role.value.replace('_', ' ')}; "
                 "name someone else for it, or give them another role"
             )
@@ -354,7 +329,7 @@ class IncidentWorkflow:
         self._require_not_final("change the severity")
         if command.severity == self.incident.severity:
             others = ", ".join(s.value for s in Severity if s != command.severity)
-            raise _rejected(
+            raise rejected(
                 f"the incident is already {command.severity}; choose another severity: {others}"
             )
 
@@ -422,7 +397,7 @@ class IncidentWorkflow:
     def _validate_cancel(self, command: Cancel) -> None:
         self._require_state("cancel")
         if not command.reason.strip():
-            raise _rejected(
+            raise rejected(
                 "cancel needs a reason that says why this is not an incident, "
                 "e.g. 'false alarm: synthetic check'"
             )
@@ -462,7 +437,7 @@ class IncidentWorkflow:
     def _validate_schedule_review(self, command: ScheduleReview) -> None:
         self._require_state("schedule_review")
         if command.at.tzinfo is None:
-            raise _rejected("give the review time with a time zone, e.g. 2026-12-01T15:00:00Z")
+            raise rejected("give the review time with a time zone, e.g. 2026-12-01T15:00:00Z")
 
     @workflow.update
     async def submit_review(self, command: SubmitReview) -> IncidentStatus:
@@ -503,7 +478,7 @@ class IncidentWorkflow:
                     f"action_items.{index}.owning_team: no route for team {spec.owning_team!r}"
                 )
         if problems:
-            raise _rejected("the review cannot be accepted:\n" + "\n".join(problems))
+            raise rejected("the review cannot be accepted:\n" + "\n".join(problems))
 
     @workflow.update
     async def add_action_item(self, command: AddActionItem) -> ActionItemSummary:
@@ -516,7 +491,7 @@ class IncidentWorkflow:
     def _validate_add_action_item(self, command: AddActionItem) -> None:
         self._require_state("add_action_item")
         if command.route.team != command.spec.owning_team:
-            raise _rejected(
+            raise rejected(
                 f"the route is for team {command.route.team!r}, "
                 f"the item is owned by {command.spec.owning_team!r}"
             )
@@ -588,33 +563,33 @@ class IncidentWorkflow:
                 ["assign_role", "add_timeline_event", "set_severity"] if not state.is_final else []
             )
             options = ", ".join(allowed + also) or "nothing: the incident is final"
-            raise _rejected(
+            raise rejected(
                 f"cannot {command} an incident that is {state.value}; allowed now: {options}"
             )
 
     def _require_not_final(self, action: str) -> None:
         state = self.incident.state
         if state.is_final:
-            raise _rejected(f"cannot {action}: the incident is {state.value}")
+            raise rejected(f"cannot {action}: the incident is {state.value}")
 
     def _require_not_future(self, at: datetime | None) -> None:
         if at is None:
             return
         if at.tzinfo is None:
             # Comparing it with the workflow clock would raise a TypeError nobody can act on.
-            raise _rejected(
+            raise rejected(
                 f"{at.isoformat()} has no time zone; give one, e.g. 2026-11-27T14:03:00Z"
             )
         now = workflow.now()
         if at > now + CLOCK_SKEW:
-            raise _rejected(
+            raise rejected(
                 f"{at.isoformat()} is in the future (now {now.isoformat(timespec='seconds')}); "
                 "give the time it happened, or leave the time out to mean now"
             )
 
     def _require_not_before(self, at: datetime | None, what: str, earliest: datetime) -> None:
         if at is not None and at < earliest:
-            raise _rejected(
+            raise rejected(
                 f"{at.isoformat()} is before {what} ({earliest.isoformat()}); "
                 "give a time no earlier than that, or leave the time out to mean now"
             )
