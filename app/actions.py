@@ -12,13 +12,13 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from app.incidents import (
     WORKER_TIMEOUT,
     CommandRejected,
-    IncidentNotFound,
     TemporalUnavailable,
+    explain_failure,
     rejection_message,
 )
 from domain import search_attributes as sa
@@ -113,19 +113,14 @@ class ActionItems:
         return action_workflow_id(key, number)
 
     async def _explain(self, item_id: str, error: Exception) -> Exception:
-        handle = self._client.get_workflow_handle(self._workflow_id(item_id))
-        try:
-            description = await handle.describe()
-        except RPCError as describe_error:
-            if describe_error.status is RPCStatusCode.NOT_FOUND:
-                return IncidentNotFound(
-                    f"no action item {item_id}; `afteraction actions list` shows them"
-                )
-            return TemporalUnavailable(f"cannot reach Temporal: {describe_error.message}")
-        if description.close_time is not None:
-            return CommandRejected(f"action item {item_id} is closed; nothing can change now")
-        return TemporalUnavailable(
-            f"no worker answered within {WORKER_TIMEOUT.seconds}s; start one with `make run`"
+        return await explain_failure(
+            self._client,
+            self._workflow_id(item_id),
+            what=f"action item {item_id}",
+            listing="`afteraction actions list` shows them",
+            no_worker=f"no worker answered within {WORKER_TIMEOUT.seconds}s; "
+            "start one with `make run`",
+            error=error,
         )
 
 

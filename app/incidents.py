@@ -94,6 +94,34 @@ def rejection_message(error: WorkflowUpdateFailedError) -> str:
     return cause.message if isinstance(cause, ApplicationError) else str(cause)
 
 
+async def explain_failure(
+    client: Client, workflow_id: str, *, what: str, listing: str, no_worker: str, error: Exception
+) -> Exception:
+    """Why a call to `what` (e.g. 'incident INC-1') failed, as an error a person can act on.
+
+    The workflow's description decides: missing, closed (a command raced its completion),
+    or running with no worker to answer.
+    """
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as describe_error:
+        if describe_error.status is RPCStatusCode.NOT_FOUND:
+            return IncidentNotFound(f"no {what}; {listing}")
+        return TemporalUnavailable(
+            unavailable_message(client.service_client.config.target_host, describe_error.message)
+        )
+    if description.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
+        return CommandRejected(f"{what} is closed; nothing about it can change now")
+    if isinstance(error, RPCError) and error.status not in (
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.NOT_FOUND,
+    ):
+        return TemporalUnavailable(
+            unavailable_message(client.service_client.config.target_host, error.message)
+        )
+    return TemporalUnavailable(no_worker)
+
+
 def new_incident_key(now: datetime | None = None) -> str:
     """INC-YYMMDD-XXXX: sortable by day, short enough to say on a bridge call."""
     day = (now or datetime.now(UTC)).strftime("%y%m%d")
@@ -225,25 +253,14 @@ class Incidents:
         return self._client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id_for(key))
 
     async def _explain(self, workflow_id: str, what: str, error: Exception) -> Exception:
-        """Why a call to `what` (e.g. 'incident INC-1') failed, as an error a person can act on.
-
-        The workflow's description decides: missing, closed (a command raced its completion),
-        or running with no worker to answer.
-        """
-        try:
-            description = await self._client.get_workflow_handle(workflow_id).describe()
-        except RPCError as describe_error:
-            if describe_error.status is RPCStatusCode.NOT_FOUND:
-                return IncidentNotFound(f"no {what}; `afteraction list` shows the incidents")
-            return self._unavailable(describe_error)
-        if description.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
-            return CommandRejected(f"{what} is closed; nothing about it can change now")
-        if isinstance(error, RPCError) and error.status not in (
-            RPCStatusCode.DEADLINE_EXCEEDED,
-            RPCStatusCode.NOT_FOUND,
-        ):
-            return self._unavailable(error)
-        return TemporalUnavailable(self._no_worker())
+        return await explain_failure(
+            self._client,
+            workflow_id,
+            what=what,
+            listing="`afteraction list` shows the incidents",
+            no_worker=self._no_worker(),
+            error=error,
+        )
 
     def _unavailable(self, error: RPCError) -> TemporalUnavailable:
         return TemporalUnavailable(
