@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -16,6 +18,7 @@ from temporalio.worker import Worker
 
 from domain import search_attributes
 from settings import Settings
+from tests import servers
 from tests.servers import dev_server_path
 from worker import build_worker
 
@@ -52,3 +55,24 @@ def settings(tmp_path: Path) -> Settings:
 async def worker(client: Client, task_queue: str, settings: Settings) -> AsyncIterator[Worker]:
     async with build_worker(client, settings, task_queue=task_queue) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server, one per test module (its clock is shared)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=servers.test_server_path(),
+        data_converter=pydantic_data_converter,
+    )
+    # Without these, every upsert of a search attribute fails the workflow task, forever.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
+                for key in search_attributes.ALL
+            },
+        )
+    )
+    yield env
+    await env.shutdown()

@@ -19,14 +19,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from domain import search_attributes
 from domain.action_item import (
     ActionItem,
     ActionItemState,
@@ -45,7 +41,6 @@ from domain.review import SubmitReview
 from domain.severity import Severity
 from integrations.local import Comment, LocalTracker
 from settings import Settings
-from tests import servers
 from tests.helpers import declare, eventually
 from tests.reviews import full_review, item_spec
 from worker import build_worker
@@ -76,26 +71,6 @@ LADDER = [
     (21 * DAY, Rung.LEADERSHIP, "vp-eng"),
     (28 * DAY, Rung.LEADERSHIP, "vp-eng"),
 ]
-
-
-@pytest.fixture(scope="module")
-async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=servers.test_server_path(),
-        data_converter=pydantic_data_converter,
-    )
-    # Without these, every upsert of a search attribute fails the workflow task, forever.
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
-                for key in search_attributes.ALL
-            },
-        )
-    )
-    yield env
-    await env.shutdown()
 
 
 @dataclass

@@ -12,13 +12,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from domain import search_attributes
 from domain.commands import Acknowledge, Cancel, Transition
 from domain.deadlines import add_business_days
 from domain.escalation import DeadlineKind, EscalationRecord
@@ -26,7 +22,6 @@ from domain.incident import Incident
 from domain.policy import Rung, default_policy
 from domain.severity import Severity
 from settings import Settings
-from tests import servers
 from tests.helpers import declare, eventually
 from worker import build_worker
 from workflows.incident import IncidentWorkflow
@@ -36,26 +31,6 @@ Handle = WorkflowHandle[IncidentWorkflow, Incident]
 # The virtual clock stamps a timer's workflow task a few milliseconds after it is due.
 TOLERANCE = timedelta(seconds=5)
 FRIDAY = 4
-
-
-@pytest.fixture(scope="module")
-async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=servers.test_server_path(),
-        data_converter=pydantic_data_converter,
-    )
-    # Without these, every upsert of a search attribute fails the workflow task, forever.
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
-                for key in search_attributes.ALL
-            },
-        )
-    )
-    yield env
-    await env.shutdown()
 
 
 @pytest.fixture
