@@ -78,6 +78,17 @@ class Settings(BaseSettings):
         default=None, description="an https:// or http:// URL that accepts JSON POSTs"
     )
 
+    github_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="the secret set on the GitHub webhook; POST /webhooks/github answers 503 "
+        "until it is set",
+    )
+    jira_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="the secret set on the Jira admin webhook; POST /webhooks/jira answers 503 "
+        "until it is set",
+    )
+
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="one of auto, json, console"
     )

@@ -36,6 +36,7 @@ from app.logs import configure_logging, get_logger
 from app.review_files import TOP_LEVEL, ZONE_EXAMPLE, ReviewFileError, parse_review, review_template
 from app.review_markdown import review_markdown
 from app.temporal_client import connect
+from app.webhooks import router as webhooks_router
 from domain.action_item import (
     AcceptRisk,
     ActionItem,
@@ -344,6 +345,7 @@ def create_app(
     api.state.settings = settings
     api.state.policy = incident_policy
     api.state.routing = team_routing
+    api.include_router(webhooks_router)
 
     @api.exception_handler(IncidentNotFound)
     async def _not_found(_: Request, error: IncidentNotFound) -> JSONResponse:

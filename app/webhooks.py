@@ -1,0 +1,147 @@
+"""Tracker webhooks: `POST /webhooks/github` and `POST /webhooks/jira`.
+
+Answers, in the order they are decided:
+
+* 503 when the tracker's secret is not configured (the detail names the variable to set);
+* 401 when the signature header is missing, does not start with `sha256=` or does not match;
+* 400 when the body is not JSON or not of a shape the tracker sends (the detail says why);
+* 200 `{"pong": true}` for GitHub's `ping`, so the hook's page shows the setup works;
+* 204 for a delivery no action item acts on (another event or action, a ticket afteraction did
+  not create); the `X-Afteraction-Ignored` header says why;
+* 202 `{"event", "ticket", "workflow_id"}` for a routed event: the item's ActionItemWorkflow got
+  the `ticket_changed` signal, carrying the sender's delivery id (X-GitHub-Delivery,
+  X-Atlassian-Webhook-Identifier, or a hash of the body), so a redelivery changes nothing;
+* 202 with `"ignored"` (and `workflow_id`) when the ticket names a workflow that does not exist or
+  has finished: not the sender's fault, and a 4xx would only mark the delivery failed in GitHub
+  and make Jira retry it;
+* 503 when Temporal cannot be reached, so the sender records a failed delivery that can be
+  redelivered (the reconciler catches it otherwise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, SecretStr
+from temporalio.service import RPCError, RPCStatusCode
+
+from app.incidents import TemporalUnavailable, unavailable_message
+from app.logs import get_logger
+from domain.webhook_events import Tracker
+from integrations.webhooks import (
+    GITHUB_SIGNATURE,
+    JIRA_SIGNATURE,
+    BadSignature,
+    MalformedPayload,
+    TrackerEvent,
+    parse,
+    verify,
+)
+from settings import ENV_PREFIX, Settings
+
+log = get_logger("afteraction.webhooks")
+SIGNAL = "ticket_changed"
+IGNORED_HEADER = "X-Afteraction-Ignored"
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+class Routed(BaseModel):
+    event: str
+    ticket: str
+    workflow_id: str
+    ignored: str | None = Field(
+        default=None, description="why the workflow was not told (it does not exist or ended)"
+    )
+
+
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": 'GitHub\'s ping: {"pong": true}'},
+    202: {"model": Routed, "description": "Routed to the action item's workflow"},
+    204: {"description": "Ignored; the X-Afteraction-Ignored header says why"},
+    400: {"description": "Not JSON, or not a shape the tracker sends"},
+    401: {"description": "Missing or wrong signature"},
+    503: {"description": "The secret is not configured, or Temporal is away"},
+}
+
+
+def _secret(settings: Settings, tracker: Tracker) -> str:
+    secret: SecretStr | None = getattr(settings, f"{tracker}_webhook_secret")
+    if secret is None or not secret.get_secret_value():
+        variable = f"{ENV_PREFIX}{tracker.upper()}_WEBHOOK_SECRET"
+        raise HTTPException(
+            503, f"{tracker} webhooks are not configured: set {variable} to the webhook's secret"
+        )
+    return secret.get_secret_value()
+
+
+def _ignored(reason: str) -> Response:
+    header = reason.encode("ascii", "replace").decode("ascii")[:500]
+    return Response(status_code=204, headers={IGNORED_HEADER: header})
+
+
+async def _tell(request: Request, event: TrackerEvent, workflow_id: str) -> str | None:
+    """Signal the workflow; the reason it was not told, or None when it was."""
+    client = await request.app.state.connection.client()
+    try:
+        await client.get_workflow_handle(workflow_id).signal(SIGNAL, event.signal())
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return f"no running action item {workflow_id}: {error.message}"
+        settings: Settings = request.app.state.settings
+        raise TemporalUnavailable(
+            unavailable_message(settings.effective_temporal_address, error.message)
+        ) from None
+    return None
+
+
+async def _receive(request: Request, tracker: Tracker, header: str) -> Response:
+    secret = _secret(request.app.state.settings, tracker)
+    body = await request.body()
+    try:
+        verify(secret, body, request.headers.get(header), header=header)
+    except BadSignature as error:
+        log.warning("webhook.refused", tracker=tracker, reason=str(error))
+        raise HTTPException(401, str(error)) from None
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    try:
+        parsed = parse(tracker, body, headers)
+    except MalformedPayload as error:
+        raise HTTPException(400, f"malformed {tracker} delivery: {error}") from None
+    if not isinstance(parsed, TrackerEvent):
+        if parsed.ping:
+            return JSONResponse({"pong": True}, status_code=200)
+        return _ignored(parsed.reason)
+    if parsed.workflow_id is None:
+        return _ignored(f"{parsed.ticket_key}: the delivery does not name its action item")
+    ignored = await _tell(request, parsed, parsed.workflow_id)
+    answer = Routed(
+        event=parsed.event,
+        ticket=parsed.ticket_key,
+        workflow_id=parsed.workflow_id,
+        ignored=ignored,
+    )
+    log.info(
+        "webhook.routed",
+        tracker=tracker,
+        ticket_event=parsed.event,
+        ticket=parsed.ticket_key,
+        workflow_id=parsed.workflow_id,
+        delivery_id=parsed.delivery_id,
+        ignored=ignored,
+    )
+    return JSONResponse(answer.model_dump(exclude_none=True), status_code=202)
+
+
+@router.post("/github", status_code=202, responses=_ANSWERS)
+async def github_webhook(request: Request) -> Response:
+    """A GitHub webhook delivery, signed with X-Hub-Signature-256."""
+    return await _receive(request, "github", GITHUB_SIGNATURE)
+
+
+@router.post("/jira", status_code=202, responses=_ANSWERS)
+async def jira_webhook(request: Request) -> Response:
+    """A Jira admin webhook delivery, signed with X-Hub-Signature."""
+    return await _receive(request, "jira", JIRA_SIGNATURE)
