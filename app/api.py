@@ -8,7 +8,6 @@ command the incident or the item rejected (the validator's reason), 422 an inval
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,8 +17,7 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import BaseModel, Field
 from temporalio.client import Client
 
 from app.actions import ActionItems
@@ -33,8 +31,17 @@ from app.incidents import (
 )
 from app.local_tickets import StatusChange, set_status
 from app.logs import configure_logging, get_logger
-from app.review_files import TOP_LEVEL, ZONE_EXAMPLE, ReviewFileError, parse_review, review_template
+from app.review_files import review_template
 from app.review_markdown import review_markdown
+from app.review_requests import (
+    YAML_TYPES,
+    InvalidReview,
+    is_json,
+    media_type,
+    problem_message,
+    submitted_review,
+    wants_markdown,
+)
 from app.temporal_client import connect
 from app.webhooks import router as webhooks_router
 from domain.action_item import (
@@ -65,7 +72,7 @@ from domain.incident import (
     workflow_id_for,
 )
 from domain.policy import Policy, PolicyFileError, load_policy
-from domain.review import Review, ReviewRecord, ScheduleReview, check_review
+from domain.review import ReviewRecord, ScheduleReview
 from domain.routing import Routing, RoutingError, load_routing
 from domain.severity import Severity
 from integrations.local import LocalTracker, TicketDetail
@@ -147,19 +154,10 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: _ERRORS[code] for code in sorted({*codes, 422})}
 
 
-class InvalidReview(Exception):
-    """A review that cannot be accepted; `problems` lists every problem as 'path: message'."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("the review cannot be accepted: " + "; ".join(problems))
-        self.problems = problems
-
-
 class YAMLResponse(Response):
     media_type = "text/yaml"  # Starlette adds "; charset=utf-8" to text types
 
 
-YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"})
 _REVIEW_BODY: dict[str, Any] = {
     "required": True,
     "content": {
@@ -174,41 +172,6 @@ _REVIEW_BODY: dict[str, Any] = {
         "text/yaml": {"schema": {"type": "string"}},
     },
 }
-_REVIEW_SOURCE = "request body"
-
-
-def _media_type(header: str | None) -> str | None:
-    media = (header or "").split(";", 1)[0].strip().lower()
-    return media or None
-
-
-def _is_json(media: str | None) -> bool:
-    return media is None or media == "application/json" or media.endswith("+json")
-
-
-def _wants_markdown(accept: str | None) -> bool:
-    """True when the Accept header prefers text/markdown to JSON (a tie goes to JSON)."""
-    weights: dict[str, float] = {}
-    for part in (accept or "").split(","):
-        media, *parameters = (piece.strip().lower() for piece in part.split(";"))
-        quality = 1.0
-        for parameter in parameters:
-            name, _, value = parameter.partition("=")
-            if name.strip() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        weights[media] = max(quality, weights.get(media, 0.0))
-    markdown = weights.get("text/markdown", weights.get("text/*", 0.0))
-    as_json = weights.get("application/json", weights.get("application/*", weights.get("*/*", 0.0)))
-    return markdown > 0 and markdown > as_json
-
-
-def _message(error: ErrorDetails | dict[str, Any]) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown field"
-    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _request_problem(error: dict[str, Any]) -> str:
@@ -221,90 +184,7 @@ def _request_problem(error: dict[str, Any]) -> str:
             at = f" at character {loc[0]}" if loc else ""
             return f"body: not valid JSON{at}: {reason}"
     path = ".".join(str(part) for part in loc) or "body"
-    return f"{path}: {_message(error)}"
-
-
-def _review_from_yaml(body: bytes, incident: Incident) -> Review:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidReview([f"{TOP_LEVEL}: the YAML is not UTF-8 text"]) from None
-    try:
-        return parse_review(
-            text, source=_REVIEW_SOURCE, policy=incident.policy, severity=incident.severity
-        )
-    except ReviewFileError as error:
-        prefix = f"{_REVIEW_SOURCE}: "
-        raise InvalidReview([problem.removeprefix(prefix) for problem in error.problems]) from None
-
-
-def _review_from_json(body: bytes, incident: Incident) -> tuple[Review | None, list[str]]:
-    """The review in a JSON body (None when no part of it is usable) and all its problems:
-    its shape, then, for the fields that are well formed, what the policy requires."""
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as error:
-        where = f"line {error.lineno}, column {error.colno}"
-        raise InvalidReview([f"{TOP_LEVEL}: not valid JSON: {error.msg} ({where})"]) from None
-    except UnicodeDecodeError:
-        raise InvalidReview([f"{TOP_LEVEL}: the JSON is not UTF-8 text"]) from None
-    if not isinstance(data, dict):
-        got = "null" if data is None else f"a {type(data).__name__}"
-        raise InvalidReview([f"{TOP_LEVEL}: expected an object of review fields, got {got}"])
-    problems: list[str] = []
-    dropped: set[str] = set()
-    try:
-        review = Review.model_validate(data, extra="forbid")
-    except ValidationError as error:
-        for detail in error.errors():
-            path = ".".join(str(part) for part in detail["loc"]) or TOP_LEVEL
-            problems.append(f"{path}: {_message(detail)}")
-            if detail["loc"]:
-                dropped.add(str(detail["loc"][0]))
-        # The fields that are well formed are checked against the policy too, so one answer
-        # lists everything; a field already reported is left out of that check.
-        try:
-            review = Review.model_validate(
-                {name: value for name, value in data.items() if name not in dropped},
-                extra="forbid",
-            )
-        except ValidationError:
-            return None, problems
-    severity_policy = incident.policy.for_severity(incident.severity)
-    for problem in check_review(review, incident.policy, severity_policy):
-        if problem.path.split(".", 1)[0] not in dropped:
-            problems.append(str(problem))
-    for index, entry in enumerate(review.timeline):
-        if entry.at.tzinfo is None:
-            problems.append(f"timeline.{index}.at: give a time zone, e.g. {ZONE_EXAMPLE}")
-    return review, problems
-
-
-def _route_problems(review: Review, routing: Routing, policy: Policy) -> list[str]:
-    """An item whose team the routing file does not name, as the review's problem."""
-    problems = []
-    for index, item in enumerate(review.action_items):
-        try:
-            routing.route(item.owning_team, policy)
-        except RoutingError as error:
-            problems.append(f"action_items.{index}.owning_team: {error}")
-    return problems
-
-
-def _submitted_review(
-    body: bytes, media: str | None, incident: Incident, routing: Routing, policy: Policy
-) -> Review:
-    """The review in the body, or InvalidReview with every problem (unknown teams too)."""
-    if media in YAML_TYPES:
-        review: Review | None = _review_from_yaml(body, incident)
-        problems: list[str] = []
-    else:
-        review, problems = _review_from_json(body, incident)
-    if review is not None:
-        problems += _route_problems(review, routing, policy)
-    if problems or review is None:
-        raise InvalidReview(problems)
-    return review
+    return f"{path}: {problem_message(error)}"
 
 
 def _known_item_id(item_id: str) -> str:
@@ -483,8 +363,8 @@ def create_app(
     async def submit_review(
         key: str, request: Request, service: Service, by: By = None
     ) -> IncidentStatus:
-        media = _media_type(request.headers.get("content-type"))
-        if not (_is_json(media) or media in YAML_TYPES):
+        media = media_type(request.headers.get("content-type"))
+        if not (is_json(media) or media in YAML_TYPES):
             raise HTTPException(
                 415,
                 f"cannot read a review sent as {media}; send JSON (Content-Type: "
@@ -496,7 +376,7 @@ def create_app(
             incident_key=key, workflow_id=workflow_id_for(key), command="submit_review"
         ):
             try:
-                review = _submitted_review(body, media, incident, team_routing, incident_policy)
+                review = submitted_review(body, media, incident, team_routing, incident_policy)
             except InvalidReview as error:
                 log.info("incident.review_invalid", problems=len(error.problems))
                 raise
@@ -534,7 +414,7 @@ def create_app(
                 f"to fill in from GET /api/incidents/{incident.key}/review/template, then POST "
                 f"it to /api/incidents/{incident.key}/review",
             )
-        if _wants_markdown(request.headers.get("accept")):
+        if wants_markdown(request.headers.get("accept")):
             return Response(
                 review_markdown(incident),
                 media_type="text/markdown; charset=utf-8",
