@@ -12,7 +12,7 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -64,22 +64,30 @@ def _settings() -> Settings:
         fail(str(error), 2)
 
 
-def _parse_time(text: str | None, option: str) -> datetime | None:
-    """ISO 8601 (UTC when no zone is given) or a duration meaning that long ago."""
-    if text is None:
-        return None
+def _moment(text: str, option: str, *, ahead: bool) -> datetime:
+    """ISO 8601 (UTC when no zone is given) or a duration: that long ago, or from now."""
     duration = parse_duration(text)
-    if not isinstance(duration, str):
-        return datetime.now(UTC) - duration  # type: ignore[operator]
+    if isinstance(duration, timedelta):
+        return datetime.now(UTC) + (duration if ahead else -duration)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
+        relative = "how long from now (7d, 36h)" if ahead else "how long ago (20m, 1h30m)"
         fail(
-            f"{option} {text!r} is not a time; give ISO 8601 (2026-11-27T14:03:00Z) "
-            "or how long ago (20m, 1h30m)",
+            f"{option} {text!r} is not a time; give ISO 8601 (2026-11-27T14:03:00Z) or {relative}",
             2,
         )
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _parse_time(text: str | None, option: str) -> datetime | None:
+    """When something happened: ISO 8601, or a duration meaning that long ago."""
+    return None if text is None else _moment(text, option, ahead=False)
+
+
+def parse_due(text: str, option: str) -> datetime:
+    """When something is due: ISO 8601, or a duration meaning that long from now."""
+    return _moment(text, option, ahead=True)
 
 
 def _model(model: type[T], **fields: Any) -> T:
@@ -152,19 +160,3 @@ def _run(action: Callable[[Incidents], Awaitable[T]]) -> T:
         return await action(incidents)
 
     return _run_client(with_incidents)
-
-
-def parse_due(text: str, option: str) -> datetime:
-    """ISO 8601 (UTC when no zone is given) or a duration meaning that long from now."""
-    duration = parse_duration(text)
-    if not isinstance(duration, str):
-        return datetime.now(UTC) + duration  # type: ignore[operator]
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        fail(
-            f"{option} {text!r} is not a time; give ISO 8601 (2026-12-15T17:00:00Z) "
-            "or how long from now (7d, 36h)",
-            2,
-        )
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
