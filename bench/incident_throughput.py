@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import math
 import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from app.incidents import Incidents
 from app.logs import configure_logging
+from bench.output import emit_and_exit, stdout_to_stderr
 from domain import search_attributes
 from domain.commands import Acknowledge, AddTimelineEvent, NewIncident, Transition
 from domain.incident import IncidentState, workflow_id_for
@@ -118,21 +117,6 @@ async def run(count: int, concurrency: int) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Logs, and the dev server's banner (a child process writing to fd 1), go to stderr, so
-    stdout carries exactly one JSON object."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Incident lifecycles per second; prints JSON.")
     parser.add_argument("--incidents", type=int, default=50, help="how many incidents (50)")
@@ -143,12 +127,7 @@ def main() -> None:
     with stdout_to_stderr():
         configure_logging(log_format="json", level="warning")
         result = asyncio.run(run(args.incidents, args.concurrency))
-    print(json.dumps(result, indent=2))
-    # Skip interpreter teardown, as the CLI does: the Temporal client's Rust threads can abort
-    # a finishing process ("PyGILState_Release ... finalizing", temporalio/sdk-python#300).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    emit_and_exit(result)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import tempfile
@@ -41,7 +40,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from app.actions import ActionItems
 from app.incidents import CommandRejected, Incidents
 from app.logs import configure_logging
-from bench.incident_throughput import stdout_to_stderr, summary
+from bench.incident_throughput import summary
+from bench.output import emit_and_exit, stdout_to_stderr
 from domain import search_attributes
 from domain.action_item import (
     ActionItemSpec,
@@ -648,12 +648,7 @@ def main() -> None:
     with stdout_to_stderr():
         configure_logging(log_format="json", level="warning")
         result = asyncio.run(run(args.incidents, args.items, args.concurrency))
-    print(json.dumps(result, indent=2))
-    # Skip interpreter teardown, as the CLI does: the Temporal client's Rust threads can abort
-    # a finishing process ("PyGILState_Release ... finalizing", temporalio/sdk-python#300).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    emit_and_exit(result)
 
 
 if __name__ == "__main__":
