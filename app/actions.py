@@ -104,6 +104,14 @@ class ActionItems:
         except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as error:
             raise await self._explain(item_id, error) from None
 
+    async def retry_ticket(self, item_id: str) -> None:
+        """Ask an item whose ticket creation was refused to try again now."""
+        handle = self._client.get_workflow_handle(self._workflow_id(item_id))
+        try:
+            await handle.signal("retry_ticket")
+        except RPCError as error:
+            raise await self._explain(item_id, error) from None
+
     @staticmethod
     def _workflow_id(item_id: str) -> str:
         try:

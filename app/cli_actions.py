@@ -22,6 +22,7 @@ from app.cli_common import (
     _model,
     _run,
     _run_client,
+    err,
     parse_due,
 )
 from domain.action_item import (
@@ -185,3 +186,10 @@ def accept(
     """Close an item as won't-do, accepting the risk."""
     payload = _model(AcceptRisk, rationale=rationale, approver=approver)
     _update(item_id, "accept_risk", payload, as_json)
+
+
+@actions.command("retry-ticket")
+def retry_ticket(item_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Try creating an item's ticket again now (after fixing the tracker's settings)."""
+    _with_items(lambda items: items.retry_ticket(item_id))
+    err.print(f"asked {item_id} to create its ticket again; `afteraction actions show {item_id}`")

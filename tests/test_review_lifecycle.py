@@ -9,15 +9,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
+from app.actions import ActionItems
 from domain.action_item import (
     AcceptRisk,
     ActionItem,
     ActionItemState,
     ActionItemSummary,
     ExtendDeadline,
+    TeamRoute,
     TicketChanged,
     TicketStatus,
     VerifyItem,
@@ -295,3 +298,42 @@ async def test_overdue_item_is_reminded_then_walks_the_ladder_on_its_ticket_unti
     with pytest.raises(WorkflowUpdateFailedError) as error:
         await refused
     assert "later than the current one" in str(error.value.cause)
+
+
+async def test_refused_ticket_keeps_the_item_with_its_error_and_retries_on_request(
+    client: Client, worker: Worker, task_queue: str
+) -> None:
+    handle = await resolved_incident(client, task_queue)
+    unconfigured = TeamRoute(team="search", target="github:acme/search")
+    await handle.execute_update(
+        IncidentWorkflow.submit_review,
+        SubmitReview(
+            review=full_review(item_spec("search", "Shard the index")),
+            routes={"search": unconfigured},
+        ),
+    )
+    key = (await handle.query(IncidentWorkflow.state)).key
+    workflow_id = action_workflow_id(key, 1)
+    item = await eventually(
+        lambda: item_state(client, workflow_id), lambda i: i.ticket_error is not None
+    )
+    assert item.state is ActionItemState.CREATING
+    assert "AFTERACTION_GITHUB_TOKEN" in (item.ticket_error or "")
+    incident = await eventually(
+        lambda: handle.query(IncidentWorkflow.state),
+        lambda i: bool(i.action_items),
+    )
+    assert incident.action_items[0].state is ActionItemState.CREATING
+
+    async def attempts() -> int:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        return sum(
+            1
+            for event in history.events
+            if event.event_type is EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and event.activity_task_scheduled_event_attributes.activity_type.name == "ensure_ticket"
+        )
+
+    assert await attempts() == 1
+    await ActionItems(client).retry_ticket(f"{key}-1")
+    await eventually(attempts, lambda count: count == 2)
