@@ -78,6 +78,17 @@ class Settings(BaseSettings):
         default=None, description="an https:// or http:// URL that accepts JSON POSTs"
     )
 
+    github_token: SecretStr | None = Field(
+        default=None,
+        description="a GitHub token with Issues read and write on the routed repositories "
+        "(fine-grained) or the repo scope (classic); github:owner/repo targets need it",
+    )
+    github_base_url: str = Field(
+        default="https://api.github.com",
+        min_length=1,
+        description="the GitHub REST API base URL: https://api.github.com, or "
+        "https://HOST/api/v3 for GitHub Enterprise Server",
+    )
     github_webhook_secret: SecretStr | None = Field(
         default=None,
         description="the secret set on the GitHub webhook; POST /webhooks/github answers 503 "
@@ -129,6 +140,14 @@ class Settings(BaseSettings):
                 "set both (a client certificate and its private key) or neither"
             )
         return self
+
+    @field_validator("github_base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
 
     @field_validator("chat_webhook_url")
     @classmethod
