@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from domain.action_item import ActionItemSpec, TeamRoute
+from temporalio.client import Client
+
+from domain.action_item import ActionItem, ActionItemSpec, TeamRoute
 from domain.functions import ReviewFunction
-from domain.policy import ActionKind, Rung
+from domain.policy import ActionItemPolicy, ActionKind, Rung
 from domain.review import Answer, Decision, FocusedQuestions, Participant, Review, Rubric
+from tests.policies import slow_policy
 
 
 def item_spec(team: str, title: str, **fields: Any) -> ActionItemSpec:
@@ -54,4 +57,43 @@ def local_route(team: str) -> TeamRoute:
         target="local",
         assignee=f"{team}-oncall",
         contacts={Rung.TEAM_LEAD: [f"{team}-lead"], Rung.MANAGER: [f"{team}-manager"]},
+    )
+
+
+async def item_state(client: Client, workflow_id: str) -> ActionItem:
+    item: ActionItem = await client.get_workflow_handle(workflow_id).query(
+        "state", result_type=ActionItem
+    )
+    return item
+
+
+def quick_items_policy() -> Any:
+    """Items due 3s after the review, reminded 1s before, ladder 0/1/2/3s, no stall."""
+    return slow_policy().model_copy(
+        update={
+            "severities": {
+                severity: rules.model_copy(
+                    update={
+                        "action_items": ActionItemPolicy.model_validate(
+                            {
+                                "due_within": {
+                                    "short_term_mitigation": "3s",
+                                    "long_term_systemic": "1h",
+                                },
+                                "remind_before": ["1s"],
+                                "stall_after": "1h",
+                                "escalation": {
+                                    "owner": "0s",
+                                    "team_lead": "1s",
+                                    "manager": "2s",
+                                    "leadership": "3s",
+                                    "repeat_every": "1h",
+                                },
+                            }
+                        )
+                    }
+                )
+                for severity, rules in slow_policy().severities.items()
+            }
+        }
     )

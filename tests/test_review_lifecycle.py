@@ -29,13 +29,13 @@ from domain.action_item import (
 from domain.commands import Acknowledge, Transition
 from domain.functions import ReviewFunction
 from domain.incident import Incident, IncidentState
-from domain.policy import ActionItemPolicy, Rung
+from domain.policy import Rung
 from domain.review import Participant, ScheduleReview, SubmitReview
 from integrations.local import LocalTracker
 from settings import Settings
 from tests.helpers import declare, eventually
 from tests.policies import slow_policy
-from tests.reviews import full_review, item_spec, local_route
+from tests.reviews import full_review, item_spec, item_state, local_route, quick_items_policy
 from workflows.incident import IncidentWorkflow
 
 Handle = WorkflowHandle[IncidentWorkflow, Incident]
@@ -46,13 +46,6 @@ async def resolved_incident(client: Client, task_queue: str, **fields: Any) -> H
     await handle.execute_update(IncidentWorkflow.acknowledge, Acknowledge(commander="bob"))
     await handle.execute_update(IncidentWorkflow.resolve, Transition())
     return handle
-
-
-async def item_state(client: Client, workflow_id: str) -> ActionItem:
-    item: ActionItem = await client.get_workflow_handle(workflow_id).query(
-        "state", result_type=ActionItem
-    )
-    return item
 
 
 async def wait_item(client: Client, workflow_id: str, state: ActionItemState) -> ActionItem:
@@ -203,38 +196,6 @@ async def test_reopened_ticket_reopens_the_item_and_a_repeated_delivery_changes_
         lambda i: i.action_items[0].state is ActionItemState.OPEN,
     )
     assert incident.state is IncidentState.TRACKING
-
-
-def quick_items_policy() -> Any:
-    """Items due 3s after the review, reminded 1s before, ladder 0/1/2/3s, no stall."""
-    return slow_policy().model_copy(
-        update={
-            "severities": {
-                severity: rules.model_copy(
-                    update={
-                        "action_items": ActionItemPolicy.model_validate(
-                            {
-                                "due_within": {
-                                    "short_term_mitigation": "3s",
-                                    "long_term_systemic": "1h",
-                                },
-                                "remind_before": ["1s"],
-                                "stall_after": "1h",
-                                "escalation": {
-                                    "owner": "0s",
-                                    "team_lead": "1s",
-                                    "manager": "2s",
-                                    "leadership": "3s",
-                                    "repeat_every": "1h",
-                                },
-                            }
-                        )
-                    }
-                )
-                for severity, rules in slow_policy().severities.items()
-            }
-        }
-    )
 
 
 async def test_overdue_item_is_reminded_then_walks_the_ladder_on_its_ticket_until_extended(
