@@ -12,6 +12,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,17 @@ DB_FILE = "tickets.db"
 # attempt connects up to three times, so this keeps it well inside the ticket activities'
 # 20s start-to-close timeout (workflows/action_item.py TRACKER_TIMEOUT).
 BUSY_TIMEOUT = 5.0
+SCHEMA_ATTEMPTS = 20
+_SCHEMA_LOCKS: dict[Path, threading.Lock] = {}
+_SCHEMA_LOCKS_GUARD = threading.Lock()
+
+
+def _schema_lock(path: Path) -> threading.Lock:
+    """One lock per database file in this process, shared by every tracker on it."""
+    with _SCHEMA_LOCKS_GUARD:
+        return _SCHEMA_LOCKS.setdefault(path.resolve(), threading.Lock())
+
+
 _KEY = re.compile(r"^LOCAL-(\d+)$", re.IGNORECASE)
 
 _SCHEMA = """
@@ -278,20 +290,34 @@ class LocalTracker:
             db.execute("COMMIT")
 
     def _create_schema(self) -> None:
-        with self._ready_lock:
+        with self._ready_lock, _schema_lock(self.path):
             if self._ready:
                 return
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            for attempt in range(SCHEMA_ATTEMPTS):
                 try:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-                finally:
-                    db.close()
-            except (OSError, sqlite3.Error) as error:
-                raise self._unavailable(error) from None
+                    self._try_create_schema()
+                    break
+                except sqlite3.OperationalError as error:
+                    # Switching to WAL needs the file to itself, and SQLite does not wait for
+                    # that: another process opening the same new file at once (the worker
+                    # and `afteraction tickets`) makes it fail at once, so try again.
+                    if "locked" not in str(error) or attempt == SCHEMA_ATTEMPTS - 1:
+                        raise self._unavailable(error) from None
+                    time.sleep(0.05 * (attempt + 1))
+                except (OSError, sqlite3.Error) as error:
+                    raise self._unavailable(error) from None
             self._ready = True
+
+    def _try_create_schema(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        try:
+            # WAL is a property of the file: only its first user has to set it.
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        finally:
+            db.close()
 
     def _unavailable(self, error: Exception) -> TrackerError:
         return TrackerError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -270,3 +272,33 @@ def test_insert_that_loses_the_race_returns_the_winner(
 
     assert tracker.ensure("local", draft()) == (winner, False)
     assert rows(tracker.path, "SELECT count(*) FROM tickets") == [(1,)]
+
+
+ENSURE_IN_A_PROCESS = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from domain.tickets import TicketDraft
+from integrations.local import LocalTracker
+draft = TicketDraft(idempotency_key="incident/INC-1/action/1", title="t", body="b",
+                    due_at=datetime(2026, 12, 1, tzinfo=UTC))
+print(LocalTracker(Path(sys.argv[1])).ensure_ticket("local", draft).ref.key)
+"""
+
+
+def test_processes_opening_a_new_tracker_file_at_once_share_one_ticket(tmp_path: Path) -> None:
+    """The worker and `afteraction tickets` may be the first to open tickets.db together."""
+    path = tmp_path / "tickets.db"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", ENSURE_IN_A_PROCESS, str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    results = [process.communicate(timeout=60) for process in processes]
+    assert [process.returncode for process in processes] == [0] * 6, results
+    assert {out.strip() for out, _ in results} == {"LOCAL-1"}
+    assert len(LocalTracker(path).tickets()) == 1
