@@ -53,7 +53,7 @@ from domain.action_item import (
 )
 from domain.commands import NewIncident, Transition
 from domain.functions import ReviewFunction
-from domain.incident import IncidentState, workflow_id_for
+from domain.incident import Incident, IncidentState, workflow_id_for
 from domain.policy import ActionKind, default_policy
 from domain.review import (
     Answer,
@@ -67,7 +67,6 @@ from domain.severity import Severity
 from integrations.local import TARGET, LocalTracker
 from settings import Settings
 from worker import build_worker
-from workflows.incident import IncidentWorkflow
 
 T = TypeVar("T")
 
@@ -348,8 +347,8 @@ class Full(Driver):
             await self._close_and_verify(key, number, ticket, latencies)
 
         await self.follow_items(open_items, work, items, latencies)
-        handle = self.client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id_for(key))
-        incident = await timed(latencies, "incident_closed", handle.result())
+        handle = self.client.get_workflow_handle(workflow_id_for(key), result_type=Incident)
+        incident: Incident = await timed(latencies, "incident_closed", handle.result())
         if incident.state is not IncidentState.CLOSED:
             raise RuntimeError(f"{key} ended {incident.state}, expected closed")
         return [workflow_id_for(key), *(action_workflow_id(key, n) for n in range(1, items + 1))]
@@ -420,7 +419,7 @@ class Floor(Driver):
         return [workflow_id, *children]
 
     async def _close_and_verify(self, child_id: str, latencies: Latencies) -> None:
-        child = self.client.get_workflow_handle_for(FloorItem.run, child_id)
+        child = self.client.get_workflow_handle(child_id)
         await timed(latencies, "ticket_signal", child.signal(FloorItem.ticket_changed, True))
         started = time.perf_counter()
         while True:
