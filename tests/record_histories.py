@@ -35,7 +35,6 @@ from domain.action_item import (
     ActionItem,
     ActionItemState,
     ExtendDeadline,
-    StartActionItem,
     TeamRoute,
     TicketChanged,
     TicketStatus,
@@ -51,13 +50,20 @@ from domain.commands import (
     Transition,
 )
 from domain.incident import Incident, Role
-from domain.policy import ActionItemPolicy, ActionKind, Policy, default_policy
+from domain.policy import ActionKind, Policy
 from domain.review import ScheduleReview, SubmitReview
 from domain.severity import Severity
 from settings import Settings
 from tests.helpers import declare, eventually, new_key
 from tests.policies import fast_policy, slow_policy
-from tests.reviews import full_review, item_spec, local_route
+from tests.reviews import (
+    full_review,
+    item_spec,
+    item_state,
+    local_route,
+    quick_items_policy,
+    standalone_item,
+)
 from tests.servers import dev_server_path
 from worker import build_worker
 from workflows.incident import IncidentWorkflow
@@ -180,35 +186,8 @@ async def continued_as_new(client: Client, task_queue: str) -> Handle:
 
 
 def items_policy() -> Policy:
-    """Incident deadlines an hour away; action items: short-term due 3s after the review,
-    reminded 1s before, ladder 0/1/2/3s; long-term due in an hour; a facilitator pool."""
-    slow = slow_policy()
-    items = ActionItemPolicy.model_validate(
-        {
-            "due_within": {"short_term_mitigation": "3s", "long_term_systemic": "1h"},
-            "remind_before": ["1s"],
-            "stall_after": "1h",
-            "escalation": {
-                "owner": "0s",
-                "team_lead": "1s",
-                "manager": "2s",
-                "leadership": "3s",
-                "repeat_every": "1h",
-            },
-        }
-    )
-    severities = {
-        severity: rules.model_copy(update={"action_items": items})
-        for severity, rules in slow.severities.items()
-    }
-    return slow.model_copy(update={"severities": severities, "facilitators": ["fran", "gus"]})
-
-
-async def item_state(client: Client, workflow_id: str) -> ActionItem:
-    item: ActionItem = await client.get_workflow_handle(workflow_id).query(
-        "state", result_type=ActionItem
-    )
-    return item
+    """The quick action-item policy of the review tests, with a facilitator pool."""
+    return quick_items_policy().model_copy(update={"facilitators": ["fran", "gus"]})
 
 
 async def item_until(
@@ -347,17 +326,7 @@ async def item_continued_as_new(client: Client, task_queue: str) -> Recorded:
     makes it continue as new; the new run is accepted as won't-do."""
     key = new_key()
     workflow_id = action_workflow_id(key, 1)
-    start = StartActionItem(
-        incident_key=key,
-        incident_title="Checkout errors",
-        number=1,
-        severity=Severity.SEV2,
-        spec=item_spec("payments", "Cap the pool size"),
-        due_at=datetime.now(UTC) + timedelta(days=14),
-        route=local_route("payments"),
-        policy=default_policy().for_severity(Severity.SEV2).action_items,
-        history_limit=20,
-    )
+    start = standalone_item(key, history_limit=20)
     handle = await client.start_workflow(
         "ActionItemWorkflow", start, id=workflow_id, task_queue=task_queue
     )

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client
 
-from domain.action_item import ActionItem, ActionItemSpec, TeamRoute
+from domain.action_item import ActionItem, ActionItemSpec, StartActionItem, TeamRoute
 from domain.functions import ReviewFunction
-from domain.policy import ActionItemPolicy, ActionKind, Rung
+from domain.policy import ActionItemPolicy, ActionKind, Policy, Rung, default_policy
 from domain.review import Answer, Decision, FocusedQuestions, Participant, Review, Rubric
+from domain.severity import Severity
 from tests.policies import slow_policy
 
 
@@ -67,33 +68,41 @@ async def item_state(client: Client, workflow_id: str) -> ActionItem:
     return item
 
 
-def quick_items_policy() -> Any:
-    """Items due 3s after the review, reminded 1s before, ladder 0/1/2/3s, no stall."""
-    return slow_policy().model_copy(
-        update={
-            "severities": {
-                severity: rules.model_copy(
-                    update={
-                        "action_items": ActionItemPolicy.model_validate(
-                            {
-                                "due_within": {
-                                    "short_term_mitigation": "3s",
-                                    "long_term_systemic": "1h",
-                                },
-                                "remind_before": ["1s"],
-                                "stall_after": "1h",
-                                "escalation": {
-                                    "owner": "0s",
-                                    "team_lead": "1s",
-                                    "manager": "2s",
-                                    "leadership": "3s",
-                                    "repeat_every": "1h",
-                                },
-                            }
-                        )
-                    }
-                )
-                for severity, rules in slow_policy().severities.items()
-            }
+def quick_items_policy() -> Policy:
+    """Incident deadlines an hour away; action items: short-term due 3s after the review,
+    reminded 1s before, ladder 0/1/2/3s, no stall; long-term due in an hour."""
+    slow = slow_policy()
+    items = ActionItemPolicy.model_validate(
+        {
+            "due_within": {"short_term_mitigation": "3s", "long_term_systemic": "1h"},
+            "remind_before": ["1s"],
+            "stall_after": "1h",
+            "escalation": {
+                "owner": "0s",
+                "team_lead": "1s",
+                "manager": "2s",
+                "leadership": "3s",
+                "repeat_every": "1h",
+            },
         }
+    )
+    severities = {
+        severity: rules.model_copy(update={"action_items": items})
+        for severity, rules in slow.severities.items()
+    }
+    return slow.model_copy(update={"severities": severities})
+
+
+def standalone_item(key: str, *, history_limit: int) -> StartActionItem:
+    """An action item started on its own (no incident), due in 14 days, routed locally."""
+    return StartActionItem(
+        incident_key=key,
+        incident_title="Checkout errors",
+        number=1,
+        severity=Severity.SEV2,
+        spec=item_spec("payments", "Cap the pool size"),
+        due_at=datetime.now(UTC) + timedelta(days=14),
+        route=local_route("payments"),
+        policy=default_policy().for_severity(Severity.SEV2).action_items,
+        history_limit=history_limit,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -12,33 +12,20 @@ from temporalio.worker import Worker
 from domain.action_item import (
     ActionItem,
     ActionItemState,
-    StartActionItem,
     TicketChanged,
     TicketStatus,
 )
-from domain.policy import default_policy
-from domain.severity import Severity
 from integrations.local import LocalTracker
 from settings import Settings
 from tests.helpers import eventually
-from tests.reviews import item_spec, local_route
+from tests.reviews import standalone_item
 
 
 async def test_item_continues_as_new_keeping_its_ticket_and_state(
     client: Client, worker: Worker, task_queue: str, settings: Settings
 ) -> None:
     workflow_id = f"incident/INC-T{uuid.uuid4().hex[:8].upper()}/action/1"
-    start = StartActionItem(
-        incident_key=workflow_id.split("/")[1],
-        incident_title="Checkout errors",
-        number=1,
-        severity=Severity.SEV2,
-        spec=item_spec("payments", "Cap the pool"),
-        due_at=datetime.now(UTC) + timedelta(days=14),
-        route=local_route("payments"),
-        policy=default_policy().for_severity(Severity.SEV2).action_items,
-        history_limit=20,
-    )
+    start = standalone_item(workflow_id.split("/")[1], history_limit=20)
     handle = await client.start_workflow(
         "ActionItemWorkflow", start, id=workflow_id, task_queue=task_queue
     )

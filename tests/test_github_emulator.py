@@ -21,19 +21,9 @@ from github.GithubException import (
 
 from tests.emulators.github import GitHubEmulator
 from tests.github_contract import RECORDER, ContractChecker, ContractRecorder, checker
+from tests.helpers import FakeClock
 
 REPO = "acme/payments"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from integrations.registry import TrackerRegistry
 from integrations.tracker import TrackerError
 from settings import Settings
 from tests.emulators.github import GitHubEmulator, Issue
+from tests.helpers import FakeClock
 
 REPO = "acme/payments"
 TARGET = f"github:{REPO}"
@@ -28,17 +29,6 @@ TOKEN = "ghp_emulatorTokenDoNotLeak0123456789"
 KEY = "incident/INC-261127-7KQ2/action/2"
 DUE = datetime(2026, 12, 15, 17, 0, tzinfo=UTC)
 CREATE = "POST /repos/{owner}/{repo}/issues"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
