@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -187,6 +187,20 @@ def _request_problem(error: dict[str, Any]) -> str:
     return f"{path}: {problem_message(error)}"
 
 
+Answer = TypeVar("Answer", IncidentStatus, ActionItemSummary)
+
+
+async def _logged(subject: str, command: Awaitable[Answer]) -> Answer:
+    """Run a command, logging its outcome (the context already names the incident or item)."""
+    try:
+        result = await command
+    except CommandRejected as error:
+        log.info(f"{subject}.command_rejected", reason=str(error))
+        raise
+    log.info(f"{subject}.command", state=result.state.value)
+    return result
+
+
 def _known_item_id(item_id: str) -> str:
     try:
         parse_action_item_id(item_id)
@@ -301,13 +315,7 @@ def create_app(
             with structlog.contextvars.bound_contextvars(
                 incident_key=key, workflow_id=workflow_id_for(key), command=name
             ):
-                try:
-                    result = await service.command(key, name, payload)
-                except CommandRejected as error:
-                    log.info("incident.command_rejected", reason=str(error))
-                    raise
-                log.info("incident.command", state=result.state.value)
-                return result
+                return await _logged("incident", service.command(key, name, payload))
 
         handler.__annotations__["payload"] = model
         api.post(
@@ -473,13 +481,8 @@ def create_app(
     def action_route(path: str, name: str, model: type[BaseModel], summary: str) -> None:
         async def handler(item_id: ItemId, payload: BaseModel, items: Items) -> ActionItemSummary:
             with structlog.contextvars.bound_contextvars(action_item=item_id, command=name):
-                try:
-                    result = await items.command(_known_item_id(item_id), name, payload)
-                except CommandRejected as error:
-                    log.info("action_item.command_rejected", reason=str(error))
-                    raise
-                log.info("action_item.command", state=result.state.value)
-                return result
+                command = items.command(_known_item_id(item_id), name, payload)
+                return await _logged("action_item", command)
 
         handler.__annotations__["payload"] = model
         api.post(
