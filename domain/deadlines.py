@@ -96,6 +96,24 @@ def step_at(due_at: datetime, step: int, ladder: EscalationLadder) -> datetime:
     return due_at + rungs[-1][1] + ladder.repeat_every * repeats
 
 
+def steps_due(
+    due_at: datetime, steps_taken: int, ladder: EscalationLadder, now: datetime
+) -> list[int]:
+    """The ladder steps (0 = owner) that have fallen due by `now` since `steps_taken`.
+
+    After a long outage, repeated top-rung reminders that all fell due collapse into the
+    latest one, so leadership hears once, not once per missed repeat.
+    """
+    due: list[int] = []
+    step = steps_taken
+    while step_at(due_at, step, ladder) <= now:
+        while step >= TOP_STEP and step_at(due_at, step + 1, ladder) <= now:
+            step += 1
+        due.append(step)
+        step += 1
+    return due
+
+
 def rung_for_step(step: int) -> Rung:
     return LADDER[min(step, TOP_STEP)]
 

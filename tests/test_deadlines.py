@@ -19,6 +19,7 @@ from domain.deadlines import (
     review_due_at,
     rung_for_step,
     step_at,
+    steps_due,
 )
 from domain.escalation import DeadlineKind
 from domain.incident import Incident, IncidentClock, IncidentState, Roles
@@ -231,6 +232,21 @@ def test_ladder_steps_follow_the_rung_delays() -> None:
     assert step_at(due_at, 1, ladder) == due_at + timedelta(minutes=30)
     assert step_at(due_at, 2, ladder) == due_at + timedelta(hours=2)
     assert step_at(due_at, 3, ladder) == due_at + timedelta(hours=8)
+
+
+def test_steps_due_are_every_rung_reached_since_the_last_one_notified() -> None:
+    ladder = sev2().escalation  # owner 0, team lead 30m, manager 2h, leadership 8h
+    assert steps_due(FRIDAY, 0, ladder, FRIDAY - timedelta(seconds=1)) == []
+    assert steps_due(FRIDAY, 0, ladder, FRIDAY + timedelta(hours=2)) == [0, 1, 2]
+    assert steps_due(FRIDAY, 2, ladder, FRIDAY + timedelta(hours=3)) == [2]
+    assert steps_due(FRIDAY, 3, ladder, FRIDAY + timedelta(hours=3)) == []
+
+
+def test_repeated_top_rung_steps_missed_in_an_outage_collapse_into_the_latest() -> None:
+    ladder = sev2().escalation  # leadership at 8h, then every 8h
+    two_days_late = FRIDAY + timedelta(hours=48)
+    assert steps_due(FRIDAY, 0, ladder, two_days_late) == [0, 1, 2, 8]
+    assert steps_due(FRIDAY, 9, ladder, two_days_late) == []
 
 
 def test_steps_past_the_top_repeat_every_interval() -> None:

@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyItem,
         action_item_id,
     )
-    from domain.deadlines import TOP_STEP, rung_for_step, step_at
+    from domain.deadlines import rung_for_step, step_at, steps_due
     from domain.escalation import DeadlineKind, EscalationRecord
     from domain.notifications import EscalationNotice
     from domain.policy import Rung, format_duration
@@ -242,10 +242,7 @@ class ActionItemWorkflow:
                 continue
             missed = self._missed.setdefault(kind, MissedStep(due_at=due_at))
             missed.due_at = due_at
-            while step_at(due_at, missed.steps_taken, ladder) <= now:
-                step = missed.steps_taken
-                while step >= TOP_STEP and step_at(due_at, step + 1, ladder) <= now:
-                    step += 1
+            for step in steps_due(due_at, missed.steps_taken, ladder, now):
                 self._escalate(kind, due_at, step, now, start)
                 missed.steps_taken = step + 1
         self._upsert_search_attributes()

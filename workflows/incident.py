@@ -46,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.deadlines import (
         INCIDENT_DEADLINES,
         STATUS_REMINDER_TOP_STEP,
-        TOP_STEP,
         DeadlineTracker,
         MissedDeadline,
         deadline_due_at,
@@ -54,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         recipients,
         rung_for_step,
         step_at,
+        steps_due,
     )
     from domain.escalation import DeadlineKind, EscalationRecord
     from domain.incident import (
@@ -190,13 +190,9 @@ class IncidentWorkflow:
                 continue
             missed = tracker.missed.setdefault(kind, MissedDeadline(kind=kind, due_at=due_at))
             missed.due_at = due_at  # a severity change may have moved it
-            while step_at(due_at, missed.steps_taken, ladder) <= now:
-                # After a long outage, repeated top-rung reminders collapse into one.
-                skip_to = missed.steps_taken
-                while skip_to >= TOP_STEP and step_at(due_at, skip_to + 1, ladder) <= now:
-                    skip_to += 1
-                notices.append(self._escalate(kind, due_at, skip_to, now))
-                missed.steps_taken = skip_to + 1
+            for step in steps_due(due_at, missed.steps_taken, ladder, now):
+                notices.append(self._escalate(kind, due_at, step, now))
+                missed.steps_taken = step + 1
         if notices:
             self._upsert_search_attributes()
         return notices
