@@ -70,6 +70,10 @@ _UNICODE_BREAKS = ("\x85", "\u2028", "\u2029")
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
+    if style == "|" and (value.endswith("\n\n") or not value.strip() or value[0] in " \n"):
+        # A block that keeps trailing line breaks ('|+') makes PyYAML end the document
+        # ('...'), which would cut the template short where this field is spliced in.
+        style = '"'
     if any(char in value for char in _UNICODE_BREAKS):
         style = '"'  # PyYAML writes these raw in other styles, and reads them back as breaks
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from app.review_files import ReviewFileError, dump_yaml, parse_review, review_template
@@ -398,6 +398,8 @@ _texts = st.text(max_size=200)
 
 @settings(max_examples=150, deadline=None)
 @given(summary=_texts, note=_texts, title=_texts)
+@example(summary="", note="\n", title="")  # a '|+' block once ended the template early
+@example(summary="a\n\n", note=" x\ny", title="")
 def test_arbitrary_text_survives_the_template(summary: str, note: str, title: str) -> None:
     timeline = [TimelineEvent(at=STARTED, kind=TimelineKind.NOTE, text=note)]
     template = review_template(make_incident(title=title, timeline=timeline))
