@@ -35,7 +35,11 @@ def _classified() -> Iterator[None]:
         yield
     except TrackerError as error:
         if error.retryable:
-            raise ApplicationError(str(error), type="TrackerUnavailable") from error
+            # next_retry_delay replaces the retry policy's backoff for this one retry, so a
+            # rate limit's reset time is honoured even past the policy's maximum interval.
+            raise ApplicationError(
+                str(error), type="TrackerUnavailable", next_retry_delay=error.retry_after
+            ) from error
         raise ApplicationError(str(error), type="TrackerRefused", non_retryable=True) from error
 
 

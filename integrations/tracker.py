@@ -7,7 +7,7 @@ idempotent: the draft's idempotency key is written into the ticket and looked up
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from domain.tickets import Ticket, TicketChange, TicketDraft
@@ -16,11 +16,16 @@ __all__ = ["Ticket", "TicketChange", "TicketDraft", "Tracker", "TrackerError"]
 
 
 class TrackerError(Exception):
-    """A tracker refused or failed; `retryable` says whether trying again can help."""
+    """A tracker refused or failed; `retryable` says whether trying again can help, and
+    `retry_after` (when known) how long to wait first: a rate limit's reset time, or a search
+    index's lag after a create whose outcome is unknown."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after: timedelta | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after if retryable else None
 
 
 class Tracker(Protocol):
