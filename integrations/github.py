@@ -12,12 +12,17 @@ there is none. PyGithub's own retries are off (`retry=None`): its default retry 
 that got a 5xx, which can create an issue twice. Retrying is the activity retry policy's job,
 and every retry starts with the look-up again. PyGithub's per-call sleeps
 (`seconds_between_requests` / `seconds_between_writes`) are off too: the secondary write limit
-is a budget shared by the worker, not a sleep per call.
+is a budget shared by the worker, not a sleep per call (integrations/rate_limits.py): every
+content-creating call (create, comment, edit) takes a slot of one `WriteBudget` per token.
 
 Every GitHub failure becomes a `TrackerError`: refusals that a retry cannot fix (401, 403
 without rate-limit headers, 404, 410, 422) are non-retryable and say what to fix; rate limits
 (429, 403 with `x-ratelimit-remaining: 0` or `retry-after`), 5xx, timeouts and connection errors
-are retryable and, for rate limits, say when the limit resets.
+are retryable and, for rate limits, say when the limit resets. A rate limit also closes the
+tracker's `RateLimitGate` until the reset time (`retry-after`, else `x-ratelimit-reset`, else a
+minute for a secondary limit that names no time, as GitHub's documentation asks), and so does a
+successful answer reporting `x-ratelimit-remaining: 0`: no call is made before the reset, and
+the refused attempt's `retry_after` tells Temporal when to try again.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +48,7 @@ from pydantic import SecretStr
 
 from domain.action_item import TicketRef, TicketStatus
 from integrations import ticket_markers
+from integrations.rate_limits import RateLimitGate, WriteBudget
 from integrations.tracker import Ticket, TicketChange, TicketDraft, TrackerError
 from settings import ENV_PREFIX
 
@@ -50,6 +57,8 @@ TICKET_LABEL = "afteraction"
 DUE_LABEL_PREFIX = "due:"
 COMMENT_MARKER_PREFIX = "afteraction:comment="
 PER_PAGE = 100  # the most GitHub pages: fewer calls for listings
+# GitHub: after a secondary rate limit that names no reset time, "wait for at least one minute".
+SECONDARY_LIMIT_WAIT = 60
 
 TOKEN_VARIABLE = f"{ENV_PREFIX}GITHUB_TOKEN"
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -132,8 +141,18 @@ class GitHubTracker:
     """A `Tracker` over GitHub Issues (GitHub.com or GitHub Enterprise) for any number of
     `github:owner/repo` targets, with one token. Safe to share between threads."""
 
-    def __init__(self, token: SecretStr, base_url: str, *, timeout: int = 30) -> None:
+    def __init__(
+        self,
+        token: SecretStr,
+        base_url: str,
+        *,
+        timeout: int = 30,
+        writes: WriteBudget | None = None,
+        gate: RateLimitGate | None = None,
+    ) -> None:
         self.base_url = base_url
+        self.writes = writes or WriteBudget(what="GitHub")
+        self.gate = gate or RateLimitGate(what="GitHub")
         self._github = Github(
             base_url=base_url,
             auth=Auth.Token(token.get_secret_value()),
@@ -183,6 +202,7 @@ class GitHubTracker:
             if change.assignee is not None and assignees != [change.assignee.lower()]:
                 edits["assignees"] = [change.assignee]
             if edits:
+                self.writes.reserve()
                 issue.edit(**edits)
             return self._ticket(target, repo_name, issue)
 
@@ -193,6 +213,7 @@ class GitHubTracker:
             issue = self._repo(repo_name).get_issue(number)
             if any(marker in (comment.body or "") for comment in issue.get_comments()):
                 return
+            self.writes.reserve()
             issue.create_comment(f"{text.rstrip()}\n\n{marker}")
 
     def close(self, target: str, key: str) -> Ticket:
@@ -239,6 +260,7 @@ class GitHubTracker:
             extra: dict[str, Any] = {}
             if draft.assignee:
                 extra["assignees"] = [draft.assignee]
+            self.writes.reserve()
             issue = repo.create_issue(title=draft.title, body=body, labels=labels, **extra)
             return self._ticket(target, repo_name, issue), True
 
@@ -266,6 +288,7 @@ class GitHubTracker:
         verb = "closing" if state == "closed" else "reopening"
         with self._errors(repo_name, f"{verb} issue #{number}", number=number):
             issue = self._repo(repo_name).get_issue(number)
+            self.writes.reserve()
             if state == "closed":
                 issue.edit(state="closed", state_reason="completed")
             else:
@@ -293,8 +316,10 @@ class GitHubTracker:
 
     @contextlib.contextmanager
     def _errors(self, repo_name: str, action: str, *, number: int | None = None) -> Iterator[None]:
+        self.gate.pass_through()
         try:
             yield
+            self._note_remaining()
         except TrackerError:
             raise
         except GithubException as error:
@@ -320,13 +345,26 @@ class GitHubTracker:
                 "the repo scope)",
                 retryable=False,
             )
-        if (status == 429 or isinstance(error, RateLimitExceededException)) or (
-            status == 403
-            and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
+        if (
+            status == 429
+            or isinstance(error, RateLimitExceededException)
+            or (
+                status == 403
+                and (
+                    headers.get("x-ratelimit-remaining") == "0"
+                    or "retry-after" in headers
+                    or "secondary rate limit" in message.lower()
+                )
+            )
         ):
+            reset = _reset_at(headers) or time.time() + SECONDARY_LIMIT_WAIT
+            self.gate.close_until(reset)
+            wait = max(reset - time.time(), 1.0)
             return TrackerError(
-                f"GitHub rate limit reached ({status} {message}) {where}; {_reset_text(headers)}",
+                f"GitHub rate limit reached ({status} {message}) {where}; the limit resets at "
+                f"{datetime.fromtimestamp(reset, UTC):%Y-%m-%dT%H:%M:%SZ} (in {wait:.0f}s)",
                 retryable=True,
+                retry_after=timedelta(seconds=wait),
             )
         if status == 403:
             return TrackerError(
@@ -363,6 +401,13 @@ class GitHubTracker:
                 f"GitHub failed (HTTP {status} {message}) {where}; will retry", retryable=True
             )
         return TrackerError(f"GitHub refused (HTTP {status} {message}) {where}", retryable=False)
+
+    def _note_remaining(self) -> None:
+        """After a success: when the primary limit is used up, close the gate until its reset."""
+        requester = self._github.requester
+        remaining, _limit = requester.rate_limiting
+        if remaining == 0 and requester.rate_limiting_resettime > time.time():
+            self.gate.close_until(requester.rate_limiting_resettime)
 
     def _repository_exists(self, repo_name: str) -> bool:
         """After a 404 on an issue: is it the issue or the repository that is missing?"""
@@ -401,17 +446,13 @@ def _error_details(error: GithubException) -> str:
     return ": " + "; ".join(parts)
 
 
-def _reset_text(headers: Mapping[str, str]) -> str:
-    """When to try again, from retry-after (seconds) or x-ratelimit-reset (epoch seconds)."""
-    now = datetime.now(UTC)
-    retry_after = headers.get("retry-after", "")
-    reset = headers.get("x-ratelimit-reset", "")
-    at: datetime | None = None
+def _reset_at(headers: Mapping[str, str]) -> float | None:
+    """When the limit resets (epoch seconds), from retry-after (seconds from now, which GitHub
+    says wins) or x-ratelimit-reset (epoch seconds); None when neither is given."""
+    retry_after = headers.get("retry-after", "").strip()
+    reset = headers.get("x-ratelimit-reset", "").strip()
     if retry_after.isdigit():
-        at = now + timedelta(seconds=int(retry_after))
-    elif reset.isdigit():
-        at = datetime.fromtimestamp(int(reset), UTC)
-    if at is None:
-        return "retry later (GitHub sent no reset time)"
-    wait = max(int((at - now).total_seconds() + 0.999), 0)
-    return f"the limit resets at {at:%Y-%m-%dT%H:%M:%SZ} (in {wait}s)"
+        return time.time() + int(retry_after)
+    if reset.isdigit():
+        return float(reset)
+    return None

@@ -17,6 +17,7 @@ from domain.action_item import TicketStatus
 from domain.tickets import CommentOnTicket, EnsureTicket, TicketChange, TicketDraft, UpdateTicket
 from integrations import ticket_markers
 from integrations.github import GitHubTracker, comment_marker
+from integrations.rate_limits import WriteBudget
 from integrations.registry import TrackerRegistry
 from integrations.tracker import TrackerError
 from settings import Settings
@@ -262,8 +263,13 @@ def test_changed_since_lists_only_tickets_updated_since(
 def test_changed_since_pages_through_the_listing(
     emulator: GitHubEmulator, tracker: GitHubTracker, clock: FakeClock
 ) -> None:
+    # More issues than the worker's write budget allows in a minute: seed them with a bigger one.
+    seeder = GitHubTracker(
+        SecretStr(TOKEN), emulator.base_url, timeout=5, writes=WriteBudget(per_minute=1000)
+    )
     for n in range(1, 121):
-        tracker.ensure_ticket(TARGET, draft(f"incident/INC-261127-7KQ2/action/{n}"))
+        seeder.ensure_ticket(TARGET, draft(f"incident/INC-261127-7KQ2/action/{n}"))
+    seeder.shutdown()
     emulator.reset_counts()
     changed = tracker.changed_since(TARGET, clock.now - timedelta(days=1))
     assert len(changed) == 120
@@ -333,11 +339,46 @@ def test_rate_limit_is_retryable_and_names_the_reset(
     assert error.value.retryable
     expected = datetime.fromtimestamp(reset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert f"resets at {expected}" in message and REPO in message
+    assert error.value.retry_after is not None
+    assert 115 <= error.value.retry_after.total_seconds() <= 121
     assert emulator.counts[CREATE] == 1
     assert emulator.repo(REPO).issues == {}
-    # Once the limit is over, the retry creates the issue, once.
+    # Until the reset, a retry is refused without calling GitHub, and says how long to wait.
+    emulator.reset_counts()
+    with pytest.raises(TrackerError) as again:
+        tracker.ensure_ticket(TARGET, draft())
+    assert again.value.retryable and again.value.retry_after is not None
+    assert again.value.retry_after.total_seconds() > 100
+    assert emulator.counts == {}
+
+
+def test_no_call_is_made_before_the_reset_and_the_retry_then_creates_once(
+    emulator: GitHubEmulator, tracker: GitHubTracker
+) -> None:
+    reset = emulator.rate_limit_next(status=403, reset_in=2, method="POST")
+    with pytest.raises(TrackerError):
+        tracker.ensure_ticket(TARGET, draft())
+    refused_at = emulator.requests[-1].at
+    # A short wait is spent in the attempt (under the activity's timeout) instead of failing it.
     tracker.ensure_ticket(TARGET, draft())
+    later = [request for request in emulator.requests if request.at > refused_at]
+    assert later and all(request.at >= reset for request in later)
     assert list(emulator.repo(REPO).issues) == [1]
+
+
+def test_a_used_up_primary_limit_closes_the_gate_until_its_reset() -> None:
+    with GitHubEmulator(token=TOKEN, rate_limit=3) as emulator:
+        emulator.add_repo(REPO)
+        gh = GitHubTracker(SecretStr(TOKEN), emulator.base_url, timeout=5)
+        gh.ensure_ticket(TARGET, draft())  # list + create: 2 of 3
+        gh.get(TARGET, f"{REPO}#1")  # the third: x-ratelimit-remaining is now 0
+        emulator.reset_counts()
+        with pytest.raises(TrackerError) as error:
+            gh.get(TARGET, f"{REPO}#1")
+        assert error.value.retryable and error.value.retry_after is not None
+        assert emulator.counts == {}
+        assert gh.gate.closed_until == emulator.rate_reset
+        gh.shutdown()
 
 
 def test_retry_after_is_preferred_to_the_reset_epoch(
@@ -440,3 +481,19 @@ def test_ticket_activities_through_the_registry(emulator: GitHubEmulator, tmp_pa
         env.run(activities.ensure_ticket, missing)
     assert refusal.value.type == "TrackerRefused" and refusal.value.non_retryable
     assert "acme/missing" in str(refusal.value) and TOKEN not in str(refusal.value)
+
+
+def test_a_spent_primary_limit_is_refused_by_github_and_then_not_called() -> None:
+    with GitHubEmulator(token=TOKEN, rate_limit=2) as emulator:
+        emulator.add_repo(REPO)
+        emulator.rate_reset = int(time.time()) + 600
+        gh = GitHubTracker(SecretStr(TOKEN), emulator.base_url, timeout=5)
+        emulator.rate_used = 2  # spent by someone else with the same token
+        with pytest.raises(TrackerError) as error:
+            gh.ensure_ticket(TARGET, draft())
+        assert error.value.retryable and "rate limit" in refused(error)
+        assert emulator.counts == {"GET /repos/{owner}/{repo}/issues": 1}
+        with pytest.raises(TrackerError):
+            gh.ensure_ticket(TARGET, draft())
+        assert sum(emulator.counts.values()) == 1
+        gh.shutdown()

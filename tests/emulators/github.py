@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from tests.github_contract import ContractChecker, checker
 
 DOCS = "https://docs.github.com/rest"
+RATE_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 API_VERSION = "2022-11-28"
 
 Json = Any
@@ -163,7 +164,7 @@ class RecordedRequest:
     path: str
     template: str | None
     status: int
-    at: float
+    at: float  # when the request arrived (epoch seconds)
 
 
 @dataclass
@@ -329,10 +330,10 @@ class GitHubEmulator:
                 "You have exceeded a secondary rate limit. Please wait a few minutes before "
                 "you try again."
             )
-            doc = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+            doc = RATE_LIMIT_DOCS
         else:
             message = f"API rate limit exceeded for user ID {self._user_id(self.login)}."
-            doc = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+            doc = RATE_LIMIT_DOCS
         headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}
         if retry_after is not None:
             headers["retry-after"] = str(retry_after)
@@ -882,6 +883,7 @@ class GitHubEmulator:
         self, method: str, raw_path: str, headers: dict[str, str], raw_body: bytes
     ) -> tuple[Reply, str | None]:
         """Answer one request (called from the HTTP handler; usable directly in unit tests)."""
+        arrived = time.time()
         split = urlsplit(raw_path)
         path = split.path
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
@@ -901,13 +903,26 @@ class GitHubEmulator:
         with self._lock:
             key = f"{method} {template or path}"
             self.counts[key] += 1
+            if arrived >= self.rate_reset:  # a new hour: the primary limit starts over
+                self.rate_used, self.rate_reset = 0, int(arrived) + 3600
             if path != "/rate_limit":
                 self.rate_used += 1
+            over_limit = self.rate_used > self.rate_limit and path != "/rate_limit"
         pause = self.delay + self._take_slowdown(method, path, template)
         if pause > 0:
             time.sleep(pause)
         resource = "core"
         fault = self._take_fault(method, path, template)
+        if fault is None and over_limit:  # what GitHub answers once the primary limit is spent
+            fault = Fault(
+                1,
+                403,
+                {
+                    "message": f"API rate limit exceeded for user ID {self._user_id(self.login)}.",
+                    "documentation_url": RATE_LIMIT_DOCS,
+                },
+                {},
+            )
         if fault is not None:
             reply = Reply(fault.status, dict(fault.body), dict(fault.headers))
         else:
@@ -928,7 +943,7 @@ class GitHubEmulator:
         base.update(reply.headers)
         reply.headers = base
         with self._lock:
-            self.requests.append(RecordedRequest(method, path, template, reply.status, time.time()))
+            self.requests.append(RecordedRequest(method, path, template, reply.status, arrived))
         self._check_contract(method, template, path, reply)
         return reply, template
 
