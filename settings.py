@@ -8,11 +8,14 @@ form it expects, so a typo stops start-up with a sentence instead of a traceback
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.policy import parse_duration
 
 ENV_PREFIX = "AFTERACTION_"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
@@ -77,6 +80,11 @@ class Settings(BaseSettings):
     chat_webhook_url: SecretStr | None = Field(
         default=None, description="an https:// or http:// URL that accepts JSON POSTs"
     )
+    reconcile_every: timedelta = Field(
+        default=timedelta(minutes=5),
+        description="how often the ticket reconciler reads the trackers for changes webhooks "
+        "missed, e.g. 5m, 90s, 1h; 0 turns it off",
+    )
 
     github_token: SecretStr | None = Field(
         default=None,
@@ -106,6 +114,18 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="one of debug, info, warning, error"
     )
+
+    @field_validator("reconcile_every", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value)
+
+    @field_validator("reconcile_every")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative (0 turns the reconciler off)")
+        return value
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod

@@ -13,22 +13,27 @@ from temporalio.worker import Worker
 from activities.facilitators import FacilitatorRotation
 from activities.log_context import LogContextInterceptor
 from activities.notify import Notifier
+from activities.reconcile import TicketReconciler
 from activities.tickets import TicketActivities
 from app.logs import configure_logging, get_logger
+from app.schedules import ensure_reconcile_schedule
 from app.temporal_client import connect
 from integrations.registry import TrackerRegistry
 from settings import Settings, SettingsError, load_settings
 from workflows.action_item import ActionItemWorkflow
 from workflows.incident import IncidentWorkflow
+from workflows.reconcile import TicketReconcilerWorkflow
 
-WORKFLOWS = [IncidentWorkflow, ActionItemWorkflow]
+WORKFLOWS = [IncidentWorkflow, ActionItemWorkflow, TicketReconcilerWorkflow]
 
 log = get_logger("afteraction.worker")
 
 
 def build_worker(client: Client, settings: Settings, *, task_queue: str | None = None) -> Worker:
     notifier = Notifier(settings.chat_webhook_url)
-    tickets = TicketActivities(TrackerRegistry(settings))
+    registry = TrackerRegistry(settings)
+    tickets = TicketActivities(registry)
+    reconciler = TicketReconciler(client, registry)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -39,6 +44,8 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             tickets.ensure_ticket,
             tickets.comment_on_ticket,
             tickets.update_ticket,
+            reconciler.list_targets,
+            reconciler.reconcile_target,
         ],
         # The tracker libraries are synchronous; their activities will run in this pool.
         activity_executor=ThreadPoolExecutor(max_workers=16),
@@ -49,11 +56,16 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
 async def run_worker(settings: Settings) -> None:
     client = await connect(settings)
     worker = build_worker(client, settings)
+    schedule = await ensure_reconcile_schedule(
+        client, settings.task_queue, settings.reconcile_every
+    )
     log.info(
         "worker.started",
         temporal_address=settings.effective_temporal_address,
         namespace=settings.namespace,
         task_queue=settings.task_queue,
+        reconcile_schedule=schedule,
+        reconcile_every=str(settings.reconcile_every),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

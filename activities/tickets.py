@@ -30,7 +30,8 @@ class _ReportsCreation(Protocol):
 
 
 @contextmanager
-def _classified() -> Iterator[None]:
+def classified() -> Iterator[None]:
+    """TrackerError -> ApplicationError: TrackerRefused (final) or TrackerUnavailable (retried)."""
     try:
         yield
     except TrackerError as error:
@@ -49,7 +50,7 @@ class TicketActivities:
 
     @activity.defn(name="ensure_ticket")
     def ensure_ticket(self, request: EnsureTicket) -> Ticket:
-        with _classified():
+        with classified():
             tracker = self._registry.for_target(request.target)
             if isinstance(tracker, _ReportsCreation):
                 ticket, created = tracker.ensure(request.target, request.draft)
@@ -67,7 +68,7 @@ class TicketActivities:
 
     @activity.defn(name="comment_on_ticket")
     def comment_on_ticket(self, request: CommentOnTicket) -> None:
-        with _classified():
+        with classified():
             self._registry.for_target(request.target).comment(
                 request.target, request.key, request.text, idempotency_key=request.idempotency_key
             )
@@ -80,7 +81,7 @@ class TicketActivities:
 
     @activity.defn(name="update_ticket")
     def update_ticket(self, request: UpdateTicket) -> Ticket:
-        with _classified():
+        with classified():
             ticket = self._registry.for_target(request.target).update(
                 request.target, request.key, request.change
             )

@@ -19,6 +19,10 @@ INCIDENT_KEY = SearchAttributeKey.for_keyword("AfteractionIncidentKey")
 FACILITATOR = SearchAttributeKey.for_keyword("AfteractionFacilitator")
 RESOLVED_AT = SearchAttributeKey.for_datetime("AfteractionResolvedAt")
 ESCALATION_COUNT = SearchAttributeKey.for_int("AfteractionEscalationCount")
+# Action items only: where the ticket lives (a routing target) and its key there. The ticket
+# reconciler groups open items by target, and a webhook that names only a ticket finds its item.
+TRACKER = SearchAttributeKey.for_keyword("AfteractionTracker")
+TICKET_KEY = SearchAttributeKey.for_keyword("AfteractionTicketKey")
 
 ALL = (
     SEVERITY,
@@ -32,6 +36,8 @@ ALL = (
     FACILITATOR,
     RESOLVED_AT,
     ESCALATION_COUNT,
+    TRACKER,
+    TICKET_KEY,
 )
 
 _CLI_TYPE_NAMES = {

@@ -55,7 +55,6 @@ from settings import ENV_PREFIX
 PREFIX = "github:"
 TICKET_LABEL = "afteraction"
 DUE_LABEL_PREFIX = "due:"
-COMMENT_MARKER_PREFIX = "afteraction:comment="
 PER_PAGE = 100  # the most GitHub pages: fewer calls for listings
 # GitHub: after a secondary rate limit that names no reset time, "wait for at least one minute".
 SECONDARY_LIMIT_WAIT = 60
@@ -84,11 +83,6 @@ def repository_of(target: str) -> str:
 
 def ticket_key(repo: str, number: int) -> str:
     return f"{repo}#{number}"
-
-
-def comment_marker(idempotency_key: str) -> str:
-    """The hidden marker that ends every comment afteraction writes (so a retry skips it)."""
-    return f"<!-- {COMMENT_MARKER_PREFIX}{idempotency_key} -->"
 
 
 def due_label(due_at: datetime) -> str:
@@ -208,7 +202,7 @@ class GitHubTracker:
 
     def comment(self, target: str, key: str, text: str, *, idempotency_key: str) -> None:
         repo_name, number = self._locate(target, key)
-        marker = comment_marker(idempotency_key)
+        marker = ticket_markers.comment_marker(idempotency_key)
         with self._errors(repo_name, f"commenting on issue #{number}", number=number):
             issue = self._repo(repo_name).get_issue(number)
             if any(marker in (comment.body or "") for comment in issue.get_comments()):

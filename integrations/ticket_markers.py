@@ -16,6 +16,11 @@ The name is the item's idempotency key, its ActionItemWorkflow id
 
 Labels survive a body rewritten by hand; the marker survives labels removed by hand. Either
 one is enough to route a tracker's webhook to the item's workflow.
+
+Comments afteraction writes (reminders, escalations) end with a comment marker
+`<!-- afteraction:comment=<idempotency key> -->`, so a retry finds and skips them, and the webhook
+that reports them is not mistaken for someone working on the item. Labels afteraction adds
+(`escalated:<rung>`, `due:YYYY-MM-DD`, `afteraction...`) are likewise not someone's activity.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from collections.abc import Iterable
 from domain.action_item import action_workflow_id
 
 MARKER_PREFIX = "afteraction:key="
+COMMENT_MARKER_PREFIX = "afteraction:comment="
+OWN_LABEL_PREFIXES = ("afteraction", "escalated:", "escalated-", "due:")
 LABEL_PREFIX = "afteraction-key:"
 GITHUB_LABEL_LIMIT = 50
 
@@ -90,3 +97,18 @@ def key_from_labels(labels: Iterable[str]) -> str | None:
             # "KEY-N": the number is the last dash-separated part; the key keeps its own dashes.
             return action_workflow_id(incident_key, number)
     return None
+
+
+def comment_marker(idempotency_key: str) -> str:
+    """The hidden marker that ends every comment afteraction writes (so a retry skips it)."""
+    return f"<!-- {COMMENT_MARKER_PREFIX}{idempotency_key} -->"
+
+
+def is_own_comment(text: str | None) -> bool:
+    """Whether afteraction wrote this comment (it carries a comment marker)."""
+    return bool(text) and COMMENT_MARKER_PREFIX in (text or "")
+
+
+def is_own_label(name: str) -> bool:
+    """Whether afteraction adds labels of this name (escalations, due dates, its own)."""
+    return name.strip().lower().startswith(OWN_LABEL_PREFIXES)

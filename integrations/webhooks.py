@@ -37,7 +37,12 @@ from urllib.parse import parse_qs
 
 from domain.action_item import TicketStatus
 from domain.webhook_events import IgnoredDelivery, Tracker, TrackerEvent
-from integrations.ticket_markers import key_from_labels, key_from_text
+from integrations.ticket_markers import (
+    is_own_comment,
+    is_own_label,
+    key_from_labels,
+    key_from_text,
+)
 
 GITHUB_SIGNATURE = "X-Hub-Signature-256"
 JIRA_SIGNATURE = "X-Hub-Signature"
@@ -200,10 +205,15 @@ def parse_github(
         if issue.get("pull_request"):
             return IgnoredDelivery(tracker="github", reason="a comment on a pull request")
         comment = _object(data, "comment", "")
+        if is_own_comment(comment.get("body") if isinstance(comment.get("body"), str) else None):
+            return IgnoredDelivery(tracker="github", reason=f"{ticket}: afteraction's own comment")
         name, at = "commented", _time(comment.get("created_at"))
     else:
         if action not in GITHUB_ISSUE_ACTIONS:
             return IgnoredDelivery(tracker="github", reason=f"issues {action} is not acted on")
+        label = data.get("label")
+        if action == "labeled" and isinstance(label, dict) and is_own_label(str(label.get("name"))):
+            return IgnoredDelivery(tracker="github", reason=f"{ticket}: afteraction's own label")
         name, at = action, _time(issue.get("updated_at"))
     body_text = issue.get("body")
     workflow_id = _workflow_id(
@@ -289,6 +299,8 @@ def parse_jira(body: bytes, delivery_id: str | None, content_type: str | None = 
     if kind == "comment_created":
         comment = _object(data, "comment", "")
         comment_text = adf_text(comment.get("body"))
+        if is_own_comment(comment_text):
+            return IgnoredDelivery(tracker="jira", reason="afteraction's own comment")
         if issue is None:  # Jira Server's comment_created carries no issue
             return IgnoredDelivery(tracker="jira", reason="the comment names no issue")
     if not isinstance(issue, dict):

@@ -205,6 +205,19 @@ class ContractChecker:
             for error in validator.iter_errors(body)
         ]
 
+    def check_webhook(self, event: str, action: str | None, payload: Any) -> list[str]:
+        """Problems with a webhook payload, against `webhook-<event>-<action>` (e.g.
+        webhook-issues-closed, webhook-issue-comment-created, webhook-ping)."""
+        name = "-".join(["webhook", event.replace("_", "-"), *([action] if action else [])])
+        if name not in self._converted["components"]["schemas"]:
+            return [f"no schema {name} in the OpenAPI file"]
+        validator = self._validator(f"/components/schemas/{_escape(name)}")
+        return [
+            f"{name} {'/'.join(str(p) for p in error.absolute_path) or '<root>'}: "
+            f"{error.message[:300]}"
+            for error in validator.iter_errors(payload)
+        ]
+
     def schema(self, name: str) -> dict[str, Any]:
         """A component schema with `nullable` converted (for tests that inspect it)."""
         return copy.deepcopy(self._converted["components"]["schemas"][name])

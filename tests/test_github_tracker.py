@@ -16,9 +16,10 @@ from activities.tickets import TicketActivities
 from domain.action_item import TicketStatus
 from domain.tickets import CommentOnTicket, EnsureTicket, TicketChange, TicketDraft, UpdateTicket
 from integrations import ticket_markers
-from integrations.github import GitHubTracker, comment_marker
+from integrations.github import GitHubTracker
 from integrations.rate_limits import WriteBudget
 from integrations.registry import TrackerRegistry
+from integrations.ticket_markers import comment_marker
 from integrations.tracker import TrackerError
 from settings import Settings
 from tests.emulators.github import GitHubEmulator, Issue

@@ -492,5 +492,8 @@ class ActionItemWorkflow:
             sa.INCIDENT_KEY.value_set(item.incident_key),
             sa.DUE_AT.value_set(item.due_at),
             sa.ESCALATION_COUNT.value_set(len(item.escalations)),
+            sa.TRACKER.value_set(item.route.target),
         ]
+        if item.ticket is not None:
+            updates.append(sa.TICKET_KEY.value_set(item.ticket.key))
         self._search_attributes.upsert(updates)

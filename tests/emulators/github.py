@@ -12,6 +12,12 @@ and every response is validated against that description as it is sent: problems
 Fault injection: `fail_next` (5xx), `rate_limit_next` (403/429 with x-ratelimit-remaining: 0,
 x-ratelimit-reset and optionally retry-after), `delay` / `slow_next` (slow responses).
 Request counts: `emulator.counts["POST /repos/{owner}/{repo}/issues"]`, `reset_counts()`.
+
+Webhooks: after `send_webhooks_to(url, secret)`, every change sends the `issues` or
+`issue_comment` delivery GitHub would, signed with X-Hub-Signature-256, whether an API call or a
+person made it (`close_as`, `reopen_as`, `comment_as`, `label_as`: what someone does in GitHub's
+UI; they are not API calls and are not counted). Each payload is checked against the webhook
+schemas of the same OpenAPI description. `drop_next_webhooks(n)` loses deliveries.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+from tests.emulators.webhook_sender import Delivery, WebhookSender
 from tests.github_contract import ContractChecker, checker
 
 DOCS = "https://docs.github.com/rest"
@@ -216,6 +223,16 @@ class GitHubEmulator:
         self.faults: list[Fault] = []
         self.slowdowns: list[Slowdown] = []
         self._ids = 1000
+        self.webhooks = WebhookSender(
+            event_header="X-GitHub-Event",
+            delivery_header="X-GitHub-Delivery",
+            signature_header="X-Hub-Signature-256",
+            user_agent="GitHub-Hookshot/emulator",
+            extra_headers={
+                "X-GitHub-Hook-ID": "1",
+                "X-GitHub-Hook-Installation-Target-Type": "repository",
+            },
+        )
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._origin: str | None = None
@@ -248,6 +265,7 @@ class GitHubEmulator:
         return self
 
     def stop(self) -> None:
+        self.webhooks.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -296,6 +314,103 @@ class GitHubEmulator:
         with self._lock:
             self.counts.clear()
             self.requests.clear()
+
+    # ----------------------------------------------------------------------------- webhooks
+    def send_webhooks_to(self, url: str, secret: str | None) -> None:
+        """Send every later change to `url` as GitHub does, signed with `secret`."""
+        self.webhooks.to(url, secret)
+
+    def drop_next_webhooks(self, n: int = 1) -> None:
+        self.webhooks.drop_next(n)
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        return self.webhooks.deliveries
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> None:
+        self.webhooks.wait(timeout)
+
+    def _emit(
+        self,
+        event: str,
+        action: str,
+        repo: Repo,
+        issue: Issue,
+        sender: str,
+        **extra: Any,
+    ) -> None:
+        # Webhook payloads carry a few fields the REST answers leave out.
+        issue_json = self.issue_json(repo, issue)
+        issue_json["reactions"] = _no_reactions(str(issue_json["url"]))
+        if "comment" in extra:
+            extra["comment"]["reactions"] = _no_reactions(str(extra["comment"]["url"]))
+        payload: dict[str, Any] = {
+            "action": action,
+            "issue": issue_json,
+            **extra,
+            "repository": {**self.repo_json(repo), "has_downloads": True},
+            "sender": self.user_json(sender),
+        }
+        for problem in self.contract.check_webhook(event, action, payload):
+            self.contract_errors.append(f"webhook {event}.{action}: {problem}")
+        self.webhooks.send(event, payload)
+
+    def _emit_label_changes(self, repo: Repo, issue: Issue, before: list[str], sender: str) -> None:
+        old = {name.lower() for name in before}
+        new = {name.lower() for name in issue.labels}
+        for name in issue.labels:
+            if name.lower() not in old:
+                label = self.label_json(repo, repo.labels[name.lower()])
+                self._emit("issues", "labeled", repo, issue, sender, label=label)
+        for name in before:
+            if name.lower() not in new and name.lower() in repo.labels:
+                label = self.label_json(repo, repo.labels[name.lower()])
+                self._emit("issues", "unlabeled", repo, issue, sender, label=label)
+
+    # What people do in GitHub's UI: no API call is counted, the webhooks are sent.
+    def close_as(self, repo_name: str, number: int, *, by: str, reason: str = "completed") -> None:
+        with self._lock:
+            repo, issue = self.repo(repo_name), self.repo(repo_name).issues[number]
+            if issue.state == "closed":
+                return
+            issue.state, issue.state_reason = "closed", reason
+            issue.closed_at = issue.updated_at = self.clock()
+            issue.closed_by = by
+            self._emit("issues", "closed", repo, issue, by)
+
+    def reopen_as(self, repo_name: str, number: int, *, by: str) -> None:
+        with self._lock:
+            repo, issue = self.repo(repo_name), self.repo(repo_name).issues[number]
+            if issue.state == "open":
+                return
+            issue.state, issue.state_reason = "open", "reopened"
+            issue.closed_at, issue.closed_by = None, None
+            issue.updated_at = self.clock()
+            self._emit("issues", "reopened", repo, issue, by)
+
+    def comment_as(self, repo_name: str, number: int, text: str, *, by: str) -> None:
+        with self._lock:
+            repo, issue = self.repo(repo_name), self.repo(repo_name).issues[number]
+            now = self.clock()
+            comment = Comment(self._next_id(), text, by, now, now)
+            issue.comments.append(comment)
+            issue.updated_at = now
+            self._emit(
+                "issue_comment",
+                "created",
+                repo,
+                issue,
+                by,
+                comment=self.comment_json(repo, issue, comment),
+            )
+
+    def label_as(self, repo_name: str, number: int, label: str, *, by: str) -> None:
+        with self._lock:
+            repo, issue = self.repo(repo_name), self.repo(repo_name).issues[number]
+            before = list(issue.labels)
+            issue.labels = self._label_names(repo, [*issue.labels, label])
+            issue.updated_at = self.clock()
+            self._emit_label_changes(repo, issue, before, by)
 
     # ----------------------------------------------------------------------------- faults
     def fail_next(
@@ -695,6 +810,7 @@ class GitHubEmulator:
             assignees=self._assignees(body) or [],
         )
         repo.issues[issue.number] = issue
+        self._emit("issues", "opened", repo, issue, req.login)
         location = self._api(f"/repos/{repo.full_name}/issues/{issue.number}")
         return Reply(201, self.issue_json(repo, issue), {"location": location})
 
@@ -705,6 +821,7 @@ class GitHubEmulator:
     def _edit_issue(self, req: _Request) -> Reply:
         repo, issue = self._find_issue(req)
         body = _object_body(req.body)
+        before = (issue.title, issue.body, list(issue.labels), issue.state)
         if "title" in body:
             if not isinstance(body["title"], str) or not body["title"].strip():
                 raise _invalid("Issue", "title", "invalid")
@@ -738,6 +855,18 @@ class GitHubEmulator:
             elif reason is not None:
                 issue.state_reason = reason
         issue.updated_at = self.clock()
+        title, text, labels, state = before
+        changes: dict[str, Any] = {}
+        if issue.title != title:
+            changes["title"] = {"from": title}
+        if issue.body != text:
+            changes["body"] = {"from": text or ""}
+        if changes:
+            self._emit("issues", "edited", repo, issue, req.login, changes=changes)
+        self._emit_label_changes(repo, issue, labels, req.login)
+        if issue.state != state:
+            action = "closed" if issue.state == "closed" else "reopened"
+            self._emit("issues", action, repo, issue, req.login)
         return Reply(200, self.issue_json(repo, issue))
 
     def _list_issues(self, req: _Request) -> Reply:
@@ -812,6 +941,8 @@ class GitHubEmulator:
         comment = Comment(self._next_id(), text, req.login, now, now)
         issue.comments.append(comment)
         issue.updated_at = now
+        comment_json = self.comment_json(repo, issue, comment)
+        self._emit("issue_comment", "created", repo, issue, req.login, comment=comment_json)
         location = self._api(f"/repos/{repo.full_name}/issues/comments/{comment.id}")
         return Reply(201, self.comment_json(repo, issue, comment), {"location": location})
 
@@ -829,14 +960,18 @@ class GitHubEmulator:
         if not added:
             raise _invalid("Label", "labels", "missing_field")
         present = {name.lower() for name in issue.labels}
+        before = list(issue.labels)
         issue.labels += [name for name in added if name.lower() not in present]
         issue.updated_at = self.clock()
+        self._emit_label_changes(repo, issue, before, req.login)
         return Reply(200, self._issue_labels(repo, issue))
 
     def _set_labels(self, req: _Request) -> Reply:
         repo, issue = self._find_issue(req)
+        before = list(issue.labels)
         issue.labels = self._label_names(repo, req.body)
         issue.updated_at = self.clock()
+        self._emit_label_changes(repo, issue, before, req.login)
         return Reply(200, self._issue_labels(repo, issue))
 
     def _remove_label(self, req: _Request) -> Reply:
@@ -844,8 +979,10 @@ class GitHubEmulator:
         name = unquote(req.params["name"]).lower()
         if name not in {label.lower() for label in issue.labels}:
             raise ApiError(404, "Label does not exist", doc=f"{DOCS}/issues/labels")
+        before = list(issue.labels)
         issue.labels = [label for label in issue.labels if label.lower() != name]
         issue.updated_at = self.clock()
+        self._emit_label_changes(repo, issue, before, req.login)
         return Reply(200, self._issue_labels(repo, issue))
 
     def _list_repo_labels(self, req: _Request) -> Reply:
@@ -1004,6 +1141,11 @@ class GitHubEmulator:
             self.contract_errors += [
                 f"{method} {template} {reply.status}: {error}" for error in result.errors
             ]
+
+
+def _no_reactions(url: str) -> dict[str, Any]:
+    counts = ("+1", "-1", "laugh", "hooray", "confused", "heart", "rocket", "eyes")
+    return {"url": f"{url}/reactions", "total_count": 0, **dict.fromkeys(counts, 0)}
 
 
 def _invalid(resource: str, field_name: str, code: str, message: str | None = None) -> ApiError:

@@ -1,0 +1,157 @@
+"""The ticket reconciler's activities: which targets have open items, and what drifted in one.
+
+Calls are flat in the number of open items: per target one visibility listing of its open
+items (paged by the server, 1,000 a page) and one tracker query for the tickets updated since
+the watermark (paged by the tracker, 100 a page on GitHub); nothing is fetched per item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecution
+
+from activities.tickets import classified
+from app.logs import get_logger
+from domain import search_attributes as sa
+from domain.action_item import ActionItemState, TicketStatus
+from domain.reconcile import (
+    OVERLAP,
+    Drift,
+    DuplicateClosed,
+    OpenItem,
+    ReconcileTarget,
+    TargetReport,
+    TargetWindow,
+    drift_of,
+)
+from domain.tickets import Ticket
+from integrations.registry import TrackerRegistry
+
+log = get_logger("afteraction.reconciler")
+OPEN_ITEMS = "WorkflowType = 'ActionItemWorkflow' AND ExecutionStatus = 'Running'"
+
+
+@runtime_checkable
+class _ClosesDuplicates(Protocol):
+    """A tracker whose look-up before create can miss a fresh ticket (Jira's search index)."""
+
+    def close_duplicate(self, target: str, duplicate_key: str, original_key: str) -> None: ...
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _open_item(execution: WorkflowExecution) -> OpenItem | None:
+    attributes = execution.typed_search_attributes
+    state = attributes.get(sa.STATE)
+    if state is None:
+        return None
+    return OpenItem(
+        workflow_id=execution.id,
+        state=ActionItemState(state),
+        ticket_key=attributes.get(sa.TICKET_KEY),
+    )
+
+
+class TicketReconciler:
+    def __init__(self, client: Client, registry: TrackerRegistry) -> None:
+        self._client = client
+        self._registry = registry
+
+    @activity.defn(name="list_reconcile_targets")
+    async def list_targets(self) -> list[TargetWindow]:
+        """Every target with an open action item, with when its oldest open item started."""
+        oldest: dict[str, datetime] = {}
+        async for execution in self._client.list_workflows(OPEN_ITEMS):
+            target = execution.typed_search_attributes.get(sa.TRACKER)
+            if target is None:
+                continue
+            started = execution.start_time
+            if target not in oldest or started < oldest[target]:
+                oldest[target] = started
+        return [TargetWindow(target=t, oldest_open_at=at) for t, at in sorted(oldest.items())]
+
+    @activity.defn(name="reconcile_target")
+    async def reconcile_target(self, request: ReconcileTarget) -> TargetReport:
+        started = datetime.now(UTC)
+        items = await self._open_items(request.target)
+        with classified():
+            tracker = self._registry.for_target(request.target)
+            tickets = await asyncio.to_thread(tracker.changed_since, request.target, request.since)
+        report = TargetReport(
+            target=request.target,
+            since=request.since,
+            watermark=max(request.since, started - OVERLAP),
+            tickets_read=len(tickets),
+        )
+        by_item: dict[str, list[Ticket]] = defaultdict(list)
+        for ticket in tickets:
+            if ticket.idempotency_key in items:
+                by_item[ticket.idempotency_key].append(ticket)
+        for workflow_id, found in by_item.items():
+            item = items[workflow_id]
+            if item.ticket_key is None:
+                continue  # still being created: its ensure_ticket will find the ticket
+            for ticket in found:
+                if ticket.ref.key != item.ticket_key:
+                    if ticket.status is TicketStatus.CLOSED:
+                        continue  # closed already (by a previous run or by hand)
+                    closed = await self._close_duplicate(tracker, request.target, ticket, item)
+                    if closed is not None:
+                        report.duplicates_closed.append(closed)
+                    continue
+                change = drift_of(item, ticket.ref.key, ticket.status, ticket.updated_at)
+                if change is not None:
+                    report.drift.append(Drift(workflow_id=workflow_id, change=change))
+        log.info(
+            "reconcile.target",
+            target=request.target,
+            since=request.since.isoformat(),
+            open_items=len(items),
+            tickets_read=len(tickets),
+            drift=len(report.drift),
+            duplicates_closed=len(report.duplicates_closed),
+        )
+        return report
+
+    async def _open_items(self, target: str) -> dict[str, OpenItem]:
+        query = f"{OPEN_ITEMS} AND {sa.TRACKER.name} = {_quoted(target)}"
+        items: dict[str, OpenItem] = {}
+        async for execution in self._client.list_workflows(query):
+            item = _open_item(execution)
+            if item is not None:
+                items[item.workflow_id] = item
+        return items
+
+    async def _close_duplicate(
+        self, tracker: object, target: str, ticket: Ticket, item: OpenItem
+    ) -> DuplicateClosed | None:
+        assert item.ticket_key is not None
+        if not isinstance(tracker, _ClosesDuplicates):
+            log.warning(
+                "reconcile.duplicate_left_open",
+                target=target,
+                duplicate=ticket.ref.key,
+                original=item.ticket_key,
+                reason="the tracker cannot close duplicates",
+            )
+            return None
+        with classified():
+            await asyncio.to_thread(
+                tracker.close_duplicate, target, ticket.ref.key, item.ticket_key
+            )
+        log.warning(
+            "reconcile.duplicate_closed",
+            target=target,
+            duplicate=ticket.ref.key,
+            original=item.ticket_key,
+        )
+        return DuplicateClosed(
+            duplicate=ticket.ref.key, original=item.ticket_key, workflow_id=item.workflow_id
+        )
