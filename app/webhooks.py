@@ -7,7 +7,9 @@ Answers, in the order they are decided:
 * 400 when the body is not JSON or not of a shape the tracker sends (the detail says why);
 * 200 `{"pong": true}` for GitHub's `ping`, so the hook's page shows the setup works;
 * 204 for a delivery no action item acts on (another event or action, a ticket afteraction did
-  not create); the `X-Afteraction-Ignored` header says why;
+  not create); the `X-Afteraction-Ignored` header says why. A delivery that names only the
+  ticket's key (Jira's comment_created) is routed to the open item whose ticket it is, found
+  through the AfteractionTicketKey search attribute;
 * 202 `{"event", "ticket", "workflow_id"}` for a routed event: the item's ActionItemWorkflow got
   the `ticket_changed` signal, carrying the sender's delivery id (X-GitHub-Delivery,
   X-Atlassian-Webhook-Identifier, or a hash of the body), so a redelivery changes nothing;
@@ -29,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from app.incidents import TemporalUnavailable, unavailable_message
 from app.logs import get_logger
+from domain import search_attributes as sa
 from domain.webhook_events import Tracker
 from integrations.webhooks import (
     GITHUB_SIGNATURE,
@@ -97,6 +100,28 @@ async def _tell(request: Request, event: TrackerEvent, workflow_id: str) -> str 
     return None
 
 
+async def _item_of_ticket(request: Request, tracker: Tracker, ticket_key: str) -> str | None:
+    """The open action item whose ticket this is, from visibility: for deliveries that carry
+    no labels or body (Jira's comment_created names only the issue's key and summary)."""
+    client = await request.app.state.connection.client()
+    escaped = ticket_key.replace("\\", "\\\\").replace("'", "\\'")
+    query = (
+        "WorkflowType = 'ActionItemWorkflow' AND ExecutionStatus = 'Running' "
+        f"AND {sa.TICKET_KEY.name} = '{escaped}'"
+    )
+    try:
+        async for execution in client.list_workflows(query, limit=10):
+            target = execution.typed_search_attributes.get(sa.TRACKER) or ""
+            if target.startswith(f"{tracker}:"):
+                return execution.id
+    except RPCError as error:
+        settings: Settings = request.app.state.settings
+        raise TemporalUnavailable(
+            unavailable_message(settings.effective_temporal_address, error.message)
+        ) from None
+    return None
+
+
 async def _receive(request: Request, tracker: Tracker, header: str) -> Response:
     secret = _secret(request.app.state.settings, tracker)
     body = await request.body()
@@ -114,9 +139,11 @@ async def _receive(request: Request, tracker: Tracker, header: str) -> Response:
         if parsed.ping:
             return JSONResponse({"pong": True}, status_code=200)
         return _ignored(parsed.reason)
-    if parsed.workflow_id is None:
-        return _ignored(f"{parsed.ticket_key}: the delivery does not name its action item")
-    ignored = await _tell(request, parsed, parsed.workflow_id)
+    workflow_id = parsed.workflow_id or await _item_of_ticket(request, tracker, parsed.ticket_key)
+    if workflow_id is None:
+        return _ignored(f"{parsed.ticket_key} is not the ticket of an open action item")
+    parsed = parsed.model_copy(update={"workflow_id": workflow_id})
+    ignored = await _tell(request, parsed, workflow_id)
     answer = Routed(
         event=parsed.event,
         ticket=parsed.ticket_key,

@@ -58,9 +58,17 @@ def worker_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def start_worker(
-    address: str, task_queue: str, home: Path, log: Path, *, die_marker: Path | None = None
+    address: str,
+    task_queue: str,
+    home: Path,
+    log: Path,
+    *,
+    die_marker: Path | None = None,
+    settings: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """A worker process; `settings` are AFTERACTION_* variables (e.g. a tracker's token)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERACTION_")}
+    env.update(settings or {})
     env.pop(worker_process.DIE_AFTER_TICKET, None)
     if die_marker is not None:
         env[worker_process.DIE_AFTER_TICKET] = str(die_marker)

@@ -22,6 +22,7 @@ from domain.action_item import ActionItem, TicketStatus, action_workflow_id
 from domain.webhook_events import IgnoredDelivery, TrackerEvent
 from integrations.ticket_markers import (
     GITHUB_LABEL_LIMIT,
+    comment_marker,
     key_from_labels,
     key_from_text,
     label_for,
@@ -204,6 +205,30 @@ def test_routed_github_comment_and_ignored_ones() -> None:
     data["issue"]["pull_request"] = {"url": "https://example"}
     assert isinstance(parse_github("issue_comment", raw(data), None), IgnoredDelivery)
     assert isinstance(parse_github("push", b"{}", None), IgnoredDelivery)
+
+
+def test_afteractions_own_comments_and_labels_are_not_someones_activity() -> None:
+    data = github_routed("issues.opened.json")
+    data["action"] = "created"
+    data["comment"] = {
+        "id": 2,
+        "body": f"@alice escalated to owner\n\n{comment_marker('escalation/1')}",
+        "created_at": "2026-11-27T10:00:00Z",
+    }
+    own = parse_github("issue_comment", raw(data), None)
+    assert isinstance(own, IgnoredDelivery) and "own comment" in own.reason
+    labeled = github_routed("issues.opened.json")
+    labeled["action"] = "labeled"
+    for name in ("escalated:team_lead", "due:2026-12-15", "afteraction-key:INC-1-2"):
+        labeled["label"] = {"name": name}
+        parsed = parse_github("issues", raw(labeled), None)
+        assert isinstance(parsed, IgnoredDelivery) and "own label" in parsed.reason
+    labeled["label"] = {"name": "blocked"}  # a person's label is activity
+    assert isinstance(parse_github("issues", raw(labeled), None), TrackerEvent)
+
+    jira = payload(JIRA / "comment_created.json")
+    jira["comment"]["body"] = f"Reminder: due Friday.\n{comment_marker('reminder/1')}"
+    assert isinstance(parse_jira(raw(jira), "w"), IgnoredDelivery)
 
 
 @pytest.mark.parametrize(

@@ -19,37 +19,62 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from app.logs import configure_logging
 from app.temporal_client import connect
-from integrations.local import LocalTracker
-from settings import Settings
+from integrations.registry import TrackerRegistry
+from integrations.tracker import Tracker
+from settings import load_settings
 from worker import build_worker
 
 DIE_AFTER_TICKET = "DIE_AFTER_TICKET"
 READY = "worker ready"
 
 
-def install_kill_switch(marker: Path) -> None:
-    real_ensure = LocalTracker.ensure
+class _DieAfterEnsure:
+    """A tracker that kills the process right after its ensure_ticket committed a ticket."""
 
-    def ensure_then_die(self: LocalTracker, target: str, draft: Any) -> Any:
-        result = real_ensure(self, target, draft)  # committed: the ticket is in SQLite now
+    def __init__(self, tracker: Tracker, marker: Path) -> None:
+        self._tracker = tracker
+        self._marker = marker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tracker, name)
+
+    def ensure(self, target: str, draft: Any) -> Any:
+        real = getattr(self._tracker, "ensure", None)
+        result = real(target, draft) if real else (self._tracker.ensure_ticket(target, draft), True)
+        self._die(draft.idempotency_key)
+        return result
+
+    def ensure_ticket(self, target: str, draft: Any) -> Any:
+        return self.ensure(target, draft)[0]
+
+    def _die(self, idempotency_key: str) -> None:
         try:
             # O_EXCL: of two tickets committed at once, exactly one thread kills the process.
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.close(os.open(self._marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
-            return result
-        print(f"killed after committing {draft.idempotency_key}", file=sys.stderr, flush=True)
+            return
+        print(f"killed after committing {idempotency_key}", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable: SIGKILL sent to self")
 
-    LocalTracker.ensure = ensure_then_die  # type: ignore[method-assign]
+
+def install_kill_switch(marker: Path) -> None:
+    """Every tracker the registry hands out (local, GitHub, Jira) dies after its first create."""
+    real_for_target = TrackerRegistry.for_target
+
+    def for_target(self: TrackerRegistry, target: str) -> Tracker:
+        return cast(Tracker, _DieAfterEnsure(real_for_target(self, target), marker))
+
+    TrackerRegistry.for_target = for_target  # type: ignore[method-assign]
 
 
 async def run(address: str, namespace: str, task_queue: str, home: Path) -> None:
-    settings = Settings(temporal_address=address, namespace=namespace, home=home)
+    # Tracker settings (AFTERACTION_GITHUB_TOKEN, ...) come from the environment.
+    settings = load_settings(temporal_address=address, namespace=namespace, home=home)
     client = await connect(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
