@@ -222,3 +222,34 @@ async def test_a_target_that_fails_keeps_its_watermark_and_the_run_goes_on(
         assert result.watermarks[TARGET] == since
         await client.get_workflow_handle(action_workflow_id(key, 1)).terminate("done")
         await incident.terminate("done")
+
+
+async def test_outage_and_rate_limit_end_with_every_ticket_created_once_and_none_early(
+    client: Client, emulator: GitHubEmulator, tmp_path: Path
+) -> None:
+    create = "POST /repos/{owner}/{repo}/issues"
+    emulator.fail_next(2, status=502, method="GET", path="/repos/{owner}/{repo}/issues")
+    emulator.fail_next(1, status=503, method="POST", path="/repos/{owner}/{repo}/issues")
+    reset = emulator.rate_limit_next(1, status=403, reset_in=6, method="POST", path=None)
+    async with world(client, emulator, tmp_path) as w:
+        titles = ("Cap the pool", "Alert on saturation", "Load-test checkout")
+        incident, key = await w.incident_with_github_items(*titles)
+        items = [await item_state(client, action_workflow_id(key, n)) for n in (1, 2, 3)]
+        issues = emulator.repo(REPO).issues
+        assert len(issues) == 3 and emulator.counts[create] >= 3
+        assert sorted(item.ticket.key for item in items if item.ticket) == [
+            f"{REPO}#{n}" for n in (1, 2, 3)
+        ]
+        idempotency = [
+            label
+            for issue in issues.values()
+            for label in issue.labels
+            if "afteraction-key" in label
+        ]
+        assert len(set(idempotency)) == 3  # one issue per item
+        [limited] = [r for r in emulator.requests if r.status == 403]
+        after = [r for r in emulator.requests if r.at > limited.answered + 0.05]
+        assert after and all(r.at >= reset for r in after), [(r.path, r.at - reset) for r in after]
+        for number in (1, 2, 3):
+            await client.get_workflow_handle(action_workflow_id(key, number)).terminate("done")
+        await incident.terminate("done")

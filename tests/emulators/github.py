@@ -172,6 +172,7 @@ class RecordedRequest:
     template: str | None
     status: int
     at: float  # when the request arrived (epoch seconds)
+    answered: float = 0.0  # when the answer was ready
 
 
 @dataclass
@@ -1080,7 +1081,9 @@ class GitHubEmulator:
         base.update(reply.headers)
         reply.headers = base
         with self._lock:
-            self.requests.append(RecordedRequest(method, path, template, reply.status, arrived))
+            self.requests.append(
+                RecordedRequest(method, path, template, reply.status, arrived, time.time())
+            )
         self._check_contract(method, template, path, reply)
         return reply, template
 
