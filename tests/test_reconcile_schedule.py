@@ -6,7 +6,11 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.client import Client, ScheduleActionStartWorkflow
+from temporalio.client import (
+    Client,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleActionStartWorkflow,
+)
 
 from app.schedules import ensure_reconcile_schedule, schedule_id
 from domain.action_item import ActionItemState, action_workflow_id
@@ -73,6 +77,7 @@ async def test_triggered_runs_hand_their_watermarks_on_and_catch_a_closed_ticket
                     timeout=20,
                 )
                 action = described.info.recent_actions[number - 1].action
+                assert isinstance(action, ScheduleActionExecutionStartWorkflow)
                 handle = client.get_workflow_handle(
                     action.workflow_id,
                     run_id=action.first_execution_run_id,
