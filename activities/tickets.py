@@ -68,9 +68,16 @@ class TicketActivities:
 
     @activity.defn(name="comment_on_ticket")
     def comment_on_ticket(self, request: CommentOnTicket) -> None:
+        # Only a retry can find its comment already written (by an attempt that died after
+        # writing it); the first attempt skips the look-up, a call saved on every comment.
+        # (A workflow reset that replays this activity from attempt 1 could write it twice.)
         with classified():
             self._registry.for_target(request.target).comment(
-                request.target, request.key, request.text, idempotency_key=request.idempotency_key
+                request.target,
+                request.key,
+                request.text,
+                idempotency_key=request.idempotency_key,
+                may_exist=activity.info().attempt > 1,
             )
         log.info(
             "ticket.commented",

@@ -200,12 +200,15 @@ class GitHubTracker:
                 issue.edit(**edits)
             return self._ticket(target, repo_name, issue)
 
-    def comment(self, target: str, key: str, text: str, *, idempotency_key: str) -> None:
+    def comment(
+        self, target: str, key: str, text: str, *, idempotency_key: str, may_exist: bool = True
+    ) -> None:
+        """One call on a first attempt; a retry first lists the comments for the marker."""
         repo_name, number = self._locate(target, key)
         marker = ticket_markers.comment_marker(idempotency_key)
         with self._errors(repo_name, f"commenting on issue #{number}", number=number):
             issue = self._repo(repo_name).get_issue(number)
-            if any(marker in (comment.body or "") for comment in issue.get_comments()):
+            if may_exist and any(marker in (c.body or "") for c in issue.get_comments()):
                 return
             self.writes.reserve()
             issue.create_comment(f"{text.rstrip()}\n\n{marker}")

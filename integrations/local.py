@@ -159,7 +159,10 @@ class LocalTracker:
                 fields["assignee"] = change.assignee
             return self._change(db, row, fields)
 
-    def comment(self, target: str, key: str, text: str, *, idempotency_key: str) -> None:
+    def comment(
+        self, target: str, key: str, text: str, *, idempotency_key: str, may_exist: bool = True
+    ) -> None:
+        """`may_exist` is moot here: the UNIQUE key makes every insert idempotent."""
         _check_target(target)
         with self._write() as db:
             row = self._row(db, key)

@@ -37,8 +37,12 @@ class Tracker(Protocol):
 
     def update(self, target: str, key: str, change: TicketChange) -> Ticket: ...
 
-    def comment(self, target: str, key: str, text: str, *, idempotency_key: str) -> None:
-        """Add a comment unless one with this idempotency key is already there."""
+    def comment(
+        self, target: str, key: str, text: str, *, idempotency_key: str, may_exist: bool = True
+    ) -> None:
+        """Add a comment unless one with this idempotency key is already there. With
+        `may_exist=False` (the first attempt: no earlier one can have written it) an adapter
+        may skip looking for it."""
         ...
 
     def close(self, target: str, key: str) -> Ticket: ...

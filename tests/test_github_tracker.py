@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -188,6 +189,19 @@ def test_comment_is_idempotent(emulator: GitHubEmulator, tracker: GitHubTracker)
         f"Escalated to @bob\n\n{comment_marker('escalate-1')}",
     ]
     assert emulator.counts["POST /repos/{owner}/{repo}/issues/{issue_number}/comments"] == 2
+
+
+def test_a_first_attempt_comments_in_one_call_and_a_retry_looks_first(
+    emulator: GitHubEmulator, tracker: GitHubTracker
+) -> None:
+    ticket = tracker.ensure_ticket(TARGET, draft())
+    emulator.reset_counts()
+    tracker.comment(TARGET, ticket.ref.key, "verified", idempotency_key="v", may_exist=False)
+    assert dict(emulator.counts) == {"POST /repos/{owner}/{repo}/issues/{issue_number}/comments": 1}
+    emulator.reset_counts()
+    tracker.comment(TARGET, ticket.ref.key, "verified", idempotency_key="v", may_exist=True)
+    assert dict(emulator.counts) == {"GET /repos/{owner}/{repo}/issues/{issue_number}/comments": 1}
+    assert len(emulator.repo(REPO).issues[1].comments) == 1
 
 
 def test_update_moves_the_due_label_and_line_adds_labels_and_assigns(
@@ -465,7 +479,9 @@ def test_ticket_activities_through_the_registry(emulator: GitHubEmulator, tmp_pa
         target=TARGET, key=first.ref.key, text="Due in 3 days @alice", idempotency_key="r1"
     )
     env.run(activities.comment_on_ticket, comment)
-    env.run(activities.comment_on_ticket, comment)
+    retry = ActivityEnvironment()  # the server retrying an attempt that died after writing
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    retry.run(activities.comment_on_ticket, comment)
     assert len(emulator.repo(REPO).issues[1].comments) == 1
 
     later = DUE + timedelta(days=7)
