@@ -51,8 +51,10 @@ from domain.commands import (
 )
 from domain.incident import Incident, Role
 from domain.policy import ActionKind, Policy
+from domain.reconcile import ReconcileRequest, ReconcileResult
 from domain.review import ScheduleReview, SubmitReview
 from domain.severity import Severity
+from integrations.local import LocalTracker
 from settings import Settings
 from tests.helpers import declare, eventually, new_key
 from tests.policies import fast_policy, slow_policy
@@ -355,6 +357,44 @@ async def item_continued_as_new(client: Client, task_queue: str) -> Recorded:
     }
 
 
+async def reconciler_catches_a_closed_ticket(client: Client, task_queue: str) -> Recorded:
+    """A local item whose ticket is closed without telling it; a reconciler run signals it."""
+    key = new_key()
+    workflow_id = action_workflow_id(key, 1)
+    await client.start_workflow(
+        "ActionItemWorkflow",
+        standalone_item(key, history_limit=1000),
+        id=workflow_id,
+        task_queue=task_queue,
+    )
+    item = await item_until(client, workflow_id, lambda i: i.ticket is not None)
+    assert item.ticket is not None
+    LocalTracker.in_home(HOME[0]).close("local", item.ticket.key)
+    since = {"local": datetime.now(UTC) - timedelta(hours=1)}
+
+    async def run() -> tuple[WorkflowHandle[Any, Any], ReconcileResult]:
+        handle = await client.start_workflow(
+            "TicketReconciler",
+            ReconcileRequest(watermarks=since),
+            id=f"reconcile-{uuid.uuid4()}",
+            task_queue=task_queue,
+            result_type=ReconcileResult,
+        )
+        return handle, await handle.result()
+
+    # Visibility may list the new item a moment late: run until the run signals it.
+    handle, result = await run()
+    for _ in range(20):
+        if result.signalled:
+            break
+        await asyncio.sleep(0.5)
+        handle, result = await run()
+    assert result.signalled == 1, result
+    await item_until(client, workflow_id, lambda i: i.state is ActionItemState.VERIFYING)
+    await client.get_workflow_handle(workflow_id).terminate("recorded")
+    return {"reconciler-signals-drift": handle}
+
+
 # ---- recording --------------------------------------------------------------------------
 
 INCIDENT_SCENARIOS: dict[str, IncidentScenario] = {
@@ -363,7 +403,13 @@ INCIDENT_SCENARIOS: dict[str, IncidentScenario] = {
     "severity-change": severity_changes,
     "continued-as-new": continued_as_new,
 }
-SCENARIOS: list[Scenario] = [review_to_closed, item_continued_as_new]
+SCENARIOS: list[Scenario] = [
+    review_to_closed,
+    item_continued_as_new,
+    reconciler_catches_a_closed_ticket,
+]
+# The recording worker's local tracker folder (scenarios that act as the owning team use it).
+HOME: list[Path] = []
 
 
 async def run_scenarios(client: Client, task_queue: str) -> Recorded:
@@ -397,6 +443,7 @@ async def record(out: Path, tag: str) -> list[Path]:
         task_queue = f"record-{uuid.uuid4()}"
         with tempfile.TemporaryDirectory(prefix="afteraction-record-") as home:
             settings = Settings(home=Path(home))
+            HOME[:] = [Path(home)]
             async with build_worker(env.client, settings, task_queue=task_queue):
                 recorded = await run_scenarios(env.client, task_queue)
                 for name, handle in sorted(recorded.items()):

@@ -227,3 +227,22 @@ def test_secrets_never_appear_when_settings_are_shown(
     assert WEBHOOK not in shown
     assert "hooks.example.com" not in shown
     assert "**********" in shown
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("5m", 300), ("90s", 90), ("1h30m", 5400), ("0", 0), ("120", 120)]
+)
+def test_reconcile_interval_reads_short_durations(
+    monkeypatch: pytest.MonkeyPatch, value: str, seconds: int
+) -> None:
+    monkeypatch.setenv("AFTERACTION_RECONCILE_EVERY", value)
+    assert load_settings().reconcile_every.total_seconds() == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "-5m", "5 parsecs"])
+def test_a_bad_reconcile_interval_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("AFTERACTION_RECONCILE_EVERY", value)
+    with pytest.raises(SettingsError, match="AFTERACTION_RECONCILE_EVERY"):
+        load_settings()

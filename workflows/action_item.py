@@ -152,8 +152,10 @@ class ActionItemWorkflow:
                 # Refused (bad configuration): keep the item, say why, try again later or on
                 # request; the incident shows the error meanwhile.
                 item.ticket_error = str(error.cause or error)
-                await self._report_to_incident()
+                # Cleared before the report's await: a retry_ticket signal that arrives while
+                # the incident is being told must not be lost.
                 self._retry_ticket = False
+                await self._report_to_incident()
                 with contextlib.suppress(TimeoutError):
                     await workflow.wait_condition(
                         lambda: self._retry_ticket or item.state.is_final,
