@@ -163,7 +163,12 @@ def classify(error: JIRAError, call: Call, *, server: str, flavor: Flavor) -> Tr
             f"Jira answered unexpectedly ({error.text or 'no message'}) {where}", retryable=True
         )
     fix = [_FIELD_HINTS[name] for name in fields if name in _FIELD_HINTS]
-    hint = f"; fix {'; and '.join(fix)}" if fix else ""
+    if any("field 'project'" in message for message in messages):  # JQL naming no project
+        fix.append(
+            f"the target jira:{call.project} in the routing file (a project key the "
+            "account can browse)"
+        )
+    hint = f"; check {'; and '.join(fix)}" if fix else ""
     return TrackerError(
         f"Jira rejected {call.action} in project {call.project} (HTTP {status}: {said}){hint}",
         retryable=False,

@@ -145,7 +145,7 @@ def test_registry_builds_one_jira_tracker_from_the_settings(tmp_path: Path) -> N
         Settings(
             home=tmp_path,
             jira_url="http://127.0.0.1:9",
-            jira_pat=TOKEN,  # type: ignore[arg-type]
+            jira_pat=TOKEN,
             routing_file=path,
         )
     )
