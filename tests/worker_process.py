@@ -3,11 +3,12 @@
     python -m tests.worker_process --address HOST:PORT --task-queue QUEUE --home DIR
 
 It runs `worker.build_worker` unchanged, logging JSON lines to stdout, until SIGTERM. With
-DIE_AFTER_TICKET set to a file path, the first ticket the local tracker commits in this
-process kills it with SIGKILL before the ensure_ticket activity can report the ticket: the
-crash window that exactly-once creation must survive. The file is created just before the
+DIE_AFTER_TICKET set to a file path, the first ticket the local or Jira tracker creates in
+this process kills it with SIGKILL before the ensure_ticket activity can report the ticket:
+the crash window that exactly-once creation must survive. The file is created just before the
 kill, so a later process given the same path (or none) runs normally. The switch wraps
-`LocalTracker.ensure` in this process only; product code is not touched.
+`LocalTracker.ensure` and `JiraTracker.ensure` in this process only; product code is not
+touched. Tracker settings (e.g. AFTERACTION_JIRA_URL) come from the environment.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from app.logs import configure_logging
 from app.temporal_client import connect
+from integrations.jira import JiraTracker
 from integrations.local import LocalTracker
 from settings import Settings
 from worker import build_worker
@@ -32,10 +34,13 @@ READY = "worker ready"
 
 
 def install_kill_switch(marker: Path) -> None:
-    real_ensure = LocalTracker.ensure
+    for tracker in (LocalTracker, JiraTracker):
+        tracker.ensure = _dies_after(tracker.ensure, marker)  # type: ignore[method-assign]
 
-    def ensure_then_die(self: LocalTracker, target: str, draft: Any) -> Any:
-        result = real_ensure(self, target, draft)  # committed: the ticket is in SQLite now
+
+def _dies_after(real_ensure: Any, marker: Path) -> Any:
+    def ensure_then_die(self: Any, target: str, draft: Any) -> Any:
+        result = real_ensure(self, target, draft)  # committed: the tracker holds the ticket
         try:
             # O_EXCL: of two tickets committed at once, exactly one thread kills the process.
             os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -45,7 +50,7 @@ def install_kill_switch(marker: Path) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable: SIGKILL sent to self")
 
-    LocalTracker.ensure = ensure_then_die  # type: ignore[method-assign]
+    return ensure_then_die
 
 
 async def run(address: str, namespace: str, task_queue: str, home: Path) -> None:
