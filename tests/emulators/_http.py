@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 Json = Any
 
@@ -124,6 +124,16 @@ class EmulatedService:
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------- lifecycle
+    def start(self) -> Self:
+        self._serve()
+        return self
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def _serve(self) -> None:
         service = self
 

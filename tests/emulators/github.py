@@ -164,17 +164,6 @@ class GitHubEmulator(EmulatedService):
             self._route_table(), {"issue_number": r"\d+", "comment_id": r"\d+"}
         )
 
-    # ----------------------------------------------------------------------------- lifecycle
-    def start(self) -> GitHubEmulator:
-        self._serve()
-        return self
-
-    def __enter__(self) -> GitHubEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def origin(self) -> str:
         assert self._origin is not None, "start() the emulator first"
