@@ -102,6 +102,24 @@ class Settings(BaseSettings):
         description="the secret set on the GitHub webhook; POST /webhooks/github answers 503 "
         "until it is set",
     )
+    jira_url: str | None = Field(
+        default=None,
+        description="the Jira base URL: https://SITE.atlassian.net (Cloud) or the Data Center "
+        "base URL, e.g. https://jira.example.com; jira:PROJECT targets need it",
+    )
+    jira_email: str | None = Field(
+        default=None,
+        description="the Jira Cloud account's email address (with AFTERACTION_JIRA_API_TOKEN)",
+    )
+    jira_api_token: SecretStr | None = Field(
+        default=None,
+        description="a Jira Cloud API token of AFTERACTION_JIRA_EMAIL's account "
+        "(id.atlassian.com, Security, API tokens)",
+    )
+    jira_pat: SecretStr | None = Field(
+        default=None,
+        description="a Jira Data Center personal access token (instead of email and API token)",
+    )
     jira_webhook_secret: SecretStr | None = Field(
         default=None,
         description="the secret set on the Jira admin webhook; POST /webhooks/jira answers 503 "
@@ -161,13 +179,44 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("github_base_url")
+    @field_validator("github_base_url", "jira_url")
     @classmethod
-    def _base_url_is_http(cls, value: str) -> str:
+    def _base_url_is_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError("expected an http:// or https:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _jira_credentials(self) -> Settings:
+        v = ENV_PREFIX + "JIRA_"
+        cloud = [name for name in ("jira_email", "jira_api_token") if getattr(self, name)]
+        if not cloud and self.jira_pat is None and self.jira_url is None:
+            return self
+        if self.jira_url is None:
+            raise ValueError(
+                f"{v}URL is missing: set it to the Jira base URL (https://SITE.atlassian.net "
+                "for Cloud) to use the Jira credentials that are set"
+            )
+        if cloud and self.jira_pat is not None:
+            raise ValueError(
+                f"set either {v}EMAIL and {v}API_TOKEN (Jira Cloud) or {v}PAT (Jira Data "
+                "Center), not both"
+            )
+        if len(cloud) == 1:
+            missing = "API_TOKEN" if self.jira_email else "EMAIL"
+            raise ValueError(
+                f"{v}{missing} is missing: Jira Cloud needs both {v}EMAIL and {v}API_TOKEN "
+                "(an API token of that account)"
+            )
+        if not cloud and self.jira_pat is None:
+            raise ValueError(
+                f"{v}URL is set but no credentials: set {v}EMAIL and {v}API_TOKEN (Jira Cloud) "
+                f"or {v}PAT (Jira Data Center personal access token)"
+            )
+        return self
 
     @field_validator("chat_webhook_url")
     @classmethod
@@ -175,6 +224,13 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
             raise ValueError("expected an http:// or https:// URL")
         return value
+
+    @property
+    def jira_flavor(self) -> Literal["cloud", "dc"] | None:
+        """Which Jira the credentials are for (validated above), or None without Jira."""
+        if self.jira_url is None:
+            return None
+        return "dc" if self.jira_pat is not None else "cloud"
 
     @property
     def embedded_server(self) -> bool:

@@ -68,6 +68,12 @@ class TeamRoute(BaseModel):
     target: str = Field(description="local, github:owner/repo or jira:PROJECT")
     assignee: str | None = None
     contacts: dict[Rung, list[str]] = Field(default_factory=dict)
+    components: list[str] = Field(
+        default_factory=list, description="Jira components of the team's tickets"
+    )
+    issue_type: str | None = Field(
+        default=None, description="Jira issue type of the team's tickets (default: the project's)"
+    )
 
 
 class TicketRef(BaseModel):

@@ -7,8 +7,23 @@
     manager = ["@eng-manager"]
     leadership = ["@vp-eng"]
 
+    [teams.billing]
+    tracker = "jira:PAY"
+    assignee = "557058:f58131cb-b67d-43c7-b30d-6b58d40bd077"  # Cloud account id (DC: username)
+    team_lead = ["557058:0d2c3a55-3f0e-4d43-9a2b-5b1a6c7e9f10"]
+    components = ["billing-api"]   # Jira components of the team's tickets
+    issue_type = "Bug"             # overrides the project's issue type
+
+    [jira.PAY]                     # optional, per Jira project
+    issue_type = "Task"
+    priorities = { P1 = "Highest", P2 = "High", P3 = "Medium", P4 = "Low" }
+    done_transition = "Ship it"    # by default: any transition to a done-category status
+    reopen_transition = "Send back"  # by default: any transition to a to-do-category status
+
 Without a routing file every team's items go to the local tracker and escalate to the
 policy's contacts; with one, a team it does not name is refused when a review is submitted.
+Team values travel with the item (TeamRoute); the `[jira.KEY]` tables are read by the worker's
+Jira adapter (integrations/registry.py).
 """
 
 from __future__ import annotations
@@ -17,12 +32,29 @@ import re
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from domain.action_item import TeamRoute
+from domain.action_item import Priority, TeamRoute
 from domain.policy import Policy, Rung
 
-_TARGET = re.compile(r"^(local|github:[\w.-]+/[\w.-]+|jira:[A-Z][A-Z0-9_]+)$")
+JIRA_PREFIX = "jira:"
+JIRA_PROJECT_KEY = r"[A-Z][A-Z0-9_]+"
+_TARGET = re.compile(rf"^(local|github:[\w.-]+/[\w.-]+|{JIRA_PREFIX}{JIRA_PROJECT_KEY})$")
+_PROJECT_KEY = re.compile(rf"^{JIRA_PROJECT_KEY}$")
+# Jira's own names for its five default priorities, mapped from the item's priority.
+DEFAULT_JIRA_PRIORITIES: dict[Priority, str] = {
+    Priority.P1: "Highest",
+    Priority.P2: "High",
+    Priority.P3: "Medium",
+    Priority.P4: "Low",
+}
 
 
 class RoutingError(Exception):
@@ -37,6 +69,8 @@ class TeamEntry(BaseModel):
     team_lead: list[str] = Field(default_factory=list)
     manager: list[str] = Field(default_factory=list)
     leadership: list[str] = Field(default_factory=list)
+    components: list[str] = Field(default_factory=list)
+    issue_type: str | None = None
 
     @field_validator("tracker")
     @classmethod
@@ -45,12 +79,86 @@ class TeamEntry(BaseModel):
             raise ValueError("expected local, github:owner/repo or jira:PROJECT")
         return value
 
+    @field_validator("issue_type")
+    @classmethod
+    def _named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must name a Jira issue type, e.g. Task")
+        return value.strip() if value is not None else None
+
+    @field_validator("components")
+    @classmethod
+    def _component_names(cls, value: list[str]) -> list[str]:
+        if any(not name.strip() for name in value):
+            raise ValueError("a component name must not be empty")
+        return [name.strip() for name in value]
+
+    @model_validator(mode="after")
+    def _jira_fields_need_jira(self) -> TeamEntry:
+        if not self.tracker.startswith(JIRA_PREFIX):
+            used = [name for name in ("components", "issue_type") if getattr(self, name)]
+            if used:
+                raise ValueError(
+                    f"{' and '.join(used)} apply to jira:PROJECT trackers only "
+                    f"(this team's tracker is {self.tracker!r})"
+                )
+        return self
+
+
+class JiraProjectEntry(BaseModel):
+    """A `[jira.KEY]` table: how afteraction files and moves tickets in one Jira project."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issue_type: str = "Task"
+    priorities: dict[Priority, str] = Field(default_factory=lambda: dict(DEFAULT_JIRA_PRIORITIES))
+    done_transition: str | None = None
+    reopen_transition: str | None = None
+
+    @field_validator("issue_type", "done_transition", "reopen_transition")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip() if value is not None else None
+
+    @field_validator("priorities")
+    @classmethod
+    def _complete(cls, value: dict[Priority, str]) -> dict[Priority, str]:
+        # A partial table keeps Jira's default names for the priorities it leaves out.
+        return {**DEFAULT_JIRA_PRIORITIES, **{p: name.strip() for p, name in value.items()}}
+
 
 class Routing(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     teams: dict[str, TeamEntry] = Field(default_factory=dict)
+    jira: dict[str, JiraProjectEntry] = Field(default_factory=dict)
     source: str | None = Field(default=None, description="the file it was read from")
+
+    @field_validator("jira")
+    @classmethod
+    def _project_keys(cls, value: dict[str, JiraProjectEntry]) -> dict[str, JiraProjectEntry]:
+        for key in value:
+            if not _PROJECT_KEY.match(key):
+                raise ValueError(
+                    f"[jira.{key}]: expected a Jira project key (upper case, e.g. [jira.PAY])"
+                )
+        return value
+
+    def jira_project(self, key: str) -> JiraProjectEntry:
+        """The `[jira.KEY]` settings, or the defaults when the file has no such table."""
+        return self.jira.get(key) or JiraProjectEntry()
+
+    def jira_people(self) -> frozenset[str]:
+        """Everyone the file names for a Jira team (assignees and contacts, without '@'):
+        the Jira adapter turns `@name` into a mention for these."""
+        people: set[str] = set()
+        for entry in self.teams.values():
+            if entry.tracker.startswith(JIRA_PREFIX):
+                named = [entry.assignee or "", *entry.team_lead, *entry.manager, *entry.leadership]
+                people.update(name.lstrip("@") for name in named if name.lstrip("@"))
+        return frozenset(people)
 
     def route(self, team: str, policy: Policy) -> TeamRoute:
         """The team's route; contacts the file leaves out come from the policy."""
@@ -72,7 +180,12 @@ class Routing(BaseModel):
             if people:
                 contacts[rung] = people
         return TeamRoute(
-            team=team, target=entry.tracker, assignee=entry.assignee, contacts=contacts
+            team=team,
+            target=entry.tracker,
+            assignee=entry.assignee,
+            contacts=contacts,
+            components=entry.components,
+            issue_type=entry.issue_type,
         )
 
 

@@ -16,6 +16,10 @@ class TicketDraft(BaseModel):
     labels: list[str] = Field(default_factory=list)
     assignee: str | None = None
     due_at: datetime
+    # What trackers with richer fields (Jira) map natively; others may ignore them.
+    priority: str | None = Field(default=None, description="the item's priority, P1-P4")
+    components: list[str] = Field(default_factory=list)
+    issue_type: str | None = None
 
 
 class Ticket(BaseModel):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import threading
 
+from domain.routing import RoutingError, load_routing
 from integrations.github import PREFIX as GITHUB_PREFIX
 from integrations.github import GitHubTracker, repository_of
+from integrations.jira import PREFIX as JIRA_PREFIX
+from integrations.jira import JiraTracker, project_of
 from integrations.local import TARGET as LOCAL_TARGET
 from integrations.local import LocalTracker
 from integrations.tracker import Tracker, TrackerError
@@ -15,13 +18,16 @@ from settings import ENV_PREFIX, Settings
 # finish inside the ticket activities' 20s start-to-close timeout
 # (workflows/action_item.py TRACKER_TIMEOUT).
 GITHUB_TIMEOUT = 8
+# The same for Jira: a look-up and a create (or a read and a transition) per attempt.
+JIRA_TIMEOUT = 8
 
-# What each adapter needs; named in the error while it is not configured (or not built yet).
+# What each adapter needs; named in the error while it is not configured.
 _NOT_CONFIGURED = {
     "github": f"{ENV_PREFIX}GITHUB_TOKEN (and {ENV_PREFIX}GITHUB_WEBHOOK_SECRET for webhooks)",
     "jira": (
-        f"{ENV_PREFIX}JIRA_URL, {ENV_PREFIX}JIRA_USER and {ENV_PREFIX}JIRA_TOKEN "
-        f"(and {ENV_PREFIX}JIRA_WEBHOOK_SECRET for webhooks)"
+        f"{ENV_PREFIX}JIRA_URL with {ENV_PREFIX}JIRA_EMAIL and {ENV_PREFIX}JIRA_API_TOKEN "
+        f"(Jira Cloud) or {ENV_PREFIX}JIRA_PAT (Jira Data Center), and "
+        f"{ENV_PREFIX}JIRA_WEBHOOK_SECRET for webhooks"
     ),
 }
 
@@ -33,6 +39,7 @@ class TrackerRegistry:
         self._settings = settings
         self._local: LocalTracker | None = None
         self._github: GitHubTracker | None = None
+        self._jira: JiraTracker | None = None
         self._lock = threading.Lock()
 
     def for_target(self, target: str) -> Tracker:
@@ -41,11 +48,14 @@ class TrackerRegistry:
         if target.startswith(GITHUB_PREFIX) and self._settings.github_token is not None:
             repository_of(target)  # a malformed target fails here, naming the expected form
             return self._github_tracker()
+        if target.startswith(JIRA_PREFIX) and self._settings.jira_flavor is not None:
+            project_of(target)  # a malformed target fails here, naming the expected form
+            return self._jira_tracker()
         kind, separator, where = target.partition(":")
         if separator and where and kind in _NOT_CONFIGURED:
             raise TrackerError(
-                f"the {kind} tracker is not configured yet (target {target!r}); "
-                f"it will need {_NOT_CONFIGURED[kind]}. Route the team to 'local' until then",
+                f"the {kind} tracker is not configured yet (target {target!r}); it needs "
+                f"{_NOT_CONFIGURED[kind]}. Route the team to 'local' until then",
                 retryable=False,
             )
         raise TrackerError(
@@ -62,6 +72,29 @@ class TrackerRegistry:
                     token, self._settings.github_base_url, timeout=GITHUB_TIMEOUT
                 )
             return self._github
+
+    def _jira_tracker(self) -> JiraTracker:
+        settings = self._settings
+        assert settings.jira_url is not None and settings.jira_flavor is not None
+        with self._lock:
+            if self._jira is None:
+                try:
+                    routing = load_routing(settings.routing_file)
+                except RoutingError as error:
+                    raise TrackerError(str(error), retryable=False) from None
+                api = settings.effective_api_url.rstrip("/")
+                self._jira = JiraTracker(
+                    settings.jira_url,
+                    flavor=settings.jira_flavor,
+                    email=settings.jira_email,
+                    api_token=settings.jira_api_token,
+                    pat=settings.jira_pat,
+                    timeout=JIRA_TIMEOUT,
+                    projects=routing.jira,
+                    people=routing.jira_people(),
+                    incident_url=lambda key: f"{api}/api/incidents/{key}",
+                )
+            return self._jira
 
     def _local_tracker(self) -> LocalTracker:
         with self._lock:

@@ -413,11 +413,14 @@ async def test_endpoints_refuse_ignore_and_pong_without_temporal(
     )
     assert answer.status_code == 400 and "not valid JSON" in answer.json()["detail"]
 
+    # (comment_created names only the issue's key: which item owns it is asked of Temporal,
+    # see test_a_comment_naming_only_the_issue_key_finds_its_item.)
     for name in ("comment_created.json", "jira-issue_updated.edited.json"):
         body = (JIRA / name).read_bytes()
         jira = {"X-Hub-Signature": signature(JIRA_SECRET, body), "Content-Type": "application/json"}
-        answer = await offline.post("/webhooks/jira", content=body, headers=jira)
-        assert answer.status_code == 204, answer.text
+        if name == "jira-issue_updated.edited.json":
+            answer = await offline.post("/webhooks/jira", content=body, headers=jira)
+            assert answer.status_code == 204, answer.text
         wrong = {"X-Hub-Signature": signature(GITHUB_SECRET, body)}
         assert (
             await offline.post("/webhooks/jira", content=body, headers=wrong)

@@ -138,6 +138,9 @@ class ActionItemWorkflow:
             labels=["afteraction", item.spec.kind.value, item.severity.value.lower()],
             assignee=item.spec.assignee or item.route.assignee,
             due_at=item.due_at,
+            priority=item.spec.priority.value,
+            components=list(item.route.components),
+            issue_type=item.route.issue_type,
         )
         while item.ticket is None and not item.state.is_final:
             try:

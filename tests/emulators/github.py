@@ -23,24 +23,20 @@ schemas of the same OpenAPI description. `drop_next_webhooks(n)` loses deliverie
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import re
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+from tests.emulators._http import EmulatedService, Fault, RecordedRequest, Reply, compile_routes
 from tests.emulators.webhook_sender import Delivery, WebhookSender
 from tests.github_contract import ContractChecker, checker
 
 DOCS = "https://docs.github.com/rest"
-RATE_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 API_VERSION = "2022-11-28"
 
 Json = Any
@@ -75,13 +71,6 @@ class ApiError(Exception):
         if status >= 400 and status != 422:
             self.body["status"] = str(status)
         self.headers = headers or {}
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Json = None
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,47 +124,6 @@ class Repo:
 
 
 @dataclass
-class Fault:
-    """Answer the next `remaining` matching requests with `status`, `body` and `headers`."""
-
-    remaining: int
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str]
-    method: str | None = None
-    path: str | None = None  # a route template ("/repos/{owner}/{repo}/issues") or an fnmatch glob
-
-    def matches(self, method: str, path: str, template: str | None) -> bool:
-        if self.method is not None and self.method.upper() != method:
-            return False
-        if self.path is None:
-            return True
-        return self.path == template or fnmatch.fnmatchcase(path, self.path)
-
-
-@dataclass
-class Slowdown:
-    remaining: int
-    seconds: float
-    method: str | None = None
-    path: str | None = None
-
-    def matches(self, method: str, path: str, template: str | None) -> bool:
-        probe = Fault(1, 0, {}, {}, self.method, self.path)
-        return probe.matches(method, path, template)
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    template: str | None
-    status: int
-    at: float  # when the request arrived (epoch seconds)
-    answered: float = 0.0  # when the answer was ready
-
-
-@dataclass
 class _Request:
     method: str
     path: str
@@ -193,8 +141,11 @@ _STATES = {"open", "closed", "all"}
 _STATE_REASONS = {"completed", "not_planned", "reopened", "duplicate", None}
 
 
-class GitHubEmulator:
+class GitHubEmulator(EmulatedService):
     """GitHub's issues REST API, in memory, over real HTTP on 127.0.0.1."""
+
+    thread_name = "github-emulator"
+    server_header = "GitHub.com"
 
     def __init__(
         self,
@@ -206,24 +157,20 @@ class GitHubEmulator:
         clock: Callable[[], datetime] | None = None,
         contract: ContractChecker | None = None,
     ) -> None:
+        self.github_contract = contract if contract is not None else checker()
+        super().__init__(self.github_contract)
         self.token = token  # None accepts any token (and none)
         self.login = login
         self.prefix = prefix.rstrip("/")
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self.contract = contract if contract is not None else checker()
         self.rate_limit = rate_limit
         self.rate_used = 0
         self.rate_reset = int(time.time()) + 3600
-        self.delay = 0.0
         self.repos: dict[str, Repo] = {}
-        self.counts: Counter[str] = Counter()
-        self.requests: list[RecordedRequest] = []
-        self.contract_errors: list[str] = []
-        self.request_errors: list[str] = []  # client bodies that break the request schema
-        self.undocumented: list[str] = []  # "METHOD template status" sent but not in the spec
-        self.faults: list[Fault] = []
-        self.slowdowns: list[Slowdown] = []
         self._ids = 1000
+        self.routes = compile_routes(
+            self._route_table(), {"issue_number": r"\d+", "comment_id": r"\d+"}
+        )
         self.webhooks = WebhookSender(
             event_header="X-GitHub-Event",
             delivery_header="X-GitHub-Delivery",
@@ -234,52 +181,10 @@ class GitHubEmulator:
                 "X-GitHub-Hook-Installation-Target-Type": "repository",
             },
         )
-        self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self._origin: str | None = None
-        self._thread: threading.Thread | None = None
-        self.routes: list[tuple[str, str, re.Pattern[str], Handler]] = []
-        for method, template, handler in self._route_table():
-            pattern = re.escape(template)
-            for name in re.findall(r"\{(\w+)\}", template):
-                part = r"\d+" if name in ("issue_number", "comment_id") else r"[^/]+"
-                pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>{part})")
-            self.routes.append((method, template, re.compile(f"^{pattern}$"), handler))
-
-    # ----------------------------------------------------------------------------- lifecycle
-    def start(self) -> GitHubEmulator:
-        emulator = self
-
-        class _Handler(_HTTPHandler):
-            owner = emulator
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._origin = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="github-emulator",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
         self.webhooks.stop()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> GitHubEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
     @property
     def origin(self) -> str:
@@ -290,10 +195,6 @@ class GitHubEmulator:
     def base_url(self) -> str:
         """What to pass as PyGithub's base_url (a GitHub Enterprise style /api/v3 prefix)."""
         return self.origin + self.prefix
-
-    @property
-    def templates(self) -> list[tuple[str, str]]:
-        return [(method, template) for method, template, _, _ in self.routes]
 
     # ----------------------------------------------------------------------------- state
     def _next_id(self) -> int:
@@ -310,11 +211,6 @@ class GitHubEmulator:
 
     def repo(self, full_name: str) -> Repo:
         return self.repos[full_name.lower()]
-
-    def reset_counts(self) -> None:
-        with self._lock:
-            self.counts.clear()
-            self.requests.clear()
 
     # ----------------------------------------------------------------------------- webhooks
     def send_webhooks_to(self, url: str, secret: str | None) -> None:
@@ -340,6 +236,8 @@ class GitHubEmulator:
         sender: str,
         **extra: Any,
     ) -> None:
+        if self.webhooks.url is None:
+            return  # nobody to tell
         # Webhook payloads carry a few fields the REST answers leave out.
         issue_json = self.issue_json(repo, issue)
         issue_json["reactions"] = _no_reactions(str(issue_json["url"]))
@@ -352,7 +250,7 @@ class GitHubEmulator:
             "repository": {**self.repo_json(repo), "has_downloads": True},
             "sender": self.user_json(sender),
         }
-        for problem in self.contract.check_webhook(event, action, payload):
+        for problem in self.github_contract.check_webhook(event, action, payload):
             self.contract_errors.append(f"webhook {event}.{action}: {problem}")
         self.webhooks.send(event, payload)
 
@@ -425,8 +323,7 @@ class GitHubEmulator:
     ) -> None:
         """The next n matching requests get a 5xx (or any status) with a GitHub error body."""
         body = {"message": message, "documentation_url": DOCS, "status": str(status)}
-        with self._lock:
-            self.faults.append(Fault(n, status, body, {}, method, path))
+        self.add_fault(Fault(n, status, body, {}, method, path))
 
     def rate_limit_next(
         self,
@@ -446,45 +343,16 @@ class GitHubEmulator:
                 "You have exceeded a secondary rate limit. Please wait a few minutes before "
                 "you try again."
             )
-            doc = RATE_LIMIT_DOCS
+            doc = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
         else:
             message = f"API rate limit exceeded for user ID {self._user_id(self.login)}."
-            doc = RATE_LIMIT_DOCS
+            doc = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
         headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}
         if retry_after is not None:
             headers["retry-after"] = str(retry_after)
         body = {"message": message, "documentation_url": doc}
-        with self._lock:
-            self.faults.append(Fault(n, status, body, headers, method, path))
+        self.add_fault(Fault(n, status, body, headers, method, path))
         return reset
-
-    def slow_next(
-        self, n: int, seconds: float, *, method: str | None = None, path: str | None = None
-    ) -> None:
-        """Delay the next n matching requests by `seconds` (on top of `delay`)."""
-        with self._lock:
-            self.slowdowns.append(Slowdown(n, seconds, method, path))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self.faults.clear()
-            self.slowdowns.clear()
-
-    def _take_fault(self, method: str, path: str, template: str | None) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.remaining > 0 and fault.matches(method, path, template):
-                    fault.remaining -= 1
-                    return fault
-            return None
-
-    def _take_slowdown(self, method: str, path: str, template: str | None) -> float:
-        with self._lock:
-            for slow in self.slowdowns:
-                if slow.remaining > 0 and slow.matches(method, path, template):
-                    slow.remaining -= 1
-                    return slow.seconds
-            return 0.0
 
     # ----------------------------------------------------------------------------- serializers
     def _api(self, path: str) -> str:
@@ -1027,40 +895,16 @@ class GitHubEmulator:
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         if self.prefix and path.startswith(self.prefix + "/"):
             path = path[len(self.prefix) :]
-        template: str | None = None
-        handler: Handler | None = None
-        params: dict[str, str] = {}
-        path_known = False
-        for route_method, route_template, pattern, route_handler in self.routes:
-            match = pattern.match(path)
-            if match:
-                path_known = True
-                if route_method == method:
-                    template, handler, params = route_template, route_handler, match.groupdict()
-                    break
+        template, handler, params, path_known = self.route(method, path)
+        self.count(method, template, path)
         with self._lock:
-            key = f"{method} {template or path}"
-            self.counts[key] += 1
             if arrived >= self.rate_reset:  # a new hour: the primary limit starts over
                 self.rate_used, self.rate_reset = 0, int(arrived) + 3600
             if path != "/rate_limit":
                 self.rate_used += 1
-            over_limit = self.rate_used > self.rate_limit and path != "/rate_limit"
-        pause = self.delay + self._take_slowdown(method, path, template)
-        if pause > 0:
-            time.sleep(pause)
+        self.pause(method, path, template)
         resource = "core"
-        fault = self._take_fault(method, path, template)
-        if fault is None and over_limit:  # what GitHub answers once the primary limit is spent
-            fault = Fault(
-                1,
-                403,
-                {
-                    "message": f"API rate limit exceeded for user ID {self._user_id(self.login)}.",
-                    "documentation_url": RATE_LIMIT_DOCS,
-                },
-                {},
-            )
+        fault = self.take_fault(method, path, template)
         if fault is not None:
             reply = Reply(fault.status, dict(fault.body), dict(fault.headers))
         else:
@@ -1080,11 +924,8 @@ class GitHubEmulator:
         }
         base.update(reply.headers)
         reply.headers = base
-        with self._lock:
-            self.requests.append(
-                RecordedRequest(method, path, template, reply.status, arrived, time.time())
-            )
-        self._check_contract(method, template, path, reply)
+        self.record(method, path, template, reply.status, arrived)
+        self.check_contract(method, template, path, reply)
         return reply, template
 
     def _dispatch(
@@ -1114,10 +955,7 @@ class GitHubEmulator:
                     body = json.loads(raw_body)
                 except ValueError as exc:
                     raise ApiError(400, "Problems parsing JSON", doc=DOCS) from exc
-            if template is not None:
-                problems = self.contract.check_request(method, template, body)
-                with self._lock:
-                    self.request_errors += [f"{method} {template}: {p}" for p in problems]
+            self.check_request_body(method, template, body)
             request = _Request(method, path, query, params, body, login)
             with self._lock:
                 return handler(request)
@@ -1132,18 +970,6 @@ class GitHubEmulator:
         if scheme.lower() not in ("token", "bearer") or credential != self.token:
             raise ApiError(401, "Bad credentials", doc=DOCS)
         return self.login
-
-    def _check_contract(self, method: str, template: str | None, path: str, reply: Reply) -> None:
-        if template is None:
-            self.contract_errors.append(f"{method} {path}: no route in the OpenAPI subset")
-            return
-        result = self.contract.check(method, template, reply.status, reply.body)
-        with self._lock:
-            if not result.documented:
-                self.undocumented.append(f"{method} {template} {reply.status}")
-            self.contract_errors += [
-                f"{method} {template} {reply.status}: {error}" for error in result.errors
-            ]
 
 
 def _no_reactions(url: str) -> dict[str, Any]:
@@ -1174,38 +1000,13 @@ def _parse_since(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class _HTTPHandler(BaseHTTPRequestHandler):
-    owner: GitHubEmulator
-    protocol_version = "HTTP/1.1"
-    server_version = "GitHub.com"
-    sys_version = ""
-    timeout = 30
-    disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms delayed ACKs
-
-    def _serve(self) -> None:
-        if self.owner._server is None:  # stopped: a kept-alive connection gets no more answers
-            self.close_connection = True
-            return
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        reply, _ = self.owner.handle(self.command, self.path, headers, raw)
-        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("content-length", str(len(payload)))
-        try:
-            self.end_headers()
-            if payload and self.command != "HEAD":
-                self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-            self.close_connection = True
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-__all__ = ["ApiError", "Fault", "GitHubEmulator", "Issue", "Label", "Reply", "Repo"]
+__all__ = [
+    "ApiError",
+    "Fault",
+    "GitHubEmulator",
+    "Issue",
+    "Label",
+    "RecordedRequest",
+    "Reply",
+    "Repo",
+]
