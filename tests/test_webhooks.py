@@ -39,6 +39,7 @@ from integrations.webhooks import (
     verify_jira,
 )
 from settings import Settings
+from tests.emulators.github import GitHubEmulator
 from tests.reviews import item_spec
 from tests.test_api_reviews import Api, item, resolved_incident, review_json, running_api
 
@@ -448,10 +449,18 @@ async def item_now(api: Api, item_id: str) -> ActionItem:
 
 
 async def test_signed_github_deliveries_move_a_real_action_item(
-    dev_env: WorkflowEnvironment, tmp_path: Path
+    dev_env: WorkflowEnvironment, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    # The item's issue is #1 of the repository the shared real payloads come from.
+    repo = "danagain/stunning-computing-machine"
+    routing = tmp_path / "routing.toml"
+    routing.write_text(f'[teams.payments]\ntracker = "github:{repo}"\n', encoding="utf-8")
+    emulator = GitHubEmulator(token="ghp_test").start()
+    request.addfinalizer(emulator.stop)
+    emulator.add_repo(repo)
     secrets = {"github_webhook_secret": GITHUB_SECRET, "jira_webhook_secret": JIRA_SECRET}
-    async with running_api(dev_env, tmp_path, **secrets) as api:
+    github = {"github_token": "ghp_test", "github_base_url": emulator.base_url}
+    async with running_api(dev_env, tmp_path, routing_file=routing, **secrets, **github) as api:
         key = await resolved_incident(api)
         review = review_json(item_spec("payments", "Cap the pool size"))
         await api.ok("POST", f"/api/incidents/{key}/review", json=review, params={"by": "fran"})
@@ -459,7 +468,8 @@ async def test_signed_github_deliveries_move_a_real_action_item(
         await item(api, item_id, "open")
 
         async def deliver(data: dict[str, Any], delivery: str, **headers: str) -> httpx.Response:
-            body = raw(data)
+            data["issue"]["number"] = 1
+            body = raw(data)  # (number 1: the item's issue)
             sent = {**github_headers(body, delivery=delivery), **headers}
             return await api.http.post("/webhooks/github", content=body, headers=sent)
 
@@ -468,7 +478,7 @@ async def test_signed_github_deliveries_move_a_real_action_item(
         assert answer.status_code == 202, answer.text
         assert answer.json() == {
             "event": "closed",
-            "ticket": "danagain/stunning-computing-machine#6",
+            "ticket": "danagain/stunning-computing-machine#1",
             "workflow_id": workflow_id,
         }
         verifying = await item(api, item_id, "verifying")
@@ -502,3 +512,15 @@ async def test_signed_github_deliveries_move_a_real_action_item(
         assert answer.status_code == 202, answer.text
         assert answer.json()["workflow_id"] == missing
         assert "no running action item" in answer.json()["ignored"]
+
+        # Another issue carrying this item's key (a duplicate): its close does not close it.
+        duplicate = github_routed("issues.closed.json", workflow_id, by="label")
+        duplicate["issue"]["number"] = 2
+        body = raw(duplicate)
+        sent = github_headers(body, delivery="delivery-5")
+        assert (
+            await api.http.post("/webhooks/github", content=body, headers=sent)
+        ).status_code == 202
+        await asyncio.sleep(1)
+        assert (await item_now(api, item_id)).state.value == "open"
+    assert emulator.contract_errors == []

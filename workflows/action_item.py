@@ -71,6 +71,7 @@ TRACKER_RETRY = RetryPolicy(
 TICKET_RETRY_EVERY = timedelta(hours=1)
 SEEN_DELIVERIES_KEPT = 200
 REPORT_ONLY_CHANGES = "report-only-changes-to-incident"
+IGNORE_OTHER_TICKETS = "ignore-changes-to-other-tickets"
 ITEM_DEADLINES = (DeadlineKind.ACTION_DUE, DeadlineKind.ACTION_STALLED)
 
 
@@ -380,6 +381,8 @@ class ActionItemWorkflow:
     @workflow.signal
     def ticket_changed(self, change: TicketChanged) -> None:
         item = self.item
+        if self._other_ticket(change.ticket_key):
+            return
         if change.delivery_id is not None:
             if change.delivery_id in item.seen_deliveries:
                 return
@@ -394,6 +397,15 @@ class ActionItemWorkflow:
             item.state = ActionItemState.OPEN
             item.closed_at = None
         self._changed_state()
+
+    def _other_ticket(self, ticket_key: str) -> bool:
+        """A change to a ticket that is not this item's (a duplicate still carrying its key):
+        ignored, so closing a duplicate does not close the item. Behind a patch: histories
+        recorded before it applied such changes."""
+        ticket = self.item.ticket
+        if ticket is None or ticket.key.casefold() == ticket_key.casefold():
+            return False
+        return workflow.patched(IGNORE_OTHER_TICKETS)
 
     def _ticket_closed(self, now: datetime) -> None:
         item = self.item
