@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.tracker_calls --items 20 --open 10,100,1000
 
+For each tracker (GitHub, Jira; `--trackers`):
+
 Life: one incident whose review routes N items to a tracker on its emulator (the real client
 library over HTTP). Each item's ticket is created; a person closes it in the tracker, whose
 signed webhook reaches the real API and moves the item to verifying; the item is verified. The
@@ -30,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 from temporalio.client import Client
@@ -49,15 +51,17 @@ from domain.action_item import (
 )
 from domain.commands import Transition
 from domain.policy import default_policy
-from domain.reconcile import ReconcileRequest, ReconcileResult
+from domain.reconcile import ReconcileRequest, TargetReport
 from domain.review import SubmitReview
 from domain.severity import Severity
 from integrations.github import GitHubTracker
+from integrations.jira import JiraTracker
 from integrations.rate_limits import WriteBudget
 from integrations.tracker import TicketDraft
 from settings import Settings
 from tests.api_server import serving_api
 from tests.emulators.github import GitHubEmulator
+from tests.emulators.jira import JiraEmulator
 from tests.helpers import declare, new_key
 from tests.reviews import full_review, item_spec
 from worker import build_worker
@@ -65,9 +69,121 @@ from workflows.action_item import ActionItemWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.reconcile import TicketReconcilerWorkflow
 
-TOKEN = "ghp_bench_token"
 SECRET = "bench-webhook-secret"
 CLOSED_BETWEEN_RUNS = 3
+GITHUB_TOKEN = "ghp_bench_token"
+JIRA_EMAIL, JIRA_TOKEN, JIRA_PERSON = "bot@example.com", "atl-bench-token", "557058:bench-alice"
+
+
+class Rig(Protocol):
+    """One tracker's emulator and what the benchmark does with it."""
+
+    name: str
+    counts: Counter[str]
+    contract_errors: list[str]
+
+    def settings(self) -> dict[str, Any]: ...
+    def listen(self, api_url: str) -> None: ...
+    def add_target(self, name: str) -> str: ...
+    def close_as_a_person(self, target: str, ticket_key: str) -> None: ...
+    def seed(self, target: str, drafts: list[TicketDraft], at: datetime) -> None: ...
+    def reset_counts(self) -> None: ...
+    def drop_next_webhooks(self, n: int) -> None: ...
+    def wait_for_webhooks(self) -> None: ...
+
+
+class GitHubRig:
+    name = "github"
+
+    def __init__(self, emulator: GitHubEmulator) -> None:
+        self.emulator = emulator
+        self.counts = emulator.counts
+        self.contract_errors = emulator.contract_errors
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "github_token": SecretStr(GITHUB_TOKEN),
+            "github_base_url": self.emulator.base_url,
+            "github_webhook_secret": SecretStr(SECRET),
+        }
+
+    def listen(self, api_url: str) -> None:
+        self.emulator.send_webhooks_to(f"{api_url}/webhooks/github", SECRET)
+
+    def add_target(self, name: str) -> str:
+        self.emulator.add_repo(f"acme/{name.lower()}")
+        return f"github:acme/{name.lower()}"
+
+    def close_as_a_person(self, target: str, ticket_key: str) -> None:
+        repo, number = ticket_key.split("#")
+        self.emulator.close_as(repo, int(number), by="alice")
+
+    def seed(self, target: str, drafts: list[TicketDraft], at: datetime) -> None:
+        self.emulator.clock = lambda: at
+        seeder = GitHubTracker(
+            SecretStr(GITHUB_TOKEN),
+            self.emulator.base_url,
+            writes=WriteBudget(per_minute=len(drafts) + 1),
+        )
+        for draft in drafts:
+            seeder.ensure_ticket(target, draft)
+        seeder.shutdown()
+        self.emulator.clock = lambda: datetime.now(UTC)
+
+    def reset_counts(self) -> None:
+        self.emulator.reset_counts()
+
+    def drop_next_webhooks(self, n: int) -> None:
+        self.emulator.drop_next_webhooks(n)
+
+    def wait_for_webhooks(self) -> None:
+        self.emulator.wait_for_webhooks()
+
+
+class JiraRig:
+    name = "jira"
+
+    def __init__(self, emulator: JiraEmulator) -> None:
+        self.emulator = emulator
+        self.counts = emulator.counts
+        self.contract_errors = emulator.contract_errors
+        emulator.add_user(JIRA_PERSON, "Alice")
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "jira_url": self.emulator.url,
+            "jira_email": JIRA_EMAIL,
+            "jira_api_token": SecretStr(JIRA_TOKEN),
+            "jira_webhook_secret": SecretStr(SECRET),
+        }
+
+    def listen(self, api_url: str) -> None:
+        self.emulator.send_webhooks_to(f"{api_url}/webhooks/jira", SECRET)
+
+    def add_target(self, name: str) -> str:
+        self.emulator.add_project(name.upper())
+        return f"jira:{name.upper()}"
+
+    def close_as_a_person(self, target: str, ticket_key: str) -> None:
+        self.emulator.transition_as(ticket_key, "Done", by=JIRA_PERSON)
+
+    def seed(self, target: str, drafts: list[TicketDraft], at: datetime) -> None:
+        self.emulator.clock = lambda: at
+        seeder = JiraTracker(
+            self.emulator.url, flavor="cloud", email=JIRA_EMAIL, api_token=SecretStr(JIRA_TOKEN)
+        )
+        for draft in drafts:
+            seeder.ensure_ticket(target, draft)
+        self.emulator.clock = lambda: datetime.now(UTC)
+
+    def reset_counts(self) -> None:
+        self.emulator.reset_counts()
+
+    def drop_next_webhooks(self, n: int) -> None:
+        self.emulator.drop_next_webhooks(n)
+
+    def wait_for_webhooks(self) -> None:
+        return  # the Jira emulator delivers before the person's action returns
 
 
 async def wait_for(probe: Any, accept: Any, timeout: float = 120, what: str = "") -> Any:
@@ -89,28 +205,20 @@ async def item_states(client: Client, ids: list[str]) -> list[ActionItemState]:
     return states
 
 
-@contextmanager
-def github_world(home: Path, client: Client) -> Iterator[tuple[GitHubEmulator, Settings]]:
-    with GitHubEmulator(token=TOKEN) as emulator:
-        settings = Settings(
-            home=home,
-            temporal_address=client.service_client.config.target_host,
-            github_token=SecretStr(TOKEN),
-            github_base_url=emulator.base_url,
-            github_webhook_secret=SecretStr(SECRET),
-            reconcile_every=timedelta(0),
-        )
-        with serving_api(settings) as api_url:
-            emulator.send_webhooks_to(f"{api_url}/webhooks/github", SECRET)
-            yield emulator, settings
+def calls_per_item(counts: Counter[str], n: int) -> dict[str, Any]:
+    by_endpoint = {endpoint: round(count / n, 2) for endpoint, count in sorted(counts.items())}
+    return {
+        "items": n,
+        "calls_per_item": round(sum(counts.values()) / n, 2),
+        "calls_per_item_by_endpoint": by_endpoint,
+    }
 
 
-async def github_life(client: Client, emulator: GitHubEmulator, task_queue: str, n: int) -> dict:
-    repo = "acme/life"
-    emulator.add_repo(repo)
+async def life(client: Client, rig: Rig, task_queue: str, n: int) -> dict[str, Any]:
+    target = rig.add_target("life")
     handle = await declare(client, task_queue, default_policy())
     await handle.execute_update(IncidentWorkflow.resolve, Transition())
-    route = TeamRoute(team="payments", target=f"github:{repo}")
+    route = TeamRoute(team="payments", target=target)
     specs = [item_spec("payments", f"Fix {number}") for number in range(1, n + 1)]
     await handle.execute_update(
         IncidentWorkflow.submit_review,
@@ -123,8 +231,10 @@ async def github_life(client: Client, emulator: GitHubEmulator, task_queue: str,
         lambda states: all(s is ActionItemState.OPEN for s in states),
         what="tickets created",
     )
-    for number in emulator.repo(repo).issues:
-        emulator.close_as(repo, number, by="alice")
+    for workflow_id in ids:
+        item = await client.get_workflow_handle(workflow_id).query(ActionItemWorkflow.state)
+        assert item.ticket is not None
+        rig.close_as_a_person(target, item.ticket.key)
     await wait_for(
         lambda: item_states(client, ids),
         lambda states: all(s is ActionItemState.VERIFYING for s in states),
@@ -134,41 +244,17 @@ async def github_life(client: Client, emulator: GitHubEmulator, task_queue: str,
         await client.get_workflow_handle(workflow_id).execute_update(
             ActionItemWorkflow.verify, VerifyItem(evidence="error rate 0.01% for 7 days", by="bob")
         )
-    await wait_for(
-        lambda: item_states(client, ids),
-        lambda states: all(s is ActionItemState.DONE for s in states),
-        what="items done",
-    )
-    emulator.wait_for_webhooks()
     await handle.result()  # every item is done: the incident closes itself
-    return calls_per_item(emulator.counts, n)
+    rig.wait_for_webhooks()
+    return calls_per_item(rig.counts, n)
 
 
-def calls_per_item(counts: Counter[str], n: int) -> dict[str, Any]:
-    by_endpoint = {endpoint: round(count / n, 2) for endpoint, count in sorted(counts.items())}
-    return {
-        "items": n,
-        "calls_per_item": round(sum(counts.values()) / n, 2),
-        "calls_per_item_by_endpoint": by_endpoint,
-    }
-
-
-async def github_reconcile(
-    client: Client, emulator: GitHubEmulator, settings: Settings, task_queue: str, n: int
-) -> dict[str, Any]:
-    repo = f"acme/open-{n}"
-    target = f"github:{repo}"
-    emulator.add_repo(repo)
+async def reconcile_at(client: Client, rig: Rig, task_queue: str, n: int) -> dict[str, Any]:
+    target = rig.add_target(f"open{n}")
     key = new_key()
-    seeding_clock = datetime.now(UTC) - timedelta(hours=1)
-    emulator.clock = lambda: seeding_clock
-    seeder = GitHubTracker(
-        SecretStr(TOKEN), emulator.base_url, writes=WriteBudget(per_minute=n + 1)
-    )
     policy = default_policy().for_severity(Severity.SEV3).action_items
-    starts = []
-    for number in range(1, n + 1):
-        start = StartActionItem(
+    starts = [
+        StartActionItem(
             incident_key=key,
             incident_title="Checkout errors",
             number=number,
@@ -178,19 +264,22 @@ async def github_reconcile(
             route=TeamRoute(team="payments", target=target),
             policy=policy,
         )
-        starts.append(start)
-    # The tickets exist before the items start: each item's look-up finds its own.
-    for start in starts:
-        draft = TicketDraft(
+        for number in range(1, n + 1)
+    ]
+    # The tickets exist, last touched an hour ago, before the items start: each item's look-up
+    # finds its own, so seeding costs no create.
+    seeded_at = datetime.now(UTC) - timedelta(hours=1)
+    drafts = [
+        TicketDraft(
             idempotency_key=action_workflow_id(key, start.number),
             title=start.spec.title,
             body="seeded",
             labels=["afteraction"],
             due_at=start.due_at,
         )
-        await asyncio.to_thread(seeder.ensure_ticket, target, draft)
-    seeder.shutdown()
-    emulator.clock = lambda: datetime.now(UTC)
+        for start in starts
+    ]
+    await asyncio.to_thread(rig.seed, target, drafts, seeded_at)
     gate = asyncio.Semaphore(50)
 
     async def start_item(start: StartActionItem) -> None:
@@ -215,37 +304,48 @@ async def github_reconcile(
         what=f"{n} open items in visibility",
     )
 
-    async def reconcile(since: datetime) -> tuple[ReconcileResult, int]:
-        emulator.reset_counts()
+    async def reconcile(since: datetime) -> tuple[TargetReport, int]:
+        rig.reset_counts()
         result = await client.execute_workflow(
             TicketReconcilerWorkflow.run,
             ReconcileRequest(watermarks={target: since}),
             id=f"reconcile-{uuid.uuid4()}",
             task_queue=task_queue,
         )
-        return result, sum(emulator.counts.values())
+        [report] = [r for r in result.reports if r.target == target]
+        return report, sum(rig.counts.values())
 
-    first, first_calls = await reconcile(seeding_clock - timedelta(minutes=1))
-    emulator.drop_next_webhooks(CLOSED_BETWEEN_RUNS)  # only the reconciler can tell them
+    first, first_calls = await reconcile(seeded_at - timedelta(minutes=1))
+    rig.drop_next_webhooks(CLOSED_BETWEEN_RUNS)  # only the reconciler can tell them
     for number in range(1, CLOSED_BETWEEN_RUNS + 1):
-        emulator.close_as(repo, number, by="alice")
+        item = await client.get_workflow_handle(action_workflow_id(key, number)).query(
+            ActionItemWorkflow.state
+        )
+        assert item.ticket is not None
+        rig.close_as_a_person(target, item.ticket.key)
     steady, steady_calls = await reconcile(datetime.now(UTC) - timedelta(minutes=1))
-    ids = [action_workflow_id(key, number) for number in range(1, n + 1)]
-    for workflow_id in ids:
-        await client.get_workflow_handle(workflow_id).terminate("benchmark done")
-    [first_report] = [r for r in first.reports if r.target == target]
-    [steady_report] = [r for r in steady.reports if r.target == target]
+    for number in range(1, n + 1):
+        await client.get_workflow_handle(action_workflow_id(key, number)).terminate("bench done")
     return {
         "open_items": n,
         "first_run_calls": first_calls,
-        "first_run_tickets_read": first_report.tickets_read,
+        "first_run_tickets_read": first.tickets_read,
         "steady_run_calls": steady_calls,
-        "steady_run_tickets_read": steady_report.tickets_read,
-        "steady_run_signalled": len(steady_report.drift),
+        "steady_run_tickets_read": steady.tickets_read,
+        "steady_run_signalled": len(steady.drift),
     }
 
 
-async def run(items: int, open_counts: list[int]) -> dict[str, Any]:
+@contextmanager
+def rigs() -> Iterator[dict[str, Rig]]:
+    with (
+        GitHubEmulator(token=GITHUB_TOKEN) as github,
+        JiraEmulator(flavor="cloud", email=JIRA_EMAIL, api_token=JIRA_TOKEN) as jira,
+    ):
+        yield {"github": GitHubRig(github), "jira": JiraRig(jira)}
+
+
+async def run(items: int, open_counts: list[int], trackers: list[str]) -> dict[str, Any]:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
@@ -254,22 +354,32 @@ async def run(items: int, open_counts: list[int]) -> dict[str, Any]:
     )
     result: dict[str, Any] = {}
     try:
-        with tempfile.TemporaryDirectory(prefix="afteraction-bench-") as home:
+        with tempfile.TemporaryDirectory(prefix="afteraction-bench-") as home, rigs() as by_name:
             client = env.client
+            fields: dict[str, Any] = {}
+            for rig in by_name.values():
+                fields.update(rig.settings())
+            settings = Settings(
+                home=Path(home),
+                temporal_address=client.service_client.config.target_host,
+                reconcile_every=timedelta(0),
+                **fields,
+            )
             task_queue = f"bench-{uuid.uuid4()}"
-            with github_world(Path(home), client) as (emulator, settings):
+            with serving_api(settings) as api_url:
+                for rig in by_name.values():
+                    rig.listen(api_url)
                 async with build_worker(client, settings, task_queue=task_queue):
-                    life = await github_life(client, emulator, task_queue, items)
-                    runs = []
-                    for n in open_counts:
-                        runs.append(
-                            await github_reconcile(client, emulator, settings, task_queue, n)
-                        )
-                result["github"] = {
-                    "life": life,
-                    "reconcile": runs,
-                    "contract_errors": len(emulator.contract_errors),
-                }
+                    for name in trackers:
+                        rig = by_name[name]
+                        rig.reset_counts()
+                        lived = await life(client, rig, task_queue, items)
+                        runs = [await reconcile_at(client, rig, task_queue, n) for n in open_counts]
+                        result[name] = {
+                            "life": lived,
+                            "reconcile": runs,
+                            "contract_errors": len(rig.contract_errors),
+                        }
     finally:
         await env.shutdown()
     return result
@@ -281,7 +391,13 @@ def main() -> None:
     parser.add_argument(
         "--open", default="10,100,1000", help="open item counts for reconcile (10,100,1000)"
     )
+    parser.add_argument(
+        "--trackers", default="github,jira", help="which emulated trackers (github,jira)"
+    )
     args = parser.parse_args()
+    trackers = [name.strip() for name in args.trackers.split(",") if name.strip()]
+    if not trackers or set(trackers) - {"github", "jira"}:
+        parser.error("--trackers takes github, jira or both, separated by commas")
     try:
         open_counts = [int(n) for n in args.open.split(",") if n.strip()]
     except ValueError:
@@ -290,7 +406,7 @@ def main() -> None:
         parser.error("--items and every --open count must be at least 1")
     with stdout_to_stderr():
         configure_logging(log_format="json", level="warning")
-        result = asyncio.run(run(args.items, open_counts))
+        result = asyncio.run(run(args.items, open_counts, trackers))
     emit_and_exit(result)
 
 
