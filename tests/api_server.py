@@ -19,8 +19,9 @@ from tests.stack import free_port
 def serving_api(settings: Settings) -> Iterator[str]:
     """Run create_app(settings) on a free port until the block ends; yields its base URL."""
     port = free_port()
+    # log_config=None: uvicorn leaves the process's logging alone (tests of it run later).
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
