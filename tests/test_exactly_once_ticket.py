@@ -92,6 +92,20 @@ def tickets_by_key(home: Path) -> dict[str, list[str]]:
     return found
 
 
+async def killed_worker_log(worker: subprocess.Popen[bytes], log: Path, committed: str) -> str:
+    """The output of a worker that must die by its kill switch right after committing the
+    ticket of `committed` (an item's workflow id); fails with that output otherwise."""
+
+    async def exit_code() -> int | None:
+        return worker.poll()
+
+    code = await eventually(exit_code, lambda code: code is not None, timeout=30)
+    output = log.read_text(errors="replace")
+    assert code == -signal.SIGKILL, f"the worker was not killed (exit {code}):\n{output}"
+    assert f"killed after committing {committed}\n" in output, output
+    return output
+
+
 async def ensure_ticket_attempts(client: Client, workflow_id: str) -> tuple[int, list[int]]:
     """How many ensure_ticket activities completed, and the attempt numbers that started."""
     completed, attempts = 0, []

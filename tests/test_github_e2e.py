@@ -8,7 +8,7 @@ afteraction's own calls make GitHub send deliveries too, which must not count as
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,10 +22,11 @@ from temporalio.client import Client, WorkflowHandle
 from domain.action_item import ActionItem, ActionItemState, TeamRoute, action_workflow_id
 from domain.commands import Transition
 from domain.policy import Rung
-from domain.reconcile import ReconcileRequest, ReconcileResult
+from domain.reconcile import ReconcileResult
 from domain.review import SubmitReview
 from settings import Settings
 from tests.api_server import serving_api
+from tests.e2e_trackers import finish, item_reaches, reconcile
 from tests.emulators.github import GitHubEmulator
 from tests.emulators.webhook_sender import sign
 from tests.helpers import declare, eventually
@@ -33,7 +34,6 @@ from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec, item_state
 from worker import build_worker
 from workflows.incident import IncidentWorkflow
-from workflows.reconcile import TicketReconcilerWorkflow
 
 TOKEN = "ghp_emulated_token"
 SECRET = "webhook-secret-for-tests"
@@ -79,21 +79,13 @@ class World:
             await self.item(key, number, lambda item: item.state is ActionItemState.OPEN)
         return handle, key
 
-    async def item(self, key: str, number: int, wanted: object, timeout: float = 20) -> ActionItem:
-        check = wanted if callable(wanted) else (lambda item: item.state is wanted)
-        return await eventually(
-            lambda: item_state(self.client, action_workflow_id(key, number)),
-            check,
-            timeout=timeout,
-        )
+    async def item(
+        self, key: str, number: int, wanted: ActionItemState | Callable[[ActionItem], bool]
+    ) -> ActionItem:
+        return await item_reaches(self.client, key, number, wanted)
 
     async def reconcile(self, watermarks: dict[str, datetime] | None = None) -> ReconcileResult:
-        return await self.client.execute_workflow(
-            TicketReconcilerWorkflow.run,
-            ReconcileRequest(watermarks=watermarks or {}),
-            id=f"reconcile-{uuid.uuid4()}",
-            task_queue=self.task_queue,
-        )
+        return await reconcile(self.client, self.task_queue, watermarks)
 
 
 @asynccontextmanager
@@ -159,8 +151,7 @@ async def test_closing_and_reopening_the_issue_through_signed_webhooks_moves_the
                 headers={**close.headers, "X-Hub-Signature-256": sign("not-the-secret", body)},
             )
         assert forged.status_code == 401
-        await client.get_workflow_handle(action_workflow_id(key, 1)).terminate("done")
-        await incident.terminate("done")
+        await finish(client, incident, key, 1)
 
 
 async def test_the_reconciler_catches_a_dropped_webhook_with_one_call_per_target(
@@ -201,9 +192,7 @@ async def test_the_reconciler_catches_a_dropped_webhook_with_one_call_per_target
         assert dict(emulator.counts) == {LIST_ISSUES: 1}
         assert second.watermarks[TARGET] >= result.watermarks[TARGET]
 
-        for number in (1, 2):
-            await client.get_workflow_handle(action_workflow_id(key, number)).terminate("done")
-        await incident.terminate("done")
+        await finish(client, incident, key, 2)
 
 
 async def test_a_target_that_fails_keeps_its_watermark_and_the_run_goes_on(
@@ -220,8 +209,7 @@ async def test_a_target_that_fails_keeps_its_watermark_and_the_run_goes_on(
         [report] = [r for r in result.reports if r.target == TARGET]
         assert report.error is not None and "502" in report.error
         assert result.watermarks[TARGET] == since
-        await client.get_workflow_handle(action_workflow_id(key, 1)).terminate("done")
-        await incident.terminate("done")
+        await finish(client, incident, key, 1)
 
 
 async def test_outage_and_rate_limit_end_with_every_ticket_created_once_and_none_early(
@@ -250,6 +238,4 @@ async def test_outage_and_rate_limit_end_with_every_ticket_created_once_and_none
         [limited] = [r for r in emulator.requests if r.status == 403]
         after = [r for r in emulator.requests if r.at > limited.answered + 0.05]
         assert after and all(r.at >= reset for r in after), [(r.path, r.at - reset) for r in after]
-        for number in (1, 2, 3):
-            await client.get_workflow_handle(action_workflow_id(key, number)).terminate("done")
-        await incident.terminate("done")
+        await finish(client, incident, key, 3)

@@ -5,7 +5,6 @@ process after the attempt's start-to-close timeout, finds the issue by its key l
 from __future__ import annotations
 
 import asyncio
-import signal
 import uuid
 from pathlib import Path
 
@@ -18,7 +17,12 @@ from tests.emulators.github import GitHubEmulator
 from tests.helpers import declare, eventually, new_key
 from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec, item_state
-from tests.test_exactly_once_ticket import ensure_ticket_attempts, start_worker, worker_processes
+from tests.test_exactly_once_ticket import (
+    ensure_ticket_attempts,
+    killed_worker_log,
+    start_worker,
+    worker_processes,
+)
 from workflows.action_item import TRACKER_TIMEOUT
 from workflows.incident import IncidentWorkflow
 
@@ -65,13 +69,7 @@ async def test_worker_killed_after_github_created_the_issue_leaves_exactly_one(
             )
         )
 
-        async def first_exit() -> int | None:
-            return workers[0].poll()
-
-        code = await eventually(first_exit, lambda code: code is not None, timeout=20)
-        log = (tmp_path / "first.log").read_text(errors="replace")
-        assert code == -signal.SIGKILL, f"the worker was not killed (exit {code}):\n{log}"
-        assert f"committing {item_id}" in log
+        await killed_worker_log(workers[0], tmp_path / "first.log", item_id)
         assert list(emulator.repo(REPO).issues) == [1]  # GitHub has it; the workflow does not
         assert (await ensure_ticket_attempts(client, item_id))[0] == 0
 

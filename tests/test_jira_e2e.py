@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,12 +22,13 @@ from temporalio.client import Client, WorkflowHandle
 
 from domain.action_item import ActionItem, ActionItemState, action_workflow_id
 from domain.commands import Transition
-from domain.reconcile import ReconcileRequest, ReconcileResult
+from domain.reconcile import ReconcileResult
 from domain.review import SubmitReview
 from domain.routing import load_routing
 from integrations import ticket_markers
 from settings import Settings
 from tests.api_server import serving_api
+from tests.e2e_trackers import finish, item_reaches, reconcile
 from tests.emulators.jira import JiraEmulator
 from tests.emulators.webhook_sender import sign
 from tests.helpers import declare, eventually
@@ -35,7 +36,6 @@ from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec, item_state
 from worker import build_worker
 from workflows.incident import IncidentWorkflow
-from workflows.reconcile import TicketReconcilerWorkflow
 
 EMAIL = "bot@example.com"
 API_TOKEN = "atl-emulated-token"
@@ -86,21 +86,13 @@ class World:
             await self.item(key, number, lambda item: item.state is ActionItemState.OPEN)
         return handle, key
 
-    async def item(self, key: str, number: int, wanted: object, timeout: float = 20) -> ActionItem:
-        check = wanted if callable(wanted) else (lambda item: item.state is wanted)
-        return await eventually(
-            lambda: item_state(self.client, action_workflow_id(key, number)),
-            check,
-            timeout=timeout,
-        )
+    async def item(
+        self, key: str, number: int, wanted: ActionItemState | Callable[[ActionItem], bool]
+    ) -> ActionItem:
+        return await item_reaches(self.client, key, number, wanted)
 
     async def reconcile(self, since: datetime) -> ReconcileResult:
-        return await self.client.execute_workflow(
-            TicketReconcilerWorkflow.run,
-            ReconcileRequest(watermarks={TARGET: since}),
-            id=f"reconcile-{uuid.uuid4()}",
-            task_queue=self.task_queue,
-        )
+        return await reconcile(self.client, self.task_queue, {TARGET: since})
 
 
 @asynccontextmanager
@@ -122,12 +114,6 @@ async def world(client: Client, emulator: JiraEmulator, tmp_path: Path) -> Async
         emulator.send_webhooks_to(f"{api_url}/webhooks/jira", SECRET)
         async with build_worker(client, settings, task_queue=task_queue):
             yield World(client, emulator, settings, task_queue, api_url)
-
-
-async def finish(client: Client, incident: WorkflowHandle, key: str, items: int) -> None:
-    for number in range(1, items + 1):
-        await client.get_workflow_handle(action_workflow_id(key, number)).terminate("done")
-    await incident.terminate("done")
 
 
 async def test_transitions_and_comments_in_jira_reach_the_item_through_signed_webhooks(

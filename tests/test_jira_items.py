@@ -11,10 +11,6 @@ timeout, longer than the emulated index lag) finds the issue instead of creating
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,12 +26,16 @@ from domain.policy import Policy
 from domain.review import SubmitReview
 from domain.routing import load_routing
 from settings import Settings
-from tests import worker_process
 from tests.emulators.jira import JiraEmulator
 from tests.helpers import declare, eventually, new_key
 from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec, item_state, quick_items_policy
-from tests.test_exactly_once_ticket import ROOT, ensure_ticket_attempts, worker_processes
+from tests.test_exactly_once_ticket import (
+    ensure_ticket_attempts,
+    killed_worker_log,
+    start_worker,
+    worker_processes,
+)
 from worker import build_worker
 from workflows.action_item import TRACKER_TIMEOUT
 from workflows.incident import IncidentWorkflow
@@ -154,22 +154,6 @@ async def test_one_incident_sends_one_item_to_jira_and_one_to_local_and_escalate
         await handle.terminate("done")
 
 
-def start_worker(
-    address: str, task_queue: str, home: Path, log: Path, env: dict[str, str], die: Path | None
-) -> subprocess.Popen[bytes]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("AFTERACTION_")}
-    environment.pop(worker_process.DIE_AFTER_TICKET, None)
-    environment.update(env)
-    if die is not None:
-        environment[worker_process.DIE_AFTER_TICKET] = str(die)
-    command = [sys.executable, "-m", "tests.worker_process", "--address", address]
-    command += ["--task-queue", task_queue, "--home", str(home)]
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
 async def test_worker_killed_after_jira_created_the_issue_leaves_one_issue(
     dev_env: WorkflowEnvironment, emulator: JiraEmulator, routing_file: Path, tmp_path: Path
 ) -> None:
@@ -187,24 +171,24 @@ async def test_worker_killed_after_jira_created_the_issue_leaves_one_issue(
     item = action_workflow_id(key, 1)
     policy = slow_policy()
     with worker_processes() as workers:
-        workers.append(start_worker(address, task_queue, home, tmp_path / "first.log", env, marker))
+        workers.append(
+            start_worker(
+                address, task_queue, home, tmp_path / "first.log", die_marker=marker, settings=env
+            )
+        )
         handle = await declare(client, task_queue, policy, key=key)
         await handle.execute_update(IncidentWorkflow.resolve, Transition())
         submitted = asyncio.create_task(
             handle.execute_update(IncidentWorkflow.submit_review, review(routing_file, policy))
         )
 
-        async def first_exit() -> int | None:
-            return workers[0].poll()
-
-        code = await eventually(first_exit, lambda code: code is not None, timeout=30)
-        log = (tmp_path / "first.log").read_text(errors="replace")
-        assert code == -signal.SIGKILL, f"the worker was not killed (exit {code}):\n{log}"
-        assert f"killed after committing {item}" in log, log
+        await killed_worker_log(workers[0], tmp_path / "first.log", item)
         assert [issue.key for issue in emulator.issues("PAY")] == ["PAY-1"]
         assert (await ensure_ticket_attempts(client, item))[0] == 0
 
-        workers.append(start_worker(address, task_queue, home, tmp_path / "second.log", env, None))
+        workers.append(
+            start_worker(address, task_queue, home, tmp_path / "second.log", settings=env)
+        )
 
         async def state() -> ActionItem:
             return await client.get_workflow_handle(item).query("state", result_type=ActionItem)
