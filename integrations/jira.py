@@ -12,11 +12,11 @@ Calls are counted: constructing the client makes none (`get_server_info=False`),
 library's own retries are off (`max_retries=0`: retrying is the activity's job, and each
 attempt starts with its look-up), project/issue type/priority are sent as objects so
 `create_issue` looks nothing up, and nothing is re-read after a create (`prefetch=False`).
-Per item: ensure is a JQL look-up plus the create (2 calls; 1 when found); a comment reads the
-comments and adds one (2; 1 when already there); an update is the edit plus the library's
-re-read (2); close and reopen read the issue with its transitions and move it (2; 1 when it is
-already there). `changed_since` is one paged JQL search per project, whatever the number of
-open items.
+Per item: ensure is a JQL look-up plus the create (2 calls; 1 when found); a comment is one
+call on its first attempt (a retry reads the comments first: 2); an update is the edit plus
+the library's re-read (2); close and reopen read the issue with its transitions and move it
+(2; 1 when it is already there). `changed_since` is one paged JQL search per project,
+whatever the number of open items.
 
 Exactly-once creation. Jira has no idempotent create, so `ensure` searches for the key's label
 first. Jira's search index can lag a moment behind a create, so:
@@ -29,9 +29,10 @@ first. Jira's search index can lag a moment behind a create, so:
   than the usual lag.
 
 What remains: an index lagging more than those waits (an overloaded or re-indexing Jira)
-lets the retry create a second issue. The reconciler's run covers that window: it sees two
-tickets with one key among the changed tickets and calls `close_duplicate`, which closes the
-later one as a duplicate linked to the first (and takes the key off it, so its webhooks no
+lets the retry create a second issue. The reconciler's run covers that window: it sees a
+changed ticket carrying an open item's key that is not the item's own ticket (the
+AfteractionTicketKey search attribute) and calls `close_duplicate`, which closes it as a
+duplicate linked to the item's ticket (and takes the key off it, so its webhooks no
 longer speak for the item). So no duplicate outlives a reconcile run.
 
 Rate limits: a 429 (or a 503 with Retry-After) makes the tracker refuse every call to that
@@ -57,8 +58,9 @@ from pydantic import SecretStr
 from domain.action_item import Priority, TicketRef, TicketStatus
 from domain.routing import JIRA_PREFIX, JiraProjectEntry
 from integrations import jira_text, ticket_markers
-from integrations.jira_errors import Call, RateLimitGate, classify, jira_problems, retry_after
+from integrations.jira_errors import Call, classify, jira_problems, retry_after
 from integrations.jira_text import Flavor
+from integrations.rate_limits import RateLimitGate
 from integrations.tracker import Ticket, TicketChange, TicketDraft, TrackerError
 
 PREFIX = JIRA_PREFIX
@@ -158,7 +160,8 @@ class JiraTracker:
         self._people = frozenset(person.lstrip("@") for person in people)
         self._incident_url = incident_url
         self._ambiguous_wait = ambiguous_create_retry_after
-        self._gate = RateLimitGate(monotonic)
+        # max_wait=0: a pause is never slept in the attempt; Temporal retries when it ends.
+        self._gate = RateLimitGate(clock=monotonic, max_wait=0.0, what=f"Jira at {self.server}")
         self._lock = threading.Lock()
 
     def shutdown(self) -> None:
@@ -460,7 +463,7 @@ class JiraTracker:
         """Refuse while a rate limit's pause lasts; turn every failure into a TrackerError.
         With `outcome_unknown_waits` (a create), a failure after the request went out asks the
         retry to wait past the search index's lag."""
-        self._gate.check(self.server)
+        self._gate.pass_through()
         try:
             yield
         except TrackerError:

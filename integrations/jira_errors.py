@@ -11,9 +11,7 @@ credentials among them, into it.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -49,31 +47,6 @@ class Call:
     action: str  # "creating the action item's issue"
     permission: str  # the Jira project permission it needs, e.g. "Create Issues"
     issue: str | None = None  # the issue key, for actions on one issue
-
-
-class RateLimitGate:
-    """After a 429 (or a 503 with Retry-After) no call goes to that Jira until the time it
-    named has passed: the call is refused here, retryably, with the time left."""
-
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._monotonic = monotonic
-        self._until = 0.0
-        self._lock = threading.Lock()
-
-    def check(self, server: str) -> None:
-        with self._lock:
-            left = self._until - self._monotonic()
-        if left > 0:
-            raise TrackerError(
-                f"Jira at {server} asked for a pause (rate limit); no call before it ends "
-                f"in {left:.1f}s; will retry",
-                retryable=True,
-                retry_after=timedelta(seconds=left),
-            )
-
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._until = max(self._until, self._monotonic() + seconds)
 
 
 def retry_after(error: JIRAError) -> float | None:

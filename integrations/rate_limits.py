@@ -111,14 +111,19 @@ class RateLimitGate:
 
     @property
     def closed_until(self) -> float:
-        """Epoch seconds before which no call is made (0 when open)."""
+        """The time on the gate's clock before which no call is made (0 when open)."""
         with self._lock:
             return self._closed_until
 
-    def close_until(self, epoch_seconds: float) -> None:
-        """Stay closed until then (a later reset time wins; an earlier one changes nothing)."""
+    def close_until(self, moment: float) -> None:
+        """Stay closed until then, on the gate's clock (a later time wins; an earlier one
+        changes nothing)."""
         with self._lock:
-            self._closed_until = max(self._closed_until, epoch_seconds)
+            self._closed_until = max(self._closed_until, moment)
+
+    def pause(self, seconds: float) -> None:
+        """Stay closed for `seconds` from now (a tracker's Retry-After)."""
+        self.close_until(self._clock() + seconds)
 
     def pass_through(self) -> None:
         """Return when calls are allowed, waiting a short while; else a retryable TrackerError."""

@@ -117,3 +117,17 @@ def test_the_gate_uses_wall_clock_epochs_by_default() -> None:
         gate.pass_through()
     assert error.value.retry_after is not None
     assert error.value.retry_after.total_seconds() > 3500
+
+
+def test_a_pause_counts_from_now_and_max_wait_zero_never_sleeps() -> None:
+    clock = ManualClock()
+    gate = RateLimitGate(max_wait=0.0, clock=clock, sleep=clock.sleep)
+    gate.pause(7)
+    clock.now += 6.5
+    with pytest.raises(TrackerError) as error:
+        gate.pass_through()
+    assert error.value.retry_after is not None
+    assert error.value.retry_after.total_seconds() == pytest.approx(0.5)
+    assert clock.slept == []
+    clock.now += 0.5
+    gate.pass_through()
