@@ -30,14 +30,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import re
-import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,6 +40,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
 from tests.emulators._http import EmulatedService, Fault, RecordedRequest, Reply, compile_routes
+from tests.emulators.webhook_sender import Delivery, WebhookSender
 from tests.jira_contract import JiraContractChecker, jira_checker
 
 Json = Any
@@ -286,17 +282,6 @@ class Issue:
     resolutiondate: datetime | None = None
     history: list[ChangeGroup] = field(default_factory=list)
     searchable_at: float = 0.0  # time.monotonic() from which search sees it (index lag)
-
-
-@dataclass
-class Delivery:
-    event: str  # webhookEvent
-    issue_key: str
-    status: int | None  # what the receiver answered; None when it could not be reached
-    error: str | None
-    identifier: str  # X-Atlassian-Webhook-Identifier
-    body: bytes
-    headers: dict[str, str]
 
 
 @dataclass
@@ -571,13 +556,15 @@ class JiraEmulator(EmulatedService):
         self._issue_types: dict[str, IssueType] = {}  # by name
         self._components: dict[tuple[str, str], Component] = {}
         self._ids = 10000
-        self.deliveries: list[Delivery] = []
-        self.webhook_url: str | None = None
-        self.webhook_secret: str | None = None
+        self.webhooks = WebhookSender(
+            event_header=None,
+            delivery_header=_ID_HEADER,
+            signature_header="X-Hub-Signature",
+            user_agent="Atlassian Webhook HTTP Client",
+            synchronous=True,
+        )
         self.api_webhooks = False  # also send webhooks for changes made through the API
         self.webhook_description_adf = False  # the recorded Cloud payloads carry wiki text
-        self._drop_webhooks = 0
-        self._deliver_lock = threading.Lock()
         local = email.split("@", 1)[0]
         self.bot = self.add_user(
             hashlib.sha1(email.encode()).hexdigest()[:24], "afteraction bot", name=local
@@ -1836,14 +1823,16 @@ class JiraEmulator(EmulatedService):
     def send_webhooks_to(self, url: str, secret: str | None) -> None:
         """Deliver webhooks to `url`, signed with `secret` (X-Hub-Signature: sha256=<hex>, as
         Jira Cloud admin webhooks with a secret are), or unsigned when it is None (as Data
-        Center sends them)."""
-        self.webhook_url = url
-        self.webhook_secret = secret
+        Center sends them). A delivery is answered before the person's action returns."""
+        self.webhooks.to(url, secret)
 
     def drop_next_webhooks(self, n: int = 1) -> None:
         """Lose the next n deliveries (recorded with status None and error 'dropped')."""
-        with self._deliver_lock:
-            self._drop_webhooks += n
+        self.webhooks.drop_next(n)
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        return self.webhooks.deliveries
 
     def webhook_issue_json(self, issue: Issue) -> dict[str, Any]:
         body = self.issue_json(issue, "2")
@@ -1883,7 +1872,7 @@ class JiraEmulator(EmulatedService):
                 ],
             },
         }
-        self._deliver("jira:issue_updated", issue.key, payload)
+        self.webhooks.send("jira:issue_updated", payload)
 
     def _comment_created(self, issue: Issue, comment: Comment) -> None:
         payload: dict[str, Any] = {
@@ -1900,52 +1889,11 @@ class JiraEmulator(EmulatedService):
                 "key": issue.key,
                 "fields": {name: full[name] for name in reduced},
             }
-        self._deliver("comment_created", issue.key, payload)
-
-    def _deliver(self, event: str, key: str, payload: dict[str, Any]) -> Delivery | None:
-        if self.webhook_url is None:
-            return None
-        body = json.dumps(payload).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "Atlassian Webhook HTTP Client",
-            "X-Atlassian-Webhook-Identifier": str(uuid.uuid4()),
-        }
-        if self.webhook_secret is not None:
-            secret = self.webhook_secret.encode("utf-8")
-            mac = hmac.new(secret, body, hashlib.sha256).hexdigest()
-            headers["X-Hub-Signature"] = f"sha256={mac}"
-        with self._deliver_lock:
-            dropped = self._drop_webhooks > 0
-            if dropped:
-                self._drop_webhooks -= 1
-        if dropped:
-            delivery = Delivery(event, key, None, "dropped", headers[_ID_HEADER], body, headers)
-        else:
-            delivery = self._post(event, key, body, headers)
-        with self._deliver_lock:
-            self.deliveries.append(delivery)
-        return delivery
+        self.webhooks.send("comment_created", payload)
 
     def redeliver(self, delivery: Delivery) -> Delivery:
         """Send a delivery again, as Jira retries: same body, same identifier."""
-        headers = {**delivery.headers, "X-Atlassian-Webhook-Retry": "1"}
-        again = self._post(delivery.event, delivery.issue_key, delivery.body, headers)
-        with self._deliver_lock:
-            self.deliveries.append(again)
-        return again
-
-    def _post(self, event: str, key: str, body: bytes, headers: dict[str, str]) -> Delivery:
-        assert self.webhook_url is not None
-        request = urllib.request.Request(self.webhook_url, data=body, headers=headers)
-        identifier = headers[_ID_HEADER]
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return Delivery(event, key, response.status, None, identifier, body, headers)
-        except urllib.error.HTTPError as error:
-            return Delivery(event, key, error.code, None, identifier, body, headers)
-        except (urllib.error.URLError, OSError) as error:
-            return Delivery(event, key, None, str(error), identifier, body, headers)
+        return self.webhooks.redeliver(delivery, **{"X-Atlassian-Webhook-Retry": "1"})
 
     # ----------------------------------------------------------------------------- dispatch
     def handle(
@@ -2057,7 +2005,6 @@ def _restore(issue: Issue, trial: Issue) -> None:
 
 __all__ = [
     "Comment",
-    "Delivery",
     "Issue",
     "JiraEmulator",
     "JiraError",

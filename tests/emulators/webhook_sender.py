@@ -1,7 +1,8 @@
-"""Webhook deliveries the way GitHub and Jira send them: signed, asynchronous, in order.
+"""Webhook deliveries the way GitHub and Jira send them: signed, in order.
 
 An emulator hands each event to `WebhookSender.send`; one background thread POSTs them to the
-configured URL with the tracker's headers and an HMAC-SHA256 signature of the exact body bytes.
+configured URL with the tracker's headers and an HMAC-SHA256 signature of the exact body bytes
+(or, `synchronous`, the caller's thread posts it before `send` returns).
 Deliveries can be dropped (`drop_next`) to emulate a lost webhook, and redelivered with the same
 delivery id (`redeliver`), as GitHub's "Redeliver" button does. Nothing is sent until `to()`
 names a receiver.
@@ -40,6 +41,11 @@ class Delivery:
     def payload(self) -> Any:
         return json.loads(self.body)
 
+    @property
+    def identifier(self) -> str:
+        """Jira's name for the delivery id (X-Atlassian-Webhook-Identifier)."""
+        return self.delivery_id
+
 
 @dataclass
 class WebhookSender:
@@ -50,6 +56,7 @@ class WebhookSender:
     signature_header: str
     user_agent: str
     extra_headers: dict[str, str] = field(default_factory=dict)
+    synchronous: bool = False
     url: str | None = None
     secret: str | None = None
     deliveries: list[Delivery] = field(default_factory=list)
@@ -62,7 +69,7 @@ class WebhookSender:
         """Deliver from now on to `url`, signed with `secret` (None: unsigned)."""
         with self._lock:
             self.url, self.secret = url, secret
-            if self._thread is None:
+            if self._thread is None and not self.synchronous:
                 self._thread = threading.Thread(
                     target=self._deliver_forever, name="webhook-sender", daemon=True
                 )
@@ -83,20 +90,27 @@ class WebhookSender:
             self.deliveries.append(delivery)
             if self._drop > 0:
                 self._drop -= 1
-                delivery.dropped = True
+                delivery.dropped, delivery.error = True, "dropped"
                 return delivery
-        self._queue.put(delivery)
+        self._dispatch(delivery)
         return delivery
 
-    def redeliver(self, delivery: Delivery) -> Delivery:
-        """The same body and delivery id again (a sender's retry or a manual redelivery)."""
+    def redeliver(self, delivery: Delivery, **headers: str) -> Delivery:
+        """The same body and delivery id again (a sender's retry or a manual redelivery),
+        with `headers` added (Jira marks its retries with X-Atlassian-Webhook-Retry)."""
         again = Delivery(
-            delivery.delivery_id, delivery.event, delivery.body, dict(delivery.headers)
+            delivery.delivery_id, delivery.event, delivery.body, {**delivery.headers, **headers}
         )
         with self._lock:
             self.deliveries.append(again)
-        self._queue.put(again)
+        self._dispatch(again)
         return again
+
+    def _dispatch(self, delivery: Delivery) -> None:
+        if self.synchronous:
+            self._post(delivery)
+        else:
+            self._queue.put(delivery)
 
     def wait(self, timeout: float = 10.0) -> None:
         """Until every queued delivery has been answered (or failed)."""
