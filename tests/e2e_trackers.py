@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 from temporalio.client import Client, WorkflowHandle
 
 from domain.action_item import ActionItem, ActionItemState, action_workflow_id
 from domain.reconcile import ReconcileRequest, ReconcileResult
+from settings import Settings
+from tests.api_server import serving_api
 from tests.helpers import eventually
 from tests.reviews import item_state
+from worker import build_worker
 from workflows.reconcile import TicketReconcilerWorkflow
+
+
+@asynccontextmanager
+async def serving(
+    client: Client, settings: Settings, listen: Callable[[str], None]
+) -> AsyncIterator[tuple[str, str]]:
+    """The API over HTTP and a worker on a fresh task queue; `listen(api_url)` points the
+    emulator's webhooks at the API. Yields (task queue, API URL)."""
+    task_queue = f"tq-{uuid.uuid4()}"
+    with serving_api(settings) as api_url:
+        listen(api_url)
+        async with build_worker(client, settings, task_queue=task_queue):
+            yield task_queue, api_url
 
 
 async def item_reaches(

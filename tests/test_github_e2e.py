@@ -7,7 +7,6 @@ afteraction's own calls make GitHub send deliveries too, which must not count as
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,14 +24,12 @@ from domain.policy import Rung
 from domain.reconcile import ReconcileResult
 from domain.review import SubmitReview
 from settings import Settings
-from tests.api_server import serving_api
-from tests.e2e_trackers import finish, item_reaches, reconcile
+from tests.e2e_trackers import finish, item_reaches, reconcile, serving
 from tests.emulators.github import GitHubEmulator
 from tests.emulators.webhook_sender import sign
 from tests.helpers import declare, eventually
 from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec, item_state
-from worker import build_worker
 from workflows.incident import IncidentWorkflow
 
 TOKEN = "ghp_emulated_token"
@@ -98,11 +95,12 @@ async def world(client: Client, emulator: GitHubEmulator, tmp_path: Path) -> Asy
         github_base_url=emulator.base_url,
         github_webhook_secret=SecretStr(SECRET),
     )
-    task_queue = f"tq-{uuid.uuid4()}"
-    with serving_api(settings) as api_url:
+
+    def listen(api_url: str) -> None:
         emulator.send_webhooks_to(f"{api_url}/webhooks/github", SECRET)
-        async with build_worker(client, settings, task_queue=task_queue):
-            yield World(client, emulator, settings, task_queue, api_url)
+
+    async with serving(client, settings, listen) as (task_queue, api_url):
+        yield World(client, emulator, settings, task_queue, api_url)
 
 
 async def test_closing_and_reopening_the_issue_through_signed_webhooks_moves_the_item(

@@ -7,7 +7,6 @@ People act in the emulator as they would in Jira's UI (`transition_as`, `comment
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,14 +26,12 @@ from domain.review import SubmitReview
 from domain.routing import load_routing
 from integrations import ticket_markers
 from settings import Settings
-from tests.api_server import serving_api
-from tests.e2e_trackers import finish, item_reaches, reconcile
+from tests.e2e_trackers import finish, item_reaches, reconcile, serving
 from tests.emulators.jira import JiraEmulator
 from tests.emulators.webhook_sender import sign
 from tests.helpers import declare, eventually
 from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec, item_state
-from worker import build_worker
 from workflows.incident import IncidentWorkflow
 
 EMAIL = "bot@example.com"
@@ -109,11 +106,12 @@ async def world(client: Client, emulator: JiraEmulator, tmp_path: Path) -> Async
         jira_webhook_secret=SecretStr(SECRET),
         routing_file=routing_file,
     )
-    task_queue = f"tq-{uuid.uuid4()}"
-    with serving_api(settings) as api_url:
+
+    def listen(api_url: str) -> None:
         emulator.send_webhooks_to(f"{api_url}/webhooks/jira", SECRET)
-        async with build_worker(client, settings, task_queue=task_queue):
-            yield World(client, emulator, settings, task_queue, api_url)
+
+    async with serving(client, settings, listen) as (task_queue, api_url):
+        yield World(client, emulator, settings, task_queue, api_url)
 
 
 async def test_transitions_and_comments_in_jira_reach_the_item_through_signed_webhooks(
