@@ -201,3 +201,30 @@ async def test_the_reconciler_catches_a_lost_webhook_and_closes_a_duplicate(
             list(emulator.issue(duplicate.key).labels)
         )
         await finish(client, incident, key, 2)
+
+
+async def test_an_outage_and_a_429_end_with_every_ticket_created_once_and_none_early(
+    client: Client, emulator: JiraEmulator, tmp_path: Path
+) -> None:
+    create = "POST /rest/api/2/issue"
+    emulator.fail_next(2, status=502, method="GET", path="/rest/api/2/search/jql")
+    emulator.rate_limit_next(1, retry_after=4, method="POST", path="/rest/api/2/issue")
+    async with world(client, emulator, tmp_path) as w:
+        titles = ("Cap the pool", "Alert on saturation", "Load-test checkout")
+        incident, key = await w.incident_with_jira_items(*titles)
+        items = [await item_state(client, action_workflow_id(key, n)) for n in (1, 2, 3)]
+        assert sorted(item.ticket.key for item in items if item.ticket) == [
+            "PAY-1",
+            "PAY-2",
+            "PAY-3",
+        ]
+        assert len(emulator.issues("PAY")) == 3
+        keys = {label for issue in emulator.issues("PAY") for label in issue.labels}
+        assert len({label for label in keys if label.startswith("afteraction-key:")}) == 3
+        [limited] = [r for r in emulator.requests if r.status == 429]
+        after = [r for r in emulator.requests if r.at > limited.answered + 0.05]
+        assert after and all(r.at >= limited.answered + 4 - 0.1 for r in after), [
+            (r.path, r.at - limited.answered) for r in after
+        ]
+        assert emulator.counts[create] == 4  # three creates and the refused one
+        await finish(client, incident, key, 3)
