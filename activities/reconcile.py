@@ -33,7 +33,15 @@ from domain.tickets import Ticket
 from integrations.registry import TrackerRegistry
 
 log = get_logger("afteraction.reconciler")
-OPEN_ITEMS = "WorkflowType = 'ActionItemWorkflow' AND ExecutionStatus = 'Running'"
+
+
+def open_items_query() -> str:
+    """This deployment's open action items: those on the task queue the reconciler runs on
+    (another deployment on the same namespace has its own trackers and credentials)."""
+    return (
+        "WorkflowType = 'ActionItemWorkflow' AND ExecutionStatus = 'Running' "
+        f"AND TaskQueue = {_quoted(activity.info().task_queue)}"
+    )
 
 
 @runtime_checkable
@@ -68,7 +76,7 @@ class TicketReconciler:
     async def list_targets(self) -> list[TargetWindow]:
         """Every target with an open action item, with when its oldest open item started."""
         oldest: dict[str, datetime] = {}
-        async for execution in self._client.list_workflows(OPEN_ITEMS):
+        async for execution in self._client.list_workflows(open_items_query()):
             target = execution.typed_search_attributes.get(sa.TRACKER)
             if target is None:
                 continue
@@ -121,7 +129,7 @@ class TicketReconciler:
         return report
 
     async def _open_items(self, target: str) -> dict[str, OpenItem]:
-        query = f"{OPEN_ITEMS} AND {sa.TRACKER.name} = {_quoted(target)}"
+        query = f"{open_items_query()} AND {sa.TRACKER.name} = {_quoted(target)}"
         items: dict[str, OpenItem] = {}
         async for execution in self._client.list_workflows(query):
             item = _open_item(execution)

@@ -154,13 +154,16 @@ async def test_the_reconciler_catches_a_lost_webhook_and_closes_a_duplicate(
     async with world(client, emulator, tmp_path) as w:
         incident, key = await w.incident_with_jira_items("Cap the pool", "Alert on it")
         item_id = action_workflow_id(key, 2)
+        # The items create in either order: find whose ticket is whose.
+        one, two = [await item_state(client, action_workflow_id(key, n)) for n in (1, 2)]
+        assert one.ticket is not None and two.ticket is not None
         emulator.drop_next_webhooks(1)
-        emulator.transition_as("PAY-2", "Done", by=ALICE)
+        emulator.transition_as(two.ticket.key, "Done", by=ALICE)
         assert emulator.deliveries[-1].status is None  # lost on the way
 
         # A second ticket carrying item 1's key, as a create retried past the index lag makes.
         jira = JIRA(server=emulator.url, basic_auth=(EMAIL, API_TOKEN), get_server_info=False)
-        original = emulator.issue("PAY-1")
+        original = emulator.issue(one.ticket.key)
         duplicate = jira.create_issue(
             fields={
                 "project": {"key": "PAY"},
@@ -180,11 +183,11 @@ async def test_the_reconciler_catches_a_lost_webhook_and_closes_a_duplicate(
         assert report.error is None
         assert [d.workflow_id for d in report.drift] == [item_id]
         assert [(d.duplicate, d.original) for d in report.duplicates_closed] == [
-            (duplicate.key, "PAY-1")
+            (duplicate.key, one.ticket.key)
         ]
         await w.item(key, 2, ActionItemState.VERIFYING)
         assert emulator.issue(duplicate.key).status.category == "done"
-        assert emulator.issue("PAY-1").status.category != "done"
+        assert emulator.issue(one.ticket.key).status.category != "done"
         assert (await item_state(client, action_workflow_id(key, 1))).state is (
             ActionItemState.OPEN
         )
