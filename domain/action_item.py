@@ -191,6 +191,12 @@ class TicketChanged(BaseModel):
     delivery_id: str | None = Field(
         default=None, description="the sender's id of this delivery, so duplicates change nothing"
     )
+    activity: bool = Field(
+        default=True,
+        description="whether it shows someone working on the item: false for what afteraction "
+        "itself wrote (its reminder and escalation comments, its labels), which must not reset "
+        "the stall clock",
+    )
 
 
 class ExtendDeadline(BaseModel):

@@ -23,6 +23,11 @@ class TrackerEvent(BaseModel):
     workflow_id: str | None = Field(description="the ActionItemWorkflow the ticket names")
     delivery_id: str = Field(description="the sender's delivery id, or a hash of the body")
     at: datetime
+    activity: bool = Field(
+        default=True,
+        description="whether it shows someone working on the item (afteraction's own comments "
+        "and labels do not)",
+    )
 
     def signal(self) -> TicketChanged:
         return TicketChanged(
@@ -32,6 +37,7 @@ class TrackerEvent(BaseModel):
             at=self.at,
             source=f"webhook:{self.tracker}",
             delivery_id=self.delivery_id,
+            activity=self.activity,
         )
 
 

@@ -19,8 +19,9 @@ one is enough to route a tracker's webhook to the item's workflow.
 
 Comments afteraction writes (reminders, escalations) end with a comment marker
 `<!-- afteraction:comment=<idempotency key> -->`, so a retry finds and skips them, and the webhook
-that reports them is not mistaken for someone working on the item. Labels afteraction adds
-(`escalated:<rung>`, `due:YYYY-MM-DD`, `afteraction...`) are likewise not someone's activity.
+that reports them is routed as `activity=False`: not someone working on the item, so it does not
+reset the stall clock. Labels afteraction adds (`escalated:<rung>`, `due:YYYY-MM-DD`,
+`afteraction...`) are routed the same way.
 """
 
 from __future__ import annotations

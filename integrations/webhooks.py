@@ -205,15 +205,16 @@ def parse_github(
         if issue.get("pull_request"):
             return IgnoredDelivery(tracker="github", reason="a comment on a pull request")
         comment = _object(data, "comment", "")
-        if is_own_comment(comment.get("body") if isinstance(comment.get("body"), str) else None):
-            return IgnoredDelivery(tracker="github", reason=f"{ticket}: afteraction's own comment")
+        text = comment.get("body")
+        activity = not is_own_comment(text if isinstance(text, str) else None)
         name, at = "commented", _time(comment.get("created_at"))
     else:
         if action not in GITHUB_ISSUE_ACTIONS:
             return IgnoredDelivery(tracker="github", reason=f"issues {action} is not acted on")
         label = data.get("label")
-        if action == "labeled" and isinstance(label, dict) and is_own_label(str(label.get("name"))):
-            return IgnoredDelivery(tracker="github", reason=f"{ticket}: afteraction's own label")
+        activity = not (
+            action == "labeled" and isinstance(label, dict) and is_own_label(str(label.get("name")))
+        )
         name, at = action, _time(issue.get("updated_at"))
     body_text = issue.get("body")
     workflow_id = _workflow_id(
@@ -229,6 +230,7 @@ def parse_github(
         workflow_id=workflow_id,
         delivery_id=delivery,
         at=at or datetime.now(UTC),
+        activity=activity,
     )
 
 
@@ -299,8 +301,6 @@ def parse_jira(body: bytes, delivery_id: str | None, content_type: str | None = 
     if kind == "comment_created":
         comment = _object(data, "comment", "")
         comment_text = adf_text(comment.get("body"))
-        if is_own_comment(comment_text):
-            return IgnoredDelivery(tracker="jira", reason="afteraction's own comment")
         if issue is None:  # Jira Server's comment_created carries no issue
             return IgnoredDelivery(tracker="jira", reason="the comment names no issue")
     if not isinstance(issue, dict):
@@ -330,6 +330,7 @@ def parse_jira(body: bytes, delivery_id: str | None, content_type: str | None = 
         workflow_id=workflow_id,
         delivery_id=delivery,
         at=at,
+        activity=not is_own_comment(comment_text),
     )
 
 

@@ -20,7 +20,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from domain.action_item import ActionItem, ActionItemState, TeamRoute, action_workflow_id
 from domain.commands import Transition
-from domain.policy import Rung
+from domain.policy import Policy, Rung
 from domain.reconcile import ReconcileResult
 from domain.review import SubmitReview
 from settings import Settings
@@ -29,7 +29,7 @@ from tests.emulators.github import GitHubEmulator
 from tests.emulators.webhook_sender import sign
 from tests.helpers import declare, eventually
 from tests.policies import slow_policy
-from tests.reviews import full_review, item_spec, item_state
+from tests.reviews import full_review, item_spec, item_state, quick_items_policy
 from workflows.incident import IncidentWorkflow
 
 TOKEN = "ghp_emulated_token"
@@ -58,8 +58,10 @@ class World:
     task_queue: str
     api_url: str
 
-    async def incident_with_github_items(self, *titles: str) -> tuple[WorkflowHandle, str]:
-        handle = await declare(self.client, self.task_queue, slow_policy())
+    async def incident_with_github_items(
+        self, *titles: str, policy: Policy | None = None
+    ) -> tuple[WorkflowHandle, str]:
+        handle = await declare(self.client, self.task_queue, policy or slow_policy())
         await handle.execute_update(IncidentWorkflow.resolve, Transition())
         route = TeamRoute(
             team="payments", target=TARGET, contacts={Rung.TEAM_LEAD: ["payments-lead"]}
@@ -111,7 +113,7 @@ async def test_closing_and_reopening_the_issue_through_signed_webhooks_moves_the
         created = await item_state(client, action_workflow_id(key, 1))
         assert created.ticket is not None and created.ticket.key == f"{REPO}#1"
         emulator.wait_for_webhooks()
-        # GitHub told the API about afteraction's own create and labels: nothing was routed.
+        # GitHub told the API about afteraction's own create: not acted on.
         own = [d for d in emulator.deliveries if d.status is not None]
         assert own and all(d.status == 204 for d in own), [(d.event, d.status) for d in own]
 
@@ -240,3 +242,23 @@ async def test_outage_and_rate_limit_end_with_every_ticket_created_once_and_none
         after = [r for r in emulator.requests if r.at > limited.answered + 0.05]
         assert after and all(r.at >= reset for r in after), [(r.path, r.at - reset) for r in after]
         await finish(client, incident, key, 3)
+
+
+async def test_afteractions_own_escalation_comments_come_back_but_are_not_activity(
+    client: Client, emulator: GitHubEmulator, tmp_path: Path
+) -> None:
+    async with world(client, emulator, tmp_path) as w:
+        incident, key = await w.incident_with_github_items(
+            "Cap the pool size", policy=quick_items_policy()
+        )
+        before = await item_state(client, action_workflow_id(key, 1))
+        escalated = await w.item(key, 1, lambda item: len(item.escalations) >= 2)
+        emulator.wait_for_webhooks()
+        routed = [d for d in emulator.deliveries if d.status == 202]
+        events = {(d.event, d.payload["action"]) for d in routed}
+        assert {("issue_comment", "created"), ("issues", "labeled")} <= events
+        after = await item_state(client, action_workflow_id(key, 1))
+        # The ladder's own comments and labels did not reset the item's activity clock.
+        assert after.last_activity_at == before.last_activity_at
+        assert len(after.escalations) >= len(escalated.escalations)
+        await finish(client, incident, key, 1)

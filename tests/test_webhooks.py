@@ -208,7 +208,7 @@ def test_routed_github_comment_and_ignored_ones() -> None:
     assert isinstance(parse_github("push", b"{}", None), IgnoredDelivery)
 
 
-def test_afteractions_own_comments_and_labels_are_not_someones_activity() -> None:
+def test_afteractions_own_comments_and_labels_are_routed_but_are_not_activity() -> None:
     data = github_routed("issues.opened.json")
     data["action"] = "created"
     data["comment"] = {
@@ -217,19 +217,22 @@ def test_afteractions_own_comments_and_labels_are_not_someones_activity() -> Non
         "created_at": "2026-11-27T10:00:00Z",
     }
     own = parse_github("issue_comment", raw(data), None)
-    assert isinstance(own, IgnoredDelivery) and "own comment" in own.reason
+    assert isinstance(own, TrackerEvent) and own.workflow_id == KEY
+    assert not own.activity and not own.signal().activity
     labeled = github_routed("issues.opened.json")
     labeled["action"] = "labeled"
     for name in ("escalated:team_lead", "due:2026-12-15", "afteraction-key:INC-1-2"):
         labeled["label"] = {"name": name}
         parsed = parse_github("issues", raw(labeled), None)
-        assert isinstance(parsed, IgnoredDelivery) and "own label" in parsed.reason
+        assert isinstance(parsed, TrackerEvent) and not parsed.activity
     labeled["label"] = {"name": "blocked"}  # a person's label is activity
-    assert isinstance(parse_github("issues", raw(labeled), None), TrackerEvent)
+    person = parse_github("issues", raw(labeled), None)
+    assert isinstance(person, TrackerEvent) and person.activity
 
     jira = payload(JIRA / "comment_created.json")
     jira["comment"]["body"] = f"Reminder: due Friday.\n{comment_marker('reminder/1')}"
-    assert isinstance(parse_jira(raw(jira), "w"), IgnoredDelivery)
+    parsed_jira = parse_jira(raw(jira), "w")
+    assert isinstance(parsed_jira, TrackerEvent) and not parsed_jira.activity
 
 
 @pytest.mark.parametrize(

@@ -389,7 +389,7 @@ class ActionItemWorkflow:
             item.seen_deliveries = [*item.seen_deliveries, change.delivery_id][
                 -SEEN_DELIVERIES_KEPT:
             ]
-        if change.at > item.last_activity_at:
+        if change.activity and change.at > item.last_activity_at:
             item.last_activity_at = min(change.at, workflow.now())
         if change.status is TicketStatus.CLOSED and item.state is ActionItemState.OPEN:
             self._ticket_closed(workflow.now())
