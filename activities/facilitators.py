@@ -26,8 +26,9 @@ class FacilitatorRotation:
             raise ValueError("the facilitator pool is empty")
         last: dict[str, datetime] = {}
         for person in pool:
-            escaped = person.replace("\\", "\\\\").replace("'", "\\'")
-            query = f"WorkflowType = 'IncidentWorkflow' AND {sa.FACILITATOR.name} = '{escaped}'"
+            query = (
+                f"WorkflowType = 'IncidentWorkflow' AND {sa.FACILITATOR.name} = {sa.quoted(person)}"
+            )
             last[person] = _NEVER
             async for execution in self._client.list_workflows(query, limit=1):
                 last[person] = execution.start_time

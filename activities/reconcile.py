@@ -8,7 +8,6 @@ the watermark (paged by the tracker, 100 a page on GitHub); nothing is fetched p
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -38,10 +37,7 @@ log = get_logger("afteraction.reconciler")
 def open_items_query() -> str:
     """This deployment's open action items: those on the task queue the reconciler runs on
     (another deployment on the same namespace has its own trackers and credentials)."""
-    return (
-        "WorkflowType = 'ActionItemWorkflow' AND ExecutionStatus = 'Running' "
-        f"AND TaskQueue = {_quoted(activity.info().task_queue)}"
-    )
+    return f"{sa.OPEN_ACTION_ITEMS} AND TaskQueue = {sa.quoted(activity.info().task_queue)}"
 
 
 @runtime_checkable
@@ -49,10 +45,6 @@ class _ClosesDuplicates(Protocol):
     """A tracker whose look-up before create can miss a fresh ticket (Jira's search index)."""
 
     def close_duplicate(self, target: str, duplicate_key: str, original_key: str) -> None: ...
-
-
-def _quoted(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _open_item(execution: WorkflowExecution) -> OpenItem | None:
@@ -98,25 +90,19 @@ class TicketReconciler:
             watermark=max(request.since, started - OVERLAP),
             tickets_read=len(tickets),
         )
-        by_item: dict[str, list[Ticket]] = defaultdict(list)
         for ticket in tickets:
-            if ticket.idempotency_key in items:
-                by_item[ticket.idempotency_key].append(ticket)
-        for workflow_id, found in by_item.items():
-            item = items[workflow_id]
-            if item.ticket_key is None:
-                continue  # still being created: its ensure_ticket will find the ticket
-            for ticket in found:
-                if ticket.ref.key != item.ticket_key:
-                    if ticket.status is TicketStatus.CLOSED:
-                        continue  # closed already (by a previous run or by hand)
+            item = items.get(ticket.idempotency_key or "")
+            if item is None or item.ticket_key is None:
+                continue  # not an open item's, or still being created (ensure_ticket finds it)
+            if ticket.ref.key != item.ticket_key:
+                if ticket.status is TicketStatus.OPEN:  # a closed one is dealt with already
                     closed = await self._close_duplicate(tracker, request.target, ticket, item)
                     if closed is not None:
                         report.duplicates_closed.append(closed)
-                    continue
-                change = drift_of(item, ticket.ref.key, ticket.status, ticket.updated_at)
-                if change is not None:
-                    report.drift.append(Drift(workflow_id=workflow_id, change=change))
+                continue
+            change = drift_of(item, ticket.ref.key, ticket.status, ticket.updated_at)
+            if change is not None:
+                report.drift.append(Drift(workflow_id=item.workflow_id, change=change))
         log.info(
             "reconcile.target",
             target=request.target,
@@ -129,7 +115,7 @@ class TicketReconciler:
         return report
 
     async def _open_items(self, target: str) -> dict[str, OpenItem]:
-        query = f"{open_items_query()} AND {sa.TRACKER.name} = {_quoted(target)}"
+        query = f"{open_items_query()} AND {sa.TRACKER.name} = {sa.quoted(target)}"
         items: dict[str, OpenItem] = {}
         async for execution in self._client.list_workflows(query):
             item = _open_item(execution)

@@ -42,10 +42,6 @@ COMMANDS: dict[str, type[BaseModel]] = {
 }
 
 
-def _quoted(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 class ActionItems:
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -61,9 +57,9 @@ class ActionItems:
         now = datetime.now(UTC)
         clauses = ["WorkflowType = 'ActionItemWorkflow'"]
         if incident:
-            clauses.append(f"{sa.INCIDENT_KEY.name} = {_quoted(incident)}")
+            clauses.append(f"{sa.INCIDENT_KEY.name} = {sa.quoted(incident)}")
         if team:
-            clauses.append(f"{sa.TEAMS.name} = {_quoted(team)}")
+            clauses.append(f"{sa.TEAMS.name} = {sa.quoted(team)}")
         if overdue:
             clauses.append(f"{sa.STATE.name} = '{ActionItemState.OPEN.value}'")
             clauses.append(f"{sa.DUE_AT.name} < '{now.isoformat().replace('+00:00', 'Z')}'")

@@ -93,10 +93,7 @@ async def _tell(request: Request, event: TrackerEvent, workflow_id: str) -> str 
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             return f"no running action item {workflow_id}: {error.message}"
-        settings: Settings = request.app.state.settings
-        raise TemporalUnavailable(
-            unavailable_message(settings.effective_temporal_address, error.message)
-        ) from None
+        raise _temporal_away(request, error) from None
     return None
 
 
@@ -104,22 +101,22 @@ async def _item_of_ticket(request: Request, tracker: Tracker, ticket_key: str) -
     """The open action item whose ticket this is, from visibility: for deliveries that carry
     no labels or body (Jira's comment_created names only the issue's key and summary)."""
     client = await request.app.state.connection.client()
-    escaped = ticket_key.replace("\\", "\\\\").replace("'", "\\'")
-    query = (
-        "WorkflowType = 'ActionItemWorkflow' AND ExecutionStatus = 'Running' "
-        f"AND {sa.TICKET_KEY.name} = '{escaped}'"
-    )
+    query = f"{sa.OPEN_ACTION_ITEMS} AND {sa.TICKET_KEY.name} = {sa.quoted(ticket_key)}"
     try:
         async for execution in client.list_workflows(query, limit=10):
             target = execution.typed_search_attributes.get(sa.TRACKER) or ""
             if target.startswith(f"{tracker}:"):
                 return execution.id
     except RPCError as error:
-        settings: Settings = request.app.state.settings
-        raise TemporalUnavailable(
-            unavailable_message(settings.effective_temporal_address, error.message)
-        ) from None
+        raise _temporal_away(request, error) from None
     return None
+
+
+def _temporal_away(request: Request, error: RPCError) -> TemporalUnavailable:
+    settings: Settings = request.app.state.settings
+    return TemporalUnavailable(
+        unavailable_message(settings.effective_temporal_address, error.message)
+    )
 
 
 async def _receive(request: Request, tracker: Tracker, header: str) -> Response:

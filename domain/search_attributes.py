@@ -40,6 +40,14 @@ ALL = (
     TICKET_KEY,
 )
 
+OPEN_ACTION_ITEMS = "WorkflowType = 'ActionItemWorkflow' AND ExecutionStatus = 'Running'"
+
+
+def quoted(value: str) -> str:
+    """`value` as a string literal of a visibility query (backslashes and quotes escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 _CLI_TYPE_NAMES = {
     "KEYWORD": "Keyword",
     "KEYWORD_LIST": "KeywordList",
