@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -62,7 +61,7 @@ from settings import Settings
 from tests.api_server import serving_api
 from tests.emulators.github import GitHubEmulator
 from tests.emulators.jira import JiraEmulator
-from tests.helpers import declare, new_key
+from tests.helpers import declare, eventually, new_key
 from tests.reviews import full_review, item_spec
 from worker import build_worker
 from workflows.action_item import ActionItemWorkflow
@@ -186,23 +185,20 @@ class JiraRig:
         return  # the Jira emulator delivers before the person's action returns
 
 
-async def wait_for(probe: Any, accept: Any, timeout: float = 120, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 async def item_states(client: Client, ids: list[str]) -> list[ActionItemState]:
     states = []
     for workflow_id in ids:
         item = await client.get_workflow_handle(workflow_id).query(ActionItemWorkflow.state)
         states.append(item.state)
     return states
+
+
+async def all_items_in(client: Client, ids: list[str], state: ActionItemState) -> None:
+    await eventually(
+        lambda: item_states(client, ids),
+        lambda states: all(found is state for found in states),
+        timeout=120,
+    )
 
 
 def calls_per_item(counts: Counter[str], n: int) -> dict[str, Any]:
@@ -226,20 +222,12 @@ async def life(client: Client, rig: Rig, task_queue: str, n: int) -> dict[str, A
     )
     key = (await handle.query(IncidentWorkflow.state)).key
     ids = [action_workflow_id(key, number) for number in range(1, n + 1)]
-    await wait_for(
-        lambda: item_states(client, ids),
-        lambda states: all(s is ActionItemState.OPEN for s in states),
-        what="tickets created",
-    )
+    await all_items_in(client, ids, ActionItemState.OPEN)  # tickets created
     for workflow_id in ids:
         item = await client.get_workflow_handle(workflow_id).query(ActionItemWorkflow.state)
         assert item.ticket is not None
         rig.close_as_a_person(target, item.ticket.key)
-    await wait_for(
-        lambda: item_states(client, ids),
-        lambda states: all(s is ActionItemState.VERIFYING for s in states),
-        what="webhooks routed",
-    )
+    await all_items_in(client, ids, ActionItemState.VERIFYING)  # webhooks routed
     for workflow_id in ids:
         await client.get_workflow_handle(workflow_id).execute_update(
             ActionItemWorkflow.verify, VerifyItem(evidence="error rate 0.01% for 7 days", by="bob")
@@ -297,11 +285,8 @@ async def reconcile_at(client: Client, rig: Rig, task_queue: str, n: int) -> dic
         f"{search_attributes.TRACKER.name} = '{target}' AND "
         f"{search_attributes.TICKET_KEY.name} IS NOT NULL"
     )
-    await wait_for(
-        lambda: client.count_workflows(query),
-        lambda found: found.count >= n,
-        timeout=600,
-        what=f"{n} open items in visibility",
+    await eventually(
+        lambda: client.count_workflows(query), lambda found: found.count >= n, timeout=600
     )
 
     async def reconcile(since: datetime) -> tuple[TargetReport, int]:
