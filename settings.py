@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from domain.policy import parse_duration
 
 ENV_PREFIX = "AFTERACTION_"
+DATABASE_FILE = "afteraction.db"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 
 
@@ -69,6 +70,12 @@ class Settings(BaseSettings):
 
     home: Path = Field(
         default=Path(".afteraction"), description="a folder for local state (created if missing)"
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="the store's database: postgresql+psycopg://USER:PASSWORD@HOST:5432/NAME "
+        "in deployments, or sqlite:///PATH; unset means the SQLite file afteraction.db in "
+        "AFTERACTION_HOME",
     )
     policy_file: Path | None = Field(
         default=None, description="path to a TOML severity-policy file that exists"
@@ -218,6 +225,17 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        if not value.get_secret_value().startswith(("sqlite:///", "postgresql")):
+            raise ValueError(
+                "expected sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/NAME"
+            )
+        return value
+
     @field_validator("chat_webhook_url")
     @classmethod
     def _webhook_is_http(cls, value: SecretStr | None) -> SecretStr | None:
@@ -240,6 +258,17 @@ class Settings(BaseSettings):
     @property
     def effective_temporal_address(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.dev_server_port}"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.home / DATABASE_FILE).resolve()}"
+
+    @property
+    def legacy_tickets_file(self) -> Path:
+        """The local tracker's own file in releases before the store; imported once."""
+        return self.home / "tickets.db"
 
     @property
     def effective_api_url(self) -> str:

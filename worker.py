@@ -20,6 +20,7 @@ from app.schedules import ensure_reconcile_schedule
 from app.temporal_client import connect
 from integrations.registry import TrackerRegistry
 from settings import Settings, SettingsError, load_settings
+from store import StoreError, configured_store
 from workflows.action_item import ActionItemWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.reconcile import TicketReconcilerWorkflow
@@ -54,6 +55,8 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
 
 
 async def run_worker(settings: Settings) -> None:
+    # Migrate (or refuse a newer database) before taking any task.
+    store = await asyncio.to_thread(configured_store, settings)
     client = await connect(settings)
     worker = build_worker(client, settings)
     schedule = await ensure_reconcile_schedule(
@@ -66,6 +69,7 @@ async def run_worker(settings: Settings) -> None:
         task_queue=settings.task_queue,
         reconcile_schedule=schedule,
         reconcile_every=str(settings.reconcile_every),
+        database=store.url,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,7 +87,10 @@ def main() -> None:
         raise SystemExit(str(error)) from None
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_worker(settings))
+        try:
+            asyncio.run(run_worker(settings))
+        except StoreError as error:
+            raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -75,9 +75,11 @@ from domain.policy import Policy, PolicyFileError, load_policy
 from domain.review import ReviewRecord, ScheduleReview
 from domain.routing import Routing, RoutingError, load_routing
 from domain.severity import Severity
-from integrations.local import LocalTracker, TicketDetail
+from domain.tickets import TicketDetail
+from integrations.local import LocalTracker
 from integrations.tracker import Ticket, TrackerError
 from settings import Settings
+from store import StoreError, configured_store
 
 log = get_logger("afteraction.api")
 Connector = Callable[[Settings], Awaitable[Client]]
@@ -221,7 +223,7 @@ def create_app(
     connection = _TemporalConnection(settings, connector)
     incident_policy = policy or load_policy(settings.policy_file)
     team_routing = routing or load_routing(settings.routing_file)
-    tracker = LocalTracker.in_home(settings.home)
+    tracker = LocalTracker(configured_store(settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -563,7 +565,7 @@ def serve(settings: Settings) -> None:
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     try:
         app = create_app(settings)
-    except (PolicyFileError, RoutingError) as error:
+    except (PolicyFileError, RoutingError, StoreError) as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(2) from None
     uvicorn.run(

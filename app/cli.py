@@ -28,6 +28,7 @@ from app.cli_common import (
     _settings,
     fail,
 )
+from app.cli_db import db
 from app.cli_review import review
 from app.cli_tickets import tickets
 from domain.commands import (
@@ -52,6 +53,7 @@ app = typer.Typer(
 app.add_typer(tickets, name="tickets")
 app.add_typer(review, name="review")
 app.add_typer(actions, name="actions")
+app.add_typer(db, name="db")
 
 
 def _command(key: str, name: str, payload: BaseModel, as_json: bool) -> None:

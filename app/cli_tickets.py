@@ -23,9 +23,11 @@ from app.incidents import TemporalUnavailable, unavailable_message
 from app.local_tickets import set_status
 from app.temporal_client import connect
 from domain.action_item import TicketStatus
-from integrations.local import LocalTracker, TicketDetail
+from domain.tickets import TicketDetail
+from integrations.local import LocalTracker
 from integrations.tracker import Ticket, TrackerError
 from settings import Settings
+from store import StoreError, configured_store
 
 tickets: typer.Typer = typer.Typer(
     name="tickets",
@@ -36,7 +38,10 @@ T = TypeVar("T")
 
 
 def _tracker(settings: Settings) -> LocalTracker:
-    return LocalTracker.in_home(settings.home)
+    try:
+        return LocalTracker(configured_store(settings))
+    except StoreError as error:
+        fail(str(error), 1 if error.retryable else 2)
 
 
 def _call(action: Callable[[], T]) -> T:

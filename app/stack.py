@@ -23,6 +23,7 @@ from rich.console import Console
 from app.temporal_client import connect
 from domain.search_attributes import dev_server_flags
 from settings import Settings
+from store import StoreError, configured_store
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 STARTUP_TIMEOUT = 60.0
@@ -148,6 +149,7 @@ def run_stack(settings: Settings) -> int:
     try:
         check_ports(settings)
         settings.home.mkdir(parents=True, exist_ok=True)
+        database = _prepare_store(settings)
         server = None
         if settings.embedded_server:
             console.print("starting the Temporal dev server …")
@@ -165,7 +167,7 @@ def run_stack(settings: Settings) -> int:
             [sys.executable, "-m", "app.cli", "api"], env=environment, preexec_fn=os.setpgrp
         )
         children[:0] = [api, worker]
-        _announce(settings)
+        _announce(settings, database)
         while True:
             for child in children:
                 if child.poll() is not None:
@@ -189,7 +191,19 @@ def run_stack(settings: Settings) -> int:
         _stop(children)
 
 
-def _announce(settings: Settings) -> None:
+def _prepare_store(settings: Settings) -> str:
+    """Migrate the store once here, so the worker and the API start on a current schema (and a
+    database they cannot use stops the stack before anything says it is running)."""
+    try:
+        store = configured_store(settings)
+    except StoreError as error:
+        raise StackError(str(error)) from None
+    url = store.url
+    store.dispose()
+    return url
+
+
+def _announce(settings: Settings, database: str) -> None:
     console.print("[green]afteraction is running[/]")
     console.print(
         f"  API       {settings.effective_api_url}  (OpenAPI: {settings.effective_api_url}/docs)"
@@ -200,6 +214,7 @@ def _announce(settings: Settings) -> None:
     if settings.embedded_server:
         console.print(f"  Temporal UI  http://127.0.0.1:{settings.dev_server_ui_port}")
         console.print(f"  state     {settings.home.resolve()}")
+    console.print(f"  database  {database}")
     console.print(
         "  try: afteraction declare --title 'Checkout errors' --severity SEV2 --service checkout"
     )

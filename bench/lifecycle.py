@@ -316,7 +316,7 @@ class Full(Driver):
         self.client = client
         self.incidents = Incidents(client, task_queue=FULL_QUEUE, policy=default_policy())
         self.items = ActionItems(client)
-        self.tracker = LocalTracker.in_home(home)
+        self.tracker = LocalTracker.configured(Settings(home=home))
 
     async def lifecycle(self, number: int, items: int, latencies: Latencies) -> list[str]:
         new = NewIncident(

@@ -55,3 +55,19 @@ class UpdateTicket(BaseModel):
     target: str
     key: str
     change: TicketChange
+
+
+class TicketComment(BaseModel):
+    """A comment on a local ticket, as `tickets show` and the API print it."""
+
+    ticket_key: str
+    idempotency_key: str
+    text: str
+    at: datetime
+
+
+class TicketDetail(Ticket):
+    """A ticket with what only `show` needs: its body and its comments."""
+
+    body: str
+    comments: list[TicketComment]

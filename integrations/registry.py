@@ -13,6 +13,7 @@ from integrations.local import TARGET as LOCAL_TARGET
 from integrations.local import LocalTracker
 from integrations.tracker import Tracker, TrackerError
 from settings import ENV_PREFIX, Settings
+from store import StoreError, configured_store
 
 # Seconds one GitHub HTTP call may take: an ensure_ticket attempt makes two calls and must
 # finish inside the ticket activities' 20s start-to-close timeout
@@ -99,5 +100,11 @@ class TrackerRegistry:
     def _local_tracker(self) -> LocalTracker:
         with self._lock:
             if self._local is None:
-                self._local = LocalTracker.in_home(self._settings.home)
+                try:
+                    self._local = LocalTracker(configured_store(self._settings))
+                except StoreError as error:
+                    raise TrackerError(
+                        f"the local tracker's database is unusable: {error}",
+                        retryable=error.retryable,
+                    ) from None
             return self._local

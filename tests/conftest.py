@@ -4,7 +4,7 @@ each test gets its own worker on a fresh task queue."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from domain import search_attributes
 from settings import Settings
 from tests import servers
+from tests.postgres import PostgresServer, PostgresUnavailable, running_postgres, unavailable
 from tests.servers import dev_server_path
 from worker import build_worker
 
@@ -43,6 +44,25 @@ async def client(dev_env: WorkflowEnvironment) -> Client:
 @pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4()}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server per session; each test that wants one makes its own database."""
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailable as error:
+        unavailable(str(error))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each engine the store supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()
 
 
 @pytest.fixture

@@ -369,7 +369,7 @@ async def reconciler_catches_a_closed_ticket(client: Client, task_queue: str) ->
     )
     item = await item_until(client, workflow_id, lambda i: i.ticket is not None)
     assert item.ticket is not None
-    LocalTracker.in_home(HOME[0]).close("local", item.ticket.key)
+    LocalTracker.configured(Settings(home=HOME[0])).close("local", item.ticket.key)
     since = {"local": datetime.now(UTC) - timedelta(hours=1)}
 
     async def run() -> tuple[WorkflowHandle[Any, Any], ReconcileResult]:

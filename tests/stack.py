@@ -82,6 +82,19 @@ class Stack:
         return output or ""
 
 
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate every process still running, then kill any that will not stop."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 def stack_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERACTION_")}
     env.update(

@@ -74,5 +74,5 @@ async def test_item_continues_as_new_keeping_its_ticket_and_state(
         ),
     )
     await eventually(state, lambda i: i.state is ActionItemState.VERIFYING)
-    tickets = LocalTracker.in_home(settings.home).tickets()
+    tickets = LocalTracker.configured(settings).tickets()
     assert [ticket.idempotency_key for ticket in tickets] == [workflow_id]

@@ -39,7 +39,8 @@ from domain.incident import Incident, IncidentState
 from domain.policy import ActionKind, Rung, default_policy
 from domain.review import SubmitReview
 from domain.severity import Severity
-from integrations.local import Comment, LocalTracker
+from domain.tickets import TicketComment as Comment
+from integrations.local import LocalTracker
 from settings import Settings
 from tests.helpers import declare, eventually
 from tests.reviews import full_review, item_spec
@@ -188,7 +189,9 @@ def of_kind(records: list[EscalationRecord], kind: DeadlineKind) -> list[Escalat
 async def items(ts_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Items]:
     task_queue = f"ts-{uuid.uuid4()}"
     async with build_worker(ts_env.client, Settings(home=tmp_path), task_queue=task_queue):
-        started = Items(ts_env, ts_env.client, task_queue, LocalTracker.in_home(tmp_path))
+        started = Items(
+            ts_env, ts_env.client, task_queue, LocalTracker.configured(Settings(home=tmp_path))
+        )
         yield started
         # Items outlive their incident (parent close policy ABANDON). One left running with no
         # worker would hold the test server's clock (a pending task locks time skipping).

@@ -42,7 +42,7 @@ class Api:
 
     @property
     def tracker(self) -> LocalTracker:
-        return LocalTracker.in_home(self.settings.home)
+        return LocalTracker.configured(self.settings)
 
     async def ok(self, method: str, url: str, status: int = 200, **kwargs: Any) -> Any:
         response = await self.http.request(method, url, **kwargs)

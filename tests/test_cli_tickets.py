@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 from domain.action_item import TicketChanged, TicketStatus
 from domain.tickets import TicketDraft
 from integrations.local import LocalTracker
+from settings import Settings
 from tests.helpers import eventually
 from tests.stack import free_port
 
@@ -68,7 +69,7 @@ class Cli:
 
     @property
     def tracker(self) -> LocalTracker:
-        return LocalTracker.in_home(self.home)
+        return LocalTracker.configured(Settings(home=self.home))
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -28,11 +27,13 @@ from domain.action_item import ActionItem, ActionItemState, action_workflow_id
 from domain.commands import Acknowledge, Transition
 from domain.incident import IncidentState
 from domain.review import SubmitReview
-from integrations.local import DB_FILE
+from integrations.local import LocalTracker
+from settings import Settings
 from tests import worker_process
 from tests.helpers import declare, eventually, new_key
 from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec, local_route
+from tests.stack import stop_processes
 from workflows.action_item import TRACKER_TIMEOUT
 from workflows.incident import IncidentWorkflow
 
@@ -46,15 +47,7 @@ def worker_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     try:
         yield started
     finally:
-        for process in started:
-            if process.poll() is None:
-                process.terminate()
-        for process in started:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_processes(started)
 
 
 def start_worker(
@@ -79,16 +72,11 @@ def start_worker(
 
 
 def tickets_by_key(home: Path) -> dict[str, list[str]]:
-    """idempotency key -> the local tracker's ticket keys (LOCAL-n) carrying it, straight from
-    the SQLite file the worker processes write."""
-    db = sqlite3.connect(home / DB_FILE)
-    try:
-        rows = db.execute("SELECT idempotency_key, number FROM tickets ORDER BY number").fetchall()
-    finally:
-        db.close()
+    """idempotency key -> the local tracker's ticket keys (LOCAL-n) carrying it, read from the
+    store the worker processes write."""
     found: dict[str, list[str]] = {}
-    for idempotency_key, number in rows:
-        found.setdefault(idempotency_key, []).append(f"LOCAL-{number}")
+    for ticket in LocalTracker.configured(Settings(home=home)).tickets():
+        found.setdefault(ticket.idempotency_key or "", []).append(ticket.ref.key)
     return found
 
 

@@ -1,8 +1,8 @@
-"""The local tracker on a SQLite file in tmp_path: idempotent creation, comments, changes."""
+"""The local tracker on the store, on SQLite and on PostgreSQL: idempotent creation (also
+across processes and engines), comments, changes."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,6 +17,9 @@ from integrations.local import LocalTracker
 from integrations.registry import TrackerRegistry
 from integrations.tracker import TrackerError
 from settings import Settings
+from store import Store, open_store
+from store.database import create_store_engine
+from store.local_tickets import LocalTickets
 
 DUE = datetime(2026, 12, 15, 17, 0, tzinfo=UTC)
 
@@ -54,13 +57,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def tracker(tmp_path: Path, clock: Clock) -> LocalTracker:
-    return LocalTracker(tmp_path / "tickets.db", clock=clock)
+def tracker(database_url: str, clock: Clock) -> LocalTracker:
+    return LocalTracker(open_store(database_url), clock=clock)
 
 
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return db.execute(sql).fetchall()
+def count(tracker: LocalTracker) -> int:
+    return len(tracker.tickets())
 
 
 def test_ensure_ticket_twice_is_one_ticket(tracker: LocalTracker) -> None:
@@ -75,18 +77,18 @@ def test_ensure_ticket_twice_is_one_ticket(tracker: LocalTracker) -> None:
     assert (first.assignee, first.due_at) == ("alice", DUE)
     assert tracker.ensure("local", draft())[1] is False
     assert tracker.ensure_ticket("local", draft("incident/INC-1/action/2")).ref.key == "LOCAL-2"
-    assert rows(tracker.path, "SELECT count(*) FROM tickets") == [(2,)]
+    assert count(tracker) == 2
 
 
-def test_concurrent_ensure_ticket_makes_exactly_one_row(tmp_path: Path) -> None:
-    path = tmp_path / "tickets.db"
+def test_concurrent_ensure_ticket_makes_exactly_one_row(database_url: str) -> None:
+    open_store(database_url)  # migrated once, as a process does at start
     barrier = threading.Barrier(8)
     results: list[tuple[str, bool]] = []
     errors: list[BaseException] = []
 
     def ensure() -> None:
-        # A tracker per thread, like separate worker processes sharing the file.
-        tracker = LocalTracker(path)
+        # An engine per thread, like separate worker processes sharing the database.
+        tracker = LocalTracker(Store(create_store_engine(database_url)))
         barrier.wait()
         try:
             ticket, created = tracker.ensure("local", draft())
@@ -103,7 +105,7 @@ def test_concurrent_ensure_ticket_makes_exactly_one_row(tmp_path: Path) -> None:
     assert errors == []
     assert {key for key, _ in results} == {"LOCAL-1"}
     assert sum(created for _, created in results) == 1
-    assert rows(path, "SELECT count(*) FROM tickets") == [(1,)]
+    assert count(LocalTracker(open_store(database_url))) == 1
 
 
 def test_concurrent_ensure_ticket_on_one_tracker(tracker: LocalTracker) -> None:
@@ -121,7 +123,7 @@ def test_concurrent_ensure_ticket_on_one_tracker(tracker: LocalTracker) -> None:
         thread.join()
 
     assert keys == ["LOCAL-1"] * 8
-    assert rows(tracker.path, "SELECT count(*) FROM tickets") == [(1,)]
+    assert count(tracker) == 1
 
 
 def test_comment_is_idempotent_per_ticket(tracker: LocalTracker, clock: Clock) -> None:
@@ -235,7 +237,7 @@ def test_wrong_target_is_refused(tracker: LocalTracker, target: str) -> None:
     with pytest.raises(TrackerError, match=f"serves the target 'local' only, not '{target}'") as e:
         tracker.ensure_ticket(target, draft())
     assert e.value.retryable is False
-    assert not tracker.path.exists() or tracker.tickets() == []
+    assert tracker.tickets() == []
 
 
 def test_registry(tmp_path: Path) -> None:
@@ -244,7 +246,7 @@ def test_registry(tmp_path: Path) -> None:
     local = registry.for_target("local")
     assert local is registry.for_target("local")
     assert isinstance(local, LocalTracker)
-    assert local.path == tmp_path / "home" / "tickets.db"
+    assert local.store.url == f"sqlite:///{tmp_path / 'home' / 'afteraction.db'}"
 
     with pytest.raises(TrackerError, match="AFTERACTION_GITHUB_TOKEN") as error:
         registry.for_target("github:acme/checkout")
@@ -263,35 +265,35 @@ def test_insert_that_loses_the_race_returns_the_winner(
 ) -> None:
     winner = tracker.ensure_ticket("local", draft())
     lookups = iter([None])  # the first look-up misses, as if the winner were not there yet
-    real = LocalTracker._by_idempotency_key
+    real = LocalTickets._by_idempotency_key
     monkeypatch.setattr(
-        LocalTracker,
+        LocalTickets,
         "_by_idempotency_key",
-        staticmethod(lambda db, key: next(lookups, None) or real(db, key)),
+        staticmethod(lambda session, key: next(lookups, None) or real(session, key)),
     )
 
     assert tracker.ensure("local", draft()) == (winner, False)
-    assert rows(tracker.path, "SELECT count(*) FROM tickets") == [(1,)]
+    assert count(tracker) == 1
 
 
 ENSURE_IN_A_PROCESS = """
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from domain.tickets import TicketDraft
 from integrations.local import LocalTracker
+from store import open_store
 draft = TicketDraft(idempotency_key="incident/INC-1/action/1", title="t", body="b",
                     due_at=datetime(2026, 12, 1, tzinfo=UTC))
-print(LocalTracker(Path(sys.argv[1])).ensure_ticket("local", draft).ref.key)
+print(LocalTracker(open_store(sys.argv[1])).ensure_ticket("local", draft).ref.key)
 """
 
 
-def test_processes_opening_a_new_tracker_file_at_once_share_one_ticket(tmp_path: Path) -> None:
-    """The worker and `afteraction tickets` may be the first to open tickets.db together."""
-    path = tmp_path / "tickets.db"
+def test_processes_opening_a_new_database_at_once_share_one_ticket(database_url: str) -> None:
+    """The worker, the API and `afteraction tickets` may be the first to open (and migrate) a
+    new database together."""
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", ENSURE_IN_A_PROCESS, str(path)],
+            [sys.executable, "-c", ENSURE_IN_A_PROCESS, database_url],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -301,4 +303,4 @@ def test_processes_opening_a_new_tracker_file_at_once_share_one_ticket(tmp_path:
     results = [process.communicate(timeout=60) for process in processes]
     assert [process.returncode for process in processes] == [0] * 6, results
     assert {out.strip() for out, _ in results} == {"LOCAL-1"}
-    assert len(LocalTracker(path).tickets()) == 1
+    assert count(LocalTracker(open_store(database_url))) == 1

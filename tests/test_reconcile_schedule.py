@@ -95,7 +95,7 @@ async def test_triggered_runs_hand_their_watermarks_on_and_catch_a_closed_ticket
             assert report.target == LOCAL_TARGET and report.error is None
 
             # Closed in the local tracker without telling the workflow (a lost signal).
-            LocalTracker.in_home(tmp_path).close(LOCAL_TARGET, opened.ticket.key)
+            LocalTracker.configured(Settings(home=tmp_path)).close(LOCAL_TARGET, opened.ticket.key)
             second = await run(runs + 1)
             [again] = second.reports
             assert again.since == first.watermarks[LOCAL_TARGET]  # read from the last run's

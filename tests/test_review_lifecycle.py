@@ -93,7 +93,7 @@ async def test_review_to_closed_incident_through_tickets_verification_and_risk_a
 
     one = await wait_item(client, first, ActionItemState.OPEN)
     two = await wait_item(client, second, ActionItemState.OPEN)
-    tracker = LocalTracker.in_home(settings.home)
+    tracker = LocalTracker.configured(settings)
     tickets = {ticket.idempotency_key: ticket for ticket in tracker.tickets()}
     assert set(tickets) == {first, second}
     assert one.ticket is not None and tickets[first].ref.key == one.ticket.key
@@ -235,7 +235,7 @@ async def test_overdue_item_is_reminded_then_walks_the_ladder_on_its_ticket_unti
     count = len((await item_state(client, workflow_id)).escalations)
 
     assert item.ticket is not None
-    tracker = LocalTracker.in_home(settings.home)
+    tracker = LocalTracker.configured(settings)
     comments = await eventually(
         lambda: asyncio.to_thread(tracker.comments, item.ticket.key),  # type: ignore[union-attr]
         lambda found: any("extended" in c.text for c in found),

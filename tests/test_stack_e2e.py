@@ -14,6 +14,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from tests.legacy_tickets import legacy_file
 from tests.stack import AFTERACTION, Stack, free_port, running_stack, stack_env
 
 FAST_POLICY = Path(__file__).with_name("fast_policy.toml")
@@ -193,12 +194,20 @@ def test_busy_port_gives_a_clear_message(stack: Stack, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_restart_keeps_incidents_and_pending_timers(tmp_path: Path) -> None:
+def ticket_keys(stack: Stack) -> list[str]:
+    return [ticket["ref"]["key"] for ticket in stack.cli_json("tickets", "list")]
+
+
+def test_restart_keeps_incidents_pending_timers_and_tickets(tmp_path: Path) -> None:
     home = tmp_path / "state"
+    home.mkdir()
+    legacy_file(home / "tickets.db")  # left by a release before the store
     first = Stack(home=home, env=stack_env(home, AFTERACTION_POLICY_FILE=str(FAST_POLICY)))
     first.start()
     key = declare(first)  # fast policy: SEV2 must be acknowledged within 3s
-    first.stop()
+    assert ticket_keys(first) == ["LOCAL-1", "LOCAL-3", "LOCAL-4"], "imported on first start"
+    output = first.stop()
+    assert f"database  sqlite:///{home.resolve() / 'afteraction.db'}" in output
     time.sleep(4)  # the deadline passes while nothing runs
 
     first.start()
@@ -216,6 +225,7 @@ def test_restart_keeps_incidents_and_pending_timers(tmp_path: Path) -> None:
         assert escalation["rung"] == "owner"
         assert shown["title"] == "Checkout errors"
         assert first.cli_json("ack", key, "--commander", "bob")["state"] == "mitigating"
+        assert ticket_keys(first) == ["LOCAL-1", "LOCAL-3", "LOCAL-4"], "and only once"
     finally:
         first.stop()
 

@@ -45,7 +45,7 @@ def logs(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 @pytest.fixture
 def local(tmp_path: Path) -> LocalTracker:
-    return LocalTracker.in_home(tmp_path)
+    return LocalTracker.configured(Settings(home=tmp_path))
 
 
 def ensure_request(target: str = "local") -> EnsureTicket:
@@ -149,7 +149,7 @@ def test_an_unusable_file_is_retryable(tmp_path: Path) -> None:
     (tmp_path / "home").write_text("a file where the state folder should be")
     activities = TicketActivities(TrackerRegistry(Settings(home=tmp_path / "home")))
 
-    with pytest.raises(ApplicationError, match="the local tracker at") as error:
+    with pytest.raises(ApplicationError, match="the local tracker's database is unusable") as error:
         ActivityEnvironment().run(activities.ensure_ticket, ensure_request())
     assert error.value.type == "TrackerUnavailable"
     assert error.value.non_retryable is False

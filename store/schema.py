@@ -1,0 +1,108 @@
+"""The store's tables, as typed SQLAlchemy declarative models.
+
+Typed models rather than Core tables: mypy checks every column a repository reads or writes,
+and Alembic compares migrations against this metadata. Repositories still write 2.0-style
+`select()`/`insert()` statements, so nothing is loaded that a query does not ask for.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Constraint names that every engine accepts and migrations can refer to.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every engine (SQLite keeps none)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        # SQLite stores the text of a naive datetime; fixed-width UTC text sorts like instants.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class LocalTicketRow(Base):
+    """A ticket of the local tracker; its key is LOCAL-<number>."""
+
+    __tablename__ = "local_tickets"
+    # Numbers are never reused, even after the newest ticket's row is gone (SQLite).
+    __table_args__ = (
+        Index("ix_local_tickets_updated_at", "updated_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The action item's workflow id; unique, so two workers can never create two tickets for
+    # one item. Null for a ticket opened by hand.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[list[str]] = mapped_column(JSON)
+    assignee: Mapped[str | None] = mapped_column(String(255))
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LocalCommentRow(Base):
+    __tablename__ = "local_ticket_comments"
+    __table_args__ = (UniqueConstraint("ticket_number", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_number: Mapped[int] = mapped_column(
+        ForeignKey("local_tickets.number", ondelete="CASCADE")
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LegacyImportRow(Base):
+    """An earlier release's file that has been imported: imported once, never again."""
+
+    __tablename__ = "legacy_imports"
+
+    source: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    tickets: Mapped[int] = mapped_column(Integer)
+    comments: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
