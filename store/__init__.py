@@ -6,8 +6,9 @@ migrated by Alembic when a process opens the store. Workflows never import this 
 """
 
 from store.configured import configured_store
-from store.database import Store, StoreError, open_store, redacted_url
+from store.database import Store, StoreError, redacted_url
 from store.migrate import DatabaseNewerThanCode, SchemaStatus, schema_status, upgrade
+from store.opening import open_store
 
 __all__ = [
     "DatabaseNewerThanCode",

@@ -4,7 +4,8 @@ AFTERACTION_HOME, with an earlier release's tickets.db imported on first open.""
 from __future__ import annotations
 
 from settings import Settings
-from store.database import Store, StoreError, open_store
+from store.database import Store, StoreError
+from store.opening import open_store
 
 
 def configured_store(settings: Settings) -> Store:

@@ -8,13 +8,10 @@ PostgreSQL: READ COMMITTED, with unique constraints doing the arbitration.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import structlog
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
@@ -24,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT = 5.0
 _WAL_ATTEMPTS = 20
 _BEGIN_OPTION = "afteraction_sqlite_begin"
-log = structlog.get_logger("afteraction.store")
 
 
 class StoreError(Exception):
@@ -164,43 +160,3 @@ def create_store_engine(url: str) -> Engine:
         "set AFTERACTION_DATABASE_URL to sqlite:///PATH or postgresql+psycopg://…",
         retryable=False,
     )
-
-
-_OPEN: dict[str, Store] = {}
-_OPEN_GUARD = threading.Lock()
-
-
-def open_store(url: str, *, legacy_tickets: Path | None = None) -> Store:
-    """The process's store for `url`, its schema brought up to date on first use, and the
-    tickets of an earlier release's `legacy_tickets` file (tickets.db) imported once.
-
-    Raises StoreError when the database is unreachable or unusable, and DatabaseNewerThanCode
-    when a newer release of afteraction migrated it."""
-    from store.legacy import import_legacy_tickets
-    from store.migrate import upgrade
-
-    with _OPEN_GUARD:
-        found = _OPEN.get(url)
-        if found is not None:
-            return found
-        store = Store(create_store_engine(url))
-        try:
-            upgrade(store)
-            if legacy_tickets is not None and legacy_tickets.is_file():
-                imported = import_legacy_tickets(store, legacy_tickets)
-                if not imported.skipped:
-                    log.info(
-                        "store.legacy_tickets_imported",
-                        source=imported.source,
-                        tickets=imported.tickets,
-                        comments=imported.comments,
-                        database=store.url,
-                    )
-        except SQLAlchemyError as error:
-            store.dispose()
-            raise StoreError(failure_message(redacted_url(url), error)) from None
-        except BaseException:
-            store.dispose()
-            raise
-        _OPEN[url] = store
-        return store
