@@ -15,12 +15,12 @@ from activities.log_context import LogContextInterceptor
 from activities.notify import Notifier
 from activities.reconcile import TicketReconciler
 from activities.tickets import TicketActivities
-from app.logs import configure_logging, get_logger
-from app.schedules import ensure_reconcile_schedule
-from app.temporal_client import connect
 from integrations.registry import TrackerRegistry
+from integrations.temporal_client import connect
+from integrations.temporal_schedules import ensure_reconcile_schedule
 from settings import Settings, SettingsError, load_settings
 from store import StoreError, configured_store
+from telemetry.logs import configure_logging, get_logger
 from workflows.action_item import ActionItemWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.reconcile import TicketReconcilerWorkflow

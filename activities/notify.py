@@ -20,8 +20,8 @@ from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from app.logs import get_logger
 from domain.notifications import EscalationNotice
+from telemetry.logs import get_logger
 
 log = get_logger("afteraction.notify")
 

@@ -15,7 +15,6 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecution
 
 from activities.tickets import classified
-from app.logs import get_logger
 from domain import search_attributes as sa
 from domain.action_item import ActionItemState, TicketStatus
 from domain.reconcile import (
@@ -30,6 +29,7 @@ from domain.reconcile import (
 )
 from domain.tickets import Ticket
 from integrations.registry import TrackerRegistry
+from telemetry.logs import get_logger
 
 log = get_logger("afteraction.reconciler")
 

@@ -14,10 +14,10 @@ from typing import Protocol, runtime_checkable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from app.logs import get_logger
 from domain.tickets import CommentOnTicket, EnsureTicket, Ticket, TicketDraft, UpdateTicket
 from integrations.registry import TrackerRegistry
 from integrations.tracker import TrackerError
+from telemetry.logs import get_logger
 
 log = get_logger("afteraction.tickets")
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from app.temporal_client import connect
 from domain.search_attributes import dev_server_flags
+from integrations.temporal_client import connect
 from settings import Settings
 from store import StoreError, configured_store
 
@@ -164,7 +164,7 @@ def run_stack(settings: Settings) -> int:
             [sys.executable, "-m", "worker"], env=environment, preexec_fn=os.setpgrp
         )
         api = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api"], env=environment, preexec_fn=os.setpgrp
+            [sys.executable, "-m", "app.cli.main", "api"], env=environment, preexec_fn=os.setpgrp
         )
         children[:0] = [api, worker]
         _announce(settings, database)

@@ -23,8 +23,7 @@ from typing import Any, TypeVar
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from app.incidents import Incidents
-from app.logs import configure_logging
+from app.services.incidents import Incidents
 from bench.output import emit_and_exit, stdout_to_stderr
 from domain import search_attributes
 from domain.commands import Acknowledge, AddTimelineEvent, NewIncident, Transition
@@ -32,6 +31,7 @@ from domain.incident import IncidentState, workflow_id_for
 from domain.policy import default_policy
 from domain.severity import Severity
 from settings import Settings
+from telemetry.logs import configure_logging
 from worker import build_worker
 
 T = TypeVar("T")

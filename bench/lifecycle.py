@@ -37,9 +37,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from app.actions import ActionItems
-from app.incidents import CommandRejected, Incidents
-from app.logs import configure_logging
+from app.services.actions import ActionItems
+from app.services.incidents import CommandRejected, Incidents
 from bench.incident_throughput import summary
 from bench.output import emit_and_exit, stdout_to_stderr
 from domain import search_attributes
@@ -66,6 +65,7 @@ from domain.review import (
 from domain.severity import Severity
 from integrations.local import TARGET, LocalTracker
 from settings import Settings
+from telemetry.logs import configure_logging
 from worker import build_worker
 
 T = TypeVar("T")

@@ -38,7 +38,6 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from app.logs import configure_logging
 from bench.output import emit_and_exit, stdout_to_stderr
 from domain import search_attributes
 from domain.action_item import (
@@ -58,6 +57,7 @@ from integrations.jira import JiraTracker
 from integrations.rate_limits import WriteBudget
 from integrations.tracker import TicketDraft
 from settings import Settings
+from telemetry.logs import configure_logging
 from tests.api_server import serving_api
 from tests.emulators.github import GitHubEmulator
 from tests.emulators.jira import JiraEmulator

@@ -1,6 +1,6 @@
 """The GitHub Issues tracker: action items as issues in `github:owner/repo`, through PyGithub.
 
-A ticket's key is `owner/repo#N` (the form the webhooks in app/webhooks.py route by). The issue
+A ticket's key is `owner/repo#N` (the form the webhooks in app/http/webhooks.py route by). The issue
 carries its action item's idempotency key twice (integrations/ticket_markers.py): a hidden
 marker in the body and an `afteraction-key:KEY-N` label. GitHub has no due-date field, so the
 due date is a `due:YYYY-MM-DD` label and a line of the body; the workflow stays the source of

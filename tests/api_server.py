@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from app.api import create_app
+from app.http.api import create_app
 from settings import Settings
 from tests.stack import free_port
 

@@ -1,5 +1,5 @@
 """The review, action item and ticket operations of the HTTP API, against the session's dev
-server: the real app (app.api.create_app) over httpx's ASGI transport, and a real worker on a
+server: the real app (app.http.api.create_app) over httpx's ASGI transport, and a real worker on a
 fresh task queue sharing the API's state folder (so both see the same local tracker)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 import yaml
 from temporalio.testing import WorkflowEnvironment
 
-from app.api import create_app
-from app.review_files import dump_yaml
+from app.formats.review_files import dump_yaml
+from app.http.api import create_app
 from domain.action_item import ActionItem
 from domain.review import FocusedQuestions, ReviewRecord, Rubric
 from domain.tickets import TicketDraft

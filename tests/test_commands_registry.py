@@ -2,7 +2,7 @@
 
 from temporalio import workflow
 
-from app.incidents import COMMANDS
+from app.services.incidents import COMMANDS
 from workflows.incident import IncidentWorkflow
 
 

@@ -523,11 +523,12 @@ def test_dockerignore_excludes_local_state_and_keeps_the_sources(
     for local in (".venv", ".git", ".afteraction", ".env", "__pycache__"):
         assert ignored(local), f".dockerignore should exclude {local}"
     setuptools = pyproject["tool"]["setuptools"]
+    packages = setuptools["packages"]["find"]["include"]
     needed = [
         "pyproject.toml",
         "requirements.lock",
         pyproject["project"]["readme"],
-        *setuptools.get("packages", []),
+        *(pattern.removesuffix("*") for pattern in packages),
         *(f"{module}.py" for module in setuptools.get("py-modules", [])),
     ]
     for path in needed:

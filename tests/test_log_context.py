@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.log_context import LogContextInterceptor
-from app.logs import configure_logging
+from telemetry.logs import configure_logging
 
 
 @activity.defn(name="probe_logging")

@@ -11,7 +11,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from app.logs import configure_logging, get_logger
+from telemetry.logs import configure_logging, get_logger
 
 SECRET = "s3cr3t-value-that-must-not-leak"
 

@@ -25,7 +25,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.notify import Notifier
-from app.logs import configure_logging
 from domain.commands import Cancel
 from domain.escalation import DeadlineKind
 from domain.incident import IncidentState
@@ -33,6 +32,7 @@ from domain.notifications import EscalationNotice
 from domain.policy import Rung
 from domain.severity import Severity
 from settings import Settings
+from telemetry.logs import configure_logging
 from tests.helpers import declare, eventually
 from tests.policies import fast_policy
 from worker import build_worker

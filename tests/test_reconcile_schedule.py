@@ -12,11 +12,11 @@ from temporalio.client import (
     ScheduleActionStartWorkflow,
 )
 
-from app.schedules import ensure_reconcile_schedule, schedule_id
 from domain.action_item import ActionItemState, action_workflow_id
 from domain.reconcile import WORKFLOW_NAME, ReconcileResult
 from integrations.local import TARGET as LOCAL_TARGET
 from integrations.local import LocalTracker
+from integrations.temporal_schedules import ensure_reconcile_schedule, schedule_id
 from settings import Settings
 from tests.helpers import eventually, new_key
 from tests.reviews import item_state, standalone_item

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from app.review_files import ReviewFileError, dump_yaml, parse_review, review_template
+from app.formats.review_files import ReviewFileError, dump_yaml, parse_review, review_template
 from domain.escalation import DeadlineKind, EscalationRecord
 from domain.functions import ReviewFunction
 from domain.incident import Incident, IncidentClock, IncidentState, TimelineEvent, TimelineKind

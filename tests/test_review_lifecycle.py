@@ -13,7 +13,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
-from app.actions import ActionItems
+from app.services.actions import ActionItems
 from domain.action_item import (
     AcceptRisk,
     ActionItem,

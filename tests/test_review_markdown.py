@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from app.review_markdown import review_markdown
+from app.formats.review_markdown import review_markdown
 from domain.action_item import (
     ActionItemSpec,
     ActionItemState,

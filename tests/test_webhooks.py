@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from temporalio.testing import WorkflowEnvironment
 
-from app.api import create_app
+from app.http.api import create_app
 from domain.action_item import ActionItem, TicketStatus, action_workflow_id
 from domain.webhook_events import IgnoredDelivery, TrackerEvent
 from integrations.ticket_markers import (

@@ -21,11 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from app.logs import configure_logging
-from app.temporal_client import connect
 from integrations.registry import TrackerRegistry
+from integrations.temporal_client import connect
 from integrations.tracker import Tracker
 from settings import load_settings
+from telemetry.logs import configure_logging
 from worker import build_worker
 
 DIE_AFTER_TICKET = "DIE_AFTER_TICKET"

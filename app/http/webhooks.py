@@ -29,8 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, SecretStr
 from temporalio.service import RPCError, RPCStatusCode
 
-from app.incidents import TemporalUnavailable, unavailable_message
-from app.logs import get_logger
+from app.services.incidents import TemporalUnavailable, unavailable_message
 from domain import search_attributes as sa
 from domain.webhook_events import Tracker
 from integrations.webhooks import (
@@ -43,6 +42,7 @@ from integrations.webhooks import (
     verify,
 )
 from settings import ENV_PREFIX, Settings
+from telemetry.logs import get_logger
 
 log = get_logger("afteraction.webhooks")
 SIGNAL = "ticket_changed"

@@ -13,9 +13,9 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel
 
-from app import render
-from app.cli_actions import actions
-from app.cli_common import (
+from app.cli import render
+from app.cli.actions import actions
+from app.cli.common import (
     AtOption,
     ByOption,
     JsonOption,
@@ -28,9 +28,9 @@ from app.cli_common import (
     _settings,
     fail,
 )
-from app.cli_db import db
-from app.cli_review import review
-from app.cli_tickets import tickets
+from app.cli.db import db
+from app.cli.review import review
+from app.cli.tickets import tickets
 from domain.commands import (
     Acknowledge,
     AddTimelineEvent,
@@ -220,7 +220,7 @@ def run() -> None:
 @app.command()
 def api() -> None:
     """Serve the HTTP API (what `run` starts; use it alone beside a cluster)."""
-    from app.api import serve
+    from app.http.api import serve
 
     serve(_settings())
 

@@ -20,20 +20,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-from app.actions import ActionItems
-from app.incidents import (
-    CommandRejected,
-    IncidentNotFound,
-    Incidents,
-    TemporalUnavailable,
-    UnknownTeam,
-    unavailable_message,
-)
-from app.local_tickets import StatusChange, set_status
-from app.logs import configure_logging, get_logger
-from app.review_files import review_template
-from app.review_markdown import review_markdown
-from app.review_requests import (
+from app.formats.review_files import review_template
+from app.formats.review_markdown import review_markdown
+from app.http.review_requests import (
     YAML_TYPES,
     InvalidReview,
     is_json,
@@ -42,8 +31,17 @@ from app.review_requests import (
     submitted_review,
     wants_markdown,
 )
-from app.temporal_client import connect
-from app.webhooks import router as webhooks_router
+from app.http.webhooks import router as webhooks_router
+from app.services.actions import ActionItems
+from app.services.incidents import (
+    CommandRejected,
+    IncidentNotFound,
+    Incidents,
+    TemporalUnavailable,
+    UnknownTeam,
+    unavailable_message,
+)
+from app.services.tickets import StatusChange, set_status
 from domain.action_item import (
     AcceptRisk,
     ActionItem,
@@ -77,9 +75,11 @@ from domain.routing import Routing, RoutingError, load_routing
 from domain.severity import Severity
 from domain.tickets import TicketDetail
 from integrations.local import LocalTracker
+from integrations.temporal_client import connect
 from integrations.tracker import Ticket, TrackerError
 from settings import Settings
 from store import StoreError, configured_store
+from telemetry.logs import configure_logging, get_logger
 
 log = get_logger("afteraction.api")
 Connector = Callable[[Settings], Awaitable[Client]]

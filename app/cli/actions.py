@@ -12,9 +12,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from temporalio.client import Client
 
-from app import render
-from app.actions import ActionItems
-from app.cli_common import (
+from app.cli import render
+from app.cli.common import (
     ByOption,
     JsonOption,
     _emit,
@@ -25,6 +24,7 @@ from app.cli_common import (
     err,
     parse_due,
 )
+from app.services.actions import ActionItems
 from domain.action_item import (
     AcceptRisk,
     ActionItem,

@@ -2,8 +2,8 @@
 
 `close` and `reopen` change the ticket, then send its action item the same `ticket_changed`
 signal a tracker webhook sends, so the local tracker exercises the real path end to end (the
-shared part, which the HTTP API uses too, is app.local_tickets).
-Part of the `afteraction` app (app.cli registers it), so it shares its exit codes.
+shared part, which the HTTP API uses too, is app.services.tickets).
+Part of the `afteraction` app (app.cli.main registers it), so it shares its exit codes.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from temporalio.client import Client
 
-from app.cli_common import JsonOption, _emit, _settings, err, fail
-from app.incidents import TemporalUnavailable, unavailable_message
-from app.local_tickets import set_status
-from app.temporal_client import connect
+from app.cli.common import JsonOption, _emit, _settings, err, fail
+from app.services.incidents import TemporalUnavailable, unavailable_message
+from app.services.tickets import set_status
 from domain.action_item import TicketStatus
 from domain.tickets import TicketDetail
 from integrations.local import LocalTracker
+from integrations.temporal_client import connect
 from integrations.tracker import Ticket, TrackerError
 from settings import Settings
 from store import StoreError, configured_store

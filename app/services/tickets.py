@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from app.incidents import TemporalUnavailable, unavailable_message
+from app.services.incidents import TemporalUnavailable, unavailable_message
 from domain.action_item import TicketChanged, TicketStatus
 from integrations.local import TARGET, LocalTracker
 from integrations.tracker import Ticket

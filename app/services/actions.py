@@ -14,7 +14,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
-from app.incidents import (
+from app.services.incidents import (
     WORKER_TIMEOUT,
     CommandRejected,
     TemporalUnavailable,

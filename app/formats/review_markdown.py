@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 
-from app.review_files import question_text
+from app.formats.review_files import question_text
 from domain.action_item import ActionItemSpec, ActionItemSummary
 from domain.functions import ReviewFunction
 from domain.incident import Incident

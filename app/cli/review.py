@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from app.cli_common import ByOption, JsonOption, _emit, _me, _run, err, fail, parse_due
-from app.incidents import Incidents
-from app.render import status
-from app.review_files import ReviewFileError, parse_review, review_template
-from app.review_markdown import review_markdown
+from app.cli.common import ByOption, JsonOption, _emit, _me, _run, err, fail, parse_due
+from app.cli.render import status
+from app.formats.review_files import ReviewFileError, parse_review, review_template
+from app.formats.review_markdown import review_markdown
+from app.services.incidents import Incidents
 from domain.functions import ReviewFunction
 from domain.incident import IncidentStatus
 from domain.review import Participant, ScheduleReview

@@ -2,7 +2,7 @@
 
 Every afteraction process migrates the database when it starts; these commands are for
 operators who want to see or do that step on its own (before a rolling deploy, say).
-Part of the `afteraction` app (app.cli registers it), so it shares its exit codes.
+Part of the `afteraction` app (app.cli.main registers it), so it shares its exit codes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 from pydantic import BaseModel
 
-from app.cli_common import JsonOption, _emit, _settings, fail
+from app.cli.common import JsonOption, _emit, _settings, fail
 from store import DatabaseNewerThanCode, SchemaStatus, StoreError, schema_status, upgrade
 from store.configured import prepare_home
 from store.database import Store, create_store_engine

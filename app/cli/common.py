@@ -20,16 +20,16 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console, RenderableType
 from temporalio.client import Client
 
-from app.incidents import (
+from app.services.incidents import (
     CommandRejected,
     IncidentNotFound,
     Incidents,
     TemporalUnavailable,
     unavailable_message,
 )
-from app.temporal_client import connect
 from domain.policy import Policy, PolicyFileError, load_policy, parse_duration
 from domain.routing import Routing, RoutingError, load_routing
+from integrations.temporal_client import connect
 from settings import Settings, SettingsError, load_settings
 
 out = Console()

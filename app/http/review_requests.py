@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from app.review_files import TOP_LEVEL, ZONE_EXAMPLE, ReviewFileError, parse_review
+from app.formats.review_files import TOP_LEVEL, ZONE_EXAMPLE, ReviewFileError, parse_review
 from domain.incident import Incident
 from domain.policy import Policy
 from domain.review import Review, check_review
