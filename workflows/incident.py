@@ -79,6 +79,8 @@ with workflow.unsafe.imports_passed_through():
 
 # How far ahead of the workflow clock a reported time may be (the reporter's clock drifts).
 CLOCK_SKEW = timedelta(minutes=1)
+# Histories recorded before this applied every item report as it came.
+APPLY_NEWER_REPORTS = "apply-only-newer-action-item-reports"
 
 _TRANSITIONS: dict[str, tuple[IncidentState, ...]] = {
     "schedule_review": (IncidentState.RESOLVED, IncidentState.IN_REVIEW),
@@ -528,12 +530,19 @@ class IncidentWorkflow:
     @workflow.signal
     def action_item_changed(self, summary: ActionItemSummary) -> None:
         incident = self.incident
-        for index, known in enumerate(incident.action_items):
-            if known.number == summary.number:
-                incident.action_items[index] = summary
-                break
-        else:
+        index = next(
+            (i for i, known in enumerate(incident.action_items) if known.number == summary.number),
+            None,
+        )
+        if index is None:
             return
+        if workflow.patched(APPLY_NEWER_REPORTS) and not summary.supersedes(
+            incident.action_items[index]
+        ):
+            # A late report (e.g. "verifying" after "done"): applying it would keep the
+            # incident tracking an item that has finished and will never report again.
+            return
+        incident.action_items[index] = summary
         if (
             incident.state is IncidentState.TRACKING
             and incident.action_items
