@@ -1,24 +1,34 @@
 """What reaches an incident at the same time, on the dev server: item reports that arrive out
-of order.
+of order, and review commands that overlap.
 
 The items are stand-ins that start and say nothing, so every report the incident sees is one
-this test sends."""
+this test sends; the facilitator activity is a stand-in under the real name, held until the
+test lets it answer (or failing every attempt)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio import workflow
-from temporalio.client import Client, WorkflowHandle
+import pytest
+from temporalio import activity, workflow
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateStage,
+)
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from domain.action_item import ActionItemState, ActionItemSummary, StartActionItem
 from domain.commands import Acknowledge, Transition
-from domain.incident import Incident, IncidentState
+from domain.incident import Incident, IncidentState, IncidentStatus
 from domain.policy import ActionKind
-from domain.review import SubmitReview
+from domain.review import ScheduleReview, SubmitReview
 from tests.helpers import declare, eventually
 from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec, local_route
@@ -37,6 +47,25 @@ class SilentActionItem:
     @workflow.run
     async def run(self, start: StartActionItem) -> None:
         return None
+
+
+class HeldFacilitator:
+    """propose_facilitator that answers only once the test releases it."""
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @activity.defn(name="propose_facilitator")
+    async def propose_facilitator(self, pool: list[str]) -> str:
+        self.asked.set()
+        await self.release.wait()
+        return pool[-1]
+
+
+@activity.defn(name="propose_facilitator")
+async def unavailable_facilitator(pool: list[str]) -> str:
+    raise RuntimeError("visibility is unavailable")
 
 
 def worker_with(client: Client, task_queue: str, *activities: Callable[..., Any]) -> Worker:
@@ -136,3 +165,102 @@ async def test_late_reports_do_not_overwrite_newer_or_final_ones_and_the_inciden
         closed = await handle.result()
         assert closed.state is IncidentState.CLOSED
         assert states(closed) == [State.DONE, State.ACCEPTED, State.DONE]
+
+
+# ---- review commands that overlap ----------------------------------------------------------
+
+Update = WorkflowUpdateHandle[IncidentStatus]
+
+
+async def schedule_waiting_for(facilitator: HeldFacilitator, handle: Handle) -> Update:
+    """schedule_review, accepted and waiting for its facilitator to be proposed."""
+    scheduling = await handle.start_update(
+        IncidentWorkflow.schedule_review,
+        ScheduleReview(at=datetime.now(UTC) + timedelta(days=1)),
+        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    )
+    await asyncio.wait_for(facilitator.asked.wait(), timeout=20)
+    return scheduling
+
+
+async def submit_accepted(handle: Handle, teams: Sequence[str]) -> Update:
+    return await handle.start_update(
+        IncidentWorkflow.submit_review, review(teams), wait_for_stage=WorkflowUpdateStage.ACCEPTED
+    )
+
+
+def refused_as_tracking(error: WorkflowUpdateFailedError) -> bool:
+    cause = error.cause
+    return isinstance(cause, ApplicationError) and (
+        "cannot submit_review an incident that is tracking" in cause.message
+    )
+
+
+async def test_a_review_submitted_while_the_facilitator_is_proposed_stays_submitted(
+    client: Client, task_queue: str
+) -> None:
+    facilitator = HeldFacilitator()
+    async with worker_with(client, task_queue, facilitator.propose_facilitator):
+        handle = await resolved(client, task_queue)
+        scheduling = await schedule_waiting_for(facilitator, handle)
+        # Accepted meanwhile: its validator sees the incident still resolved.
+        submitting = await submit_accepted(handle, TEAMS[:1])
+        facilitator.release.set()
+
+        assert (await scheduling.result()).state is IncidentState.IN_REVIEW
+        assert (await submitting.result()).state is IncidentState.TRACKING
+        incident = await handle.query(IncidentWorkflow.state)
+        assert incident.state is IncidentState.TRACKING
+        assert incident.review is not None and incident.review.submitted_by == "fran"
+        assert incident.review_schedule is not None
+        assert incident.review_schedule.facilitator == POOL[-1]
+        assert len(incident.action_items) == 1
+
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(IncidentWorkflow.submit_review, review(TEAMS[1:]))
+        assert refused_as_tracking(refused.value)
+        assert len((await handle.query(IncidentWorkflow.state)).action_items) == 1
+
+
+async def test_two_reviews_submitted_while_the_facilitator_is_proposed_record_only_the_first(
+    client: Client, task_queue: str
+) -> None:
+    facilitator = HeldFacilitator()
+    async with worker_with(client, task_queue, facilitator.propose_facilitator):
+        handle = await resolved(client, task_queue)
+        scheduling = await schedule_waiting_for(facilitator, handle)
+        first = await submit_accepted(handle, TEAMS[:1])
+        second = await submit_accepted(handle, TEAMS[1:])
+        facilitator.release.set()
+
+        await scheduling.result()
+        assert (await first.result()).state is IncidentState.TRACKING
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await second.result()
+        assert refused_as_tracking(refused.value)
+        incident = await handle.query(IncidentWorkflow.state)
+        assert [item.owning_team for item in incident.action_items] == [TEAMS[0]]
+
+
+async def test_schedule_review_gives_up_on_an_unavailable_facilitator_pool_and_changes_nothing(
+    client: Client, task_queue: str
+) -> None:
+    async with worker_with(client, task_queue, unavailable_facilitator):
+        handle = await resolved(client, task_queue)
+        at = datetime.now(UTC) + timedelta(days=1)
+        with pytest.raises(WorkflowUpdateFailedError) as failed:
+            # Three tries a second or two apart; retrying forever would hit the timeout.
+            await asyncio.wait_for(
+                handle.execute_update(IncidentWorkflow.schedule_review, ScheduleReview(at=at)),
+                timeout=30,
+            )
+        assert isinstance(failed.value.cause, ApplicationError)
+        assert "name the facilitator" in failed.value.cause.message
+        assert "visibility is unavailable" in failed.value.cause.message
+        incident = await handle.query(IncidentWorkflow.state)
+        assert incident.state is IncidentState.RESOLVED and incident.review_schedule is None
+
+        status = await handle.execute_update(
+            IncidentWorkflow.schedule_review, ScheduleReview(at=at, facilitator="fran")
+        )
+        assert status.state is IncidentState.IN_REVIEW
