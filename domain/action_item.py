@@ -129,6 +129,11 @@ class ActionItem(BaseModel):
     seen_deliveries: list[str] = Field(
         default_factory=list, description="recent tracker deliveries, so a repeat is ignored"
     )
+    reports_sent: int = Field(
+        default=0,
+        description="how many reports the incident has been sent, over every run of the item; "
+        "the next one carries this number plus one",
+    )
 
 
 class MissedStep(BaseModel):
@@ -232,6 +237,12 @@ class ActionItemSummary(BaseModel):
     state: ActionItemState
     due_at: datetime
     ticket: TicketRef | None = None
+    sequence: int = Field(
+        default=0,
+        description="the item's number for this report (1, 2, ...), so its incident applies "
+        "only a newer one; 0 before the first report, and in reports from before they were "
+        "numbered",
+    )
 
     @classmethod
     def of(cls, item: ActionItem) -> ActionItemSummary:
@@ -245,6 +256,20 @@ class ActionItemSummary(BaseModel):
             due_at=item.due_at,
             ticket=item.ticket,
         )
+
+    def supersedes(self, held: ActionItemSummary) -> bool:
+        """Whether this report should replace the one the incident `held` for the item.
+
+        Reports travel as separate signals, so they may arrive out of order: only a newer one
+        counts, and none takes an item back out of done or accepted (the item never leaves
+        them, so such a report can only be a stale one).
+        """
+        if held.state.is_final and not self.state.is_final:
+            return False
+        if self.sequence == 0:
+            # Sent by an item run from before reports were numbered: any numbered one is later.
+            return held.sequence == 0
+        return self.sequence > held.sequence
 
 
 class ActionItemRow(BaseModel):

@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -34,6 +39,7 @@ from domain.action_item import (
     AcceptRisk,
     ActionItem,
     ActionItemState,
+    ActionItemSummary,
     ExtendDeadline,
     TeamRoute,
     TicketChanged,
@@ -49,10 +55,10 @@ from domain.commands import (
     SetSeverity,
     Transition,
 )
-from domain.incident import Incident, Role
+from domain.incident import Incident, IncidentState, Role
 from domain.policy import ActionKind, Policy
 from domain.reconcile import ReconcileRequest, ReconcileResult
-from domain.review import ScheduleReview, SubmitReview
+from domain.review import AddActionItem, ScheduleReview, SubmitReview
 from domain.severity import Severity
 from integrations.local import LocalTracker
 from settings import Settings
@@ -395,6 +401,107 @@ async def reconciler_catches_a_closed_ticket(client: Client, task_queue: str) ->
     return {"reconciler-signals-drift": handle}
 
 
+async def resolved(client: Client, task_queue: str, policy: Policy) -> Handle:
+    handle = await declare(client, task_queue, policy)
+    await handle.execute_update(IncidentWorkflow.acknowledge, Acknowledge(commander="bob"))
+    await handle.execute_update(IncidentWorkflow.resolve, Transition())
+    return handle
+
+
+def review_of(*teams: str) -> SubmitReview:
+    """A review with one long-term item per team, routed to the local tracker."""
+    specs = [item_spec(team, f"Guard {team}", kind=ActionKind.LONG_TERM) for team in teams]
+    routes = {team: local_route(team) for team in teams}
+    return SubmitReview(review=full_review(*specs), routes=routes, by="fran")
+
+
+async def incident_until(handle: Handle, accept: Callable[[Incident], bool]) -> Incident:
+    return await eventually(lambda: handle.query(IncidentWorkflow.state), accept, timeout=30)
+
+
+async def accept_item(client: Client, key: str, number: int) -> None:
+    workflow_id = action_workflow_id(key, number)
+    await item_until(client, workflow_id, lambda i: i.state is ActionItemState.OPEN)
+    await client.get_workflow_handle(workflow_id).execute_update(
+        "accept_risk", AcceptRisk(rationale="covered elsewhere", approver="vp-eng")
+    )
+
+
+async def stale_reports(client: Client, task_queue: str) -> Handle:
+    """Item reports that arrive late (an unnumbered one after numbered ones, a numbered one
+    that would take an accepted item back to open) are dropped; the incident still closes."""
+    handle = await resolved(client, task_queue, items_policy())
+    await handle.execute_update(IncidentWorkflow.submit_review, review_of("payments", "platform"))
+    incident = await incident_until(
+        handle, lambda i: all(item.state is ActionItemState.OPEN for item in i.action_items)
+    )
+
+    async def send(held: ActionItemSummary, state: ActionItemState, sequence: int) -> None:
+        late = held.model_copy(update={"state": state, "sequence": sequence})
+        await handle.signal(IncidentWorkflow.action_item_changed, late)
+
+    await send(incident.action_items[0], ActionItemState.CREATING, 0)
+    await accept_item(client, incident.key, 1)
+    incident = await incident_until(
+        handle, lambda i: i.action_items[0].state is ActionItemState.ACCEPTED
+    )
+    held = incident.action_items[0]
+    await send(held, ActionItemState.OPEN, held.sequence + 1)
+    await accept_item(client, incident.key, 2)
+    closed = await handle.result()
+    assert [item.state for item in closed.action_items] == [ActionItemState.ACCEPTED] * 2
+    return handle
+
+
+async def accepted_before_completed(handle: Handle) -> int:
+    """How many updates the incident accepted before its first activity completed."""
+    accepted = 0
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            return accepted
+        accepted += event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    return accepted
+
+
+async def review_commands_in_turn(client: Client, task_queue: str) -> Handle:
+    """A review submitted while schedule_review waits for its proposed facilitator (a long
+    pool makes the activity slow enough) waits its turn; then an item is added, and the
+    incident closes once both items are accepted. Tried on fresh incidents until the submit
+    lands while the activity runs."""
+    pool = [f"facilitator-{number}" for number in range(40)]
+    policy = items_policy().model_copy(update={"facilitators": pool})
+    for _ in range(10):
+        handle = await resolved(client, task_queue, policy)
+        scheduling = await handle.start_update(
+            IncidentWorkflow.schedule_review,
+            ScheduleReview(at=datetime.now(UTC) + timedelta(days=1)),
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+        submitted = await handle.execute_update(
+            IncidentWorkflow.submit_review, review_of("payments")
+        )
+        await scheduling.result()
+        # acknowledge, resolve and schedule_review come first; the submit must be next.
+        if await accepted_before_completed(handle) == 4:
+            break
+        await handle.terminate("the submit came after the facilitator; trying again")
+    else:
+        raise AssertionError("submit_review never arrived while the facilitator was proposed")
+    assert submitted.state is IncidentState.TRACKING
+    await handle.execute_update(
+        IncidentWorkflow.add_action_item,
+        AddActionItem(
+            spec=item_spec("platform", "Alert on saturation", kind=ActionKind.LONG_TERM),
+            route=local_route("platform"),
+        ),
+    )
+    key = (await handle.query(IncidentWorkflow.state)).key
+    await accept_item(client, key, 1)
+    await accept_item(client, key, 2)
+    await handle.result()
+    return handle
+
+
 # ---- recording --------------------------------------------------------------------------
 
 INCIDENT_SCENARIOS: dict[str, IncidentScenario] = {
@@ -402,6 +509,8 @@ INCIDENT_SCENARIOS: dict[str, IncidentScenario] = {
     "cancelled": cancelled_after_an_escalation,
     "severity-change": severity_changes,
     "continued-as-new": continued_as_new,
+    "stale-reports": stale_reports,
+    "review-commands-in-turn": review_commands_in_turn,
 }
 SCENARIOS: list[Scenario] = [
     review_to_closed,

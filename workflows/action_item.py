@@ -354,15 +354,20 @@ class ActionItemWorkflow:
         parent = workflow.info().parent
         if parent is None:
             return
-        summary = ActionItemSummary.of(self.item)
+        item = self.item
+        summary = ActionItemSummary.of(item)
         if workflow.patched(REPORT_ONLY_CHANGES):
             # The incident already knows this (the last report may race its closing).
             if summary == self._reported:
                 return
             self._reported = summary
+        # Reports run beside each other and may reach the incident out of order: the number
+        # (kept in the item, so it keeps rising across continue-as-new) lets it drop a late one.
+        item.reports_sent += 1
+        report = summary.model_copy(update={"sequence": item.reports_sent})
         handle = workflow.get_external_workflow_handle(parent.workflow_id)
         try:
-            await handle.signal("action_item_changed", summary)
+            await handle.signal("action_item_changed", report)
         except Exception as error:  # the incident may have ended; the item goes on regardless
             workflow.logger.info("could not tell incident %s: %s", parent.workflow_id, error)
 

@@ -17,6 +17,10 @@ with workflow.unsafe.imports_passed_through():
 
 NOTIFY_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=20)
+# An activity inside an update handler: someone is waiting for the answer, and the handler
+# holds its turn meanwhile, so it gives up after a few tries instead of retrying forever.
+UPDATE_ACTIVITY_TIMEOUT = timedelta(seconds=10)
+UPDATE_ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 # Every step due by now has fired before a loop waits, so its timeout is positive; the floor
 # only guards against a zero timeout, which the SDK treats as "now".
 MIN_TIMER = timedelta(milliseconds=10)

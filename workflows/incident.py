@@ -7,15 +7,20 @@ policy's deadlines as durable timers and walks the escalation ladder when one is
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.common import (
     MIN_TIMER,
+    UPDATE_ACTIVITY_RETRY,
+    UPDATE_ACTIVITY_TIMEOUT,
     Background,
     history_too_long,
     notify_escalation,
@@ -79,6 +84,10 @@ with workflow.unsafe.imports_passed_through():
 
 # How far ahead of the workflow clock a reported time may be (the reporter's clock drifts).
 CLOCK_SKEW = timedelta(minutes=1)
+# Histories recorded before this applied every item report as it came.
+APPLY_NEWER_REPORTS = "apply-only-newer-action-item-reports"
+# Histories recorded before this let the review commands interleave at their awaits.
+REVIEW_COMMANDS_IN_TURN = "review-commands-in-turn"
 
 _TRANSITIONS: dict[str, tuple[IncidentState, ...]] = {
     "schedule_review": (IncidentState.RESOLVED, IncidentState.IN_REVIEW),
@@ -106,6 +115,8 @@ class IncidentWorkflow:
         self._search_attributes = SearchAttributeWriter()
         # Notifications in flight: they run beside the deadline loop, never in its way.
         self._background = Background()
+        # The review commands await (the facilitator, the items' starts): one at a time.
+        self._review_turn = asyncio.Lock()
 
     # ---- run loop: the durable timers -------------------------------------------------
 
@@ -402,32 +413,50 @@ class IncidentWorkflow:
 
     @workflow.update
     async def schedule_review(self, command: ScheduleReview) -> IncidentStatus:
-        incident = self.incident
-        facilitator = command.facilitator
-        proposed = False
-        if facilitator is None and incident.policy.facilitators:
-            facilitator = await workflow.execute_activity(
-                "propose_facilitator",
-                incident.policy.facilitators,
-                result_type=str,
-                start_to_close_timeout=timedelta(seconds=30),
+        async with self._in_turn("schedule_review") as in_turn:
+            incident = self.incident
+            facilitator = command.facilitator
+            proposed = False
+            if facilitator is None and incident.policy.facilitators:
+                facilitator = await self._propose_facilitator()
+                proposed = True
+                if in_turn:
+                    # Only the review commands wait their turn: make sure nothing else moved
+                    # the incident while the pool was asked, as in_review now would undo it.
+                    self._require_state("schedule_review")
+            incident.review_schedule = ReviewSchedule(
+                at=command.at,
+                facilitator=facilitator,
+                facilitator_proposed=proposed,
+                participants=command.participants,
             )
-            proposed = True
-        incident.review_schedule = ReviewSchedule(
-            at=command.at,
-            facilitator=facilitator,
-            facilitator_proposed=proposed,
-            participants=command.participants,
-        )
-        incident.state = IncidentState.IN_REVIEW
-        who = f" with facilitator {facilitator}" if facilitator else ""
-        self._record(
-            workflow.now(),
-            TimelineKind.REVIEW_SCHEDULED,
-            f"review scheduled for {command.at.isoformat(timespec='minutes')}{who}",
-            None,
-        )
-        return self._changed_state()
+            incident.state = IncidentState.IN_REVIEW
+            who = f" with facilitator {facilitator}" if facilitator else ""
+            self._record(
+                workflow.now(),
+                TimelineKind.REVIEW_SCHEDULED,
+                f"review scheduled for {command.at.isoformat(timespec='minutes')}{who}",
+                None,
+            )
+            return self._changed_state()
+
+    async def _propose_facilitator(self) -> str:
+        try:
+            facilitator: str = await workflow.execute_activity(
+                "propose_facilitator",
+                self.incident.policy.facilitators,
+                result_type=str,
+                start_to_close_timeout=UPDATE_ACTIVITY_TIMEOUT,
+                retry_policy=UPDATE_ACTIVITY_RETRY,
+            )
+        except ActivityError as error:
+            raise ApplicationError(
+                f"could not propose a facilitator from the pool ({error.cause or error}); "
+                "name the facilitator and schedule the review again",
+                type="FacilitatorUnavailable",
+                non_retryable=True,
+            ) from None
+        return facilitator
 
     @schedule_review.validator
     def _validate_schedule_review(self, command: ScheduleReview) -> None:
@@ -437,26 +466,27 @@ class IncidentWorkflow:
 
     @workflow.update
     async def submit_review(self, command: SubmitReview) -> IncidentStatus:
-        incident = self.incident
-        now = workflow.now()
-        review = command.review
-        warnings = []
-        missing = missing_functions(review, incident.policy.for_severity(incident.severity))
-        if missing:
-            warnings.append(
-                f"held without {', '.join(f.value for f in missing)}: "
-                f"{review.missing_function_waiver}"
+        async with self._in_turn("submit_review"):
+            incident = self.incident
+            now = workflow.now()
+            review = command.review
+            warnings = []
+            missing = missing_functions(review, incident.policy.for_severity(incident.severity))
+            if missing:
+                warnings.append(
+                    f"held without {', '.join(f.value for f in missing)}: "
+                    f"{review.missing_function_waiver}"
+                )
+            incident.review = ReviewRecord(
+                review=review, submitted_at=now, submitted_by=command.by, warnings=warnings
             )
-        incident.review = ReviewRecord(
-            review=review, submitted_at=now, submitted_by=command.by, warnings=warnings
-        )
-        incident.clock.review_held_at = now
-        incident.state = IncidentState.REVIEWED
-        self._record(now, TimelineKind.REVIEWED, "review submitted", command.by)
-        for spec in review.action_items:
-            await self._start_action_item(spec, command.routes[spec.owning_team])
-        incident.state = IncidentState.TRACKING
-        return self._changed_state()
+            incident.clock.review_held_at = now
+            incident.state = IncidentState.REVIEWED
+            self._record(now, TimelineKind.REVIEWED, "review submitted", command.by)
+            for spec in review.action_items:
+                await self._start_action_item(spec, command.routes[spec.owning_team])
+            incident.state = IncidentState.TRACKING
+            return self._changed_state()
 
     @submit_review.validator
     def _validate_submit_review(self, command: SubmitReview) -> None:
@@ -478,10 +508,11 @@ class IncidentWorkflow:
 
     @workflow.update
     async def add_action_item(self, command: AddActionItem) -> ActionItemSummary:
-        summary = await self._start_action_item(command.spec, command.route)
-        self.incident.state = IncidentState.TRACKING
-        self._changed_state()
-        return summary
+        async with self._in_turn("add_action_item"):
+            summary = await self._start_action_item(command.spec, command.route)
+            self.incident.state = IncidentState.TRACKING
+            self._changed_state()
+            return summary
 
     @add_action_item.validator
     def _validate_add_action_item(self, command: AddActionItem) -> None:
@@ -491,6 +522,19 @@ class IncidentWorkflow:
                 f"the route is for team {command.route.team!r}, "
                 f"the item is owned by {command.spec.owning_team!r}"
             )
+
+    @contextlib.asynccontextmanager
+    async def _in_turn(self, command: str) -> AsyncIterator[bool]:
+        """Run a review command once no other is mid-way, or refuse it if, by its turn, the
+        incident has moved on from where its validator accepted it (two reviews submitted
+        together: the second is refused, not recorded over the first). Yields whether the
+        commands take turns: histories recorded before they did replay the old way."""
+        if not workflow.patched(REVIEW_COMMANDS_IN_TURN):
+            yield False
+            return
+        async with self._review_turn:
+            self._require_state(command)
+            yield True
 
     async def _start_action_item(self, spec: ActionItemSpec, route: TeamRoute) -> ActionItemSummary:
         incident = self.incident
@@ -528,12 +572,19 @@ class IncidentWorkflow:
     @workflow.signal
     def action_item_changed(self, summary: ActionItemSummary) -> None:
         incident = self.incident
-        for index, known in enumerate(incident.action_items):
-            if known.number == summary.number:
-                incident.action_items[index] = summary
-                break
-        else:
+        index = next(
+            (i for i, known in enumerate(incident.action_items) if known.number == summary.number),
+            None,
+        )
+        if index is None:
             return
+        if workflow.patched(APPLY_NEWER_REPORTS) and not summary.supersedes(
+            incident.action_items[index]
+        ):
+            # A late report (e.g. "verifying" after "done"): applying it would keep the
+            # incident tracking an item that has finished and will never report again.
+            return
+        incident.action_items[index] = summary
         if (
             incident.state is IncidentState.TRACKING
             and incident.action_items
