@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
 
 from domain.escalation import DeadlineKind, EscalationRecord
+from domain.keys import KEY_EXAMPLE, is_incident_key
+from domain.limits import (
+    Key,
+    Link,
+    Moment,
+    Name,
+    SearchName,
+    Text,
+    Title,
+)
 from domain.policy import ActionItemPolicy, ActionKind, Rung
 from domain.severity import Severity
 
@@ -28,16 +39,16 @@ def _required_text(value: str) -> str:
 class ActionItemSpec(BaseModel):
     """One independent, testable, assignable piece of work that a review decides on."""
 
-    title: str
-    owning_team: str
-    assignee: str | None = None
+    title: Title
+    owning_team: SearchName
+    assignee: Name | None = None
     kind: ActionKind
     priority: Priority
-    due_at: datetime | None = Field(
+    due_at: Moment | None = Field(
         default=None, description="when it is due; default from the policy by kind and severity"
     )
-    success_criteria: str = Field(description="how anyone can tell it worked, measurably")
-    slo_link: str | None = None
+    success_criteria: Text = Field(description="how anyone can tell it worked, measurably")
+    slo_link: Link | None = None
 
     _check_text = field_validator("title", "owning_team", "success_criteria")(_required_text)
 
@@ -174,8 +185,11 @@ def action_workflow_id(incident_key: str, number: int) -> str:
 def parse_action_item_id(item_id: str) -> tuple[str, int]:
     """'INC-261127-7KQ2-3' -> ('INC-261127-7KQ2', 3); ValueError names the expected form."""
     key, _, number = item_id.rpartition("-")
-    if not key or not number.isdigit():
-        raise ValueError(f"{item_id!r} is not an action item id; expected KEY-N, e.g. INC-1-2")
+    # An item's number is at most INCIDENT_ACTION_ITEMS: a few digits, never a huge integer.
+    if not is_incident_key(key) or not re.fullmatch(r"[1-9][0-9]{0,5}", number):
+        raise ValueError(
+            f"{item_id[:60]!r} is not an action item id; expected KEY-N, e.g. {KEY_EXAMPLE}-2"
+        )
     return key, int(number)
 
 
@@ -188,12 +202,12 @@ class TicketChanged(BaseModel):
     """Signal to ActionItemWorkflow: its ticket changed in the tracker (webhook, reconciler or
     the local tracker's CLI all send this one shape)."""
 
-    ticket_key: str
-    event: str = Field(description="what happened, e.g. closed, reopened, commented, edited")
+    ticket_key: Key
+    event: Name = Field(description="what happened, e.g. closed, reopened, commented, edited")
     status: TicketStatus | None = Field(default=None, description="the status after the event")
     at: datetime
-    source: str = Field(description="webhook:github, webhook:jira, reconciler or local")
-    delivery_id: str | None = Field(
+    source: Name = Field(description="webhook:github, webhook:jira, reconciler or local")
+    delivery_id: Key | None = Field(
         default=None, description="the sender's id of this delivery, so duplicates change nothing"
     )
     activity: bool = Field(
@@ -205,23 +219,23 @@ class TicketChanged(BaseModel):
 
 
 class ExtendDeadline(BaseModel):
-    due_at: datetime
-    reason: str
-    by: str | None = None
+    due_at: Moment
+    reason: Text
+    by: Name | None = None
 
     _check_reason = field_validator("reason")(_required_text)
 
 
 class VerifyItem(BaseModel):
-    evidence: str = Field(description="a link or a sentence showing the success criteria hold")
-    by: str
+    evidence: Text = Field(description="a link or a sentence showing the success criteria hold")
+    by: Name
 
     _check_text = field_validator("evidence", "by")(_required_text)
 
 
 class AcceptRisk(BaseModel):
-    rationale: str
-    approver: str
+    rationale: Text
+    approver: Name
 
     _check_text = field_validator("rationale", "approver")(_required_text)
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from domain.deadlines import DeadlineTracker
 from domain.incident import Incident, Role
+from domain.keys import INCIDENT_KEY
+from domain.limits import NAMES_ITEMS, TITLE_CHARS, Moment, Name, Note, SearchName, Text
 from domain.policy import Policy
 from domain.severity import Severity
-
-INCIDENT_KEY = re.compile(r"^[A-Z][A-Z0-9]*-[A-Z0-9-]{1,40}$")
 
 
 def _person(value: str) -> str:
@@ -25,16 +24,16 @@ def _person(value: str) -> str:
 class NewIncident(BaseModel):
     """What a person gives to declare an incident (the CLI's and the API's input)."""
 
-    title: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=TITLE_CHARS)
     severity: Severity
-    services: list[str] = Field(default_factory=list)
-    teams: list[str] = Field(default_factory=list)
-    summary: str | None = None
-    declared_by: str = "unknown"
-    started_at: datetime | None = Field(
+    services: list[SearchName] = Field(default_factory=list, max_length=NAMES_ITEMS)
+    teams: list[SearchName] = Field(default_factory=list, max_length=NAMES_ITEMS)
+    summary: Note | None = None
+    declared_by: Name = "unknown"
+    started_at: Moment | None = Field(
         default=None, description="when impact began, if earlier than the declaration"
     )
-    detected_at: datetime | None = Field(default=None, description="when impact was noticed")
+    detected_at: Moment | None = Field(default=None, description="when impact was noticed")
 
     @field_validator("title")
     @classmethod
@@ -83,30 +82,30 @@ class DeclareIncident(NewIncident):
 
 
 class Acknowledge(BaseModel):
-    commander: str
-    by: str | None = None
+    commander: Name
+    by: Name | None = None
 
     _check_commander = field_validator("commander")(_person)
 
 
 class AssignRole(BaseModel):
     role: Role
-    person: str
-    by: str | None = None
+    person: Name
+    by: Name | None = None
 
     _check_person = field_validator("person")(_person)
 
 
 class SetSeverity(BaseModel):
     severity: Severity
-    reason: str | None = None
-    by: str | None = None
+    reason: Text | None = None
+    by: Name | None = None
 
 
 class AddTimelineEvent(BaseModel):
-    text: str
-    at: datetime | None = None
-    by: str | None = None
+    text: Note
+    at: Moment | None = None
+    by: Name | None = None
 
     @field_validator("text")
     @classmethod
@@ -119,11 +118,11 @@ class AddTimelineEvent(BaseModel):
 class Transition(BaseModel):
     """mitigate and resolve: an optional note, and an optional earlier time it happened."""
 
-    note: str | None = None
-    at: datetime | None = None
-    by: str | None = None
+    note: Note | None = None
+    at: Moment | None = None
+    by: Name | None = None
 
 
 class Cancel(BaseModel):
-    reason: str
-    by: str | None = None
+    reason: Text
+    by: Name | None = None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,6 +31,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from domain.functions import ReviewFunction
+from domain.limits import LONGEST_DURATION
 from domain.severity import Severity
 
 _DURATION_PART = re.compile(r"([0-9]+)\s*(w|d|h|m|s)")
@@ -38,17 +40,42 @@ DURATION_FORMS = "e.g. '90s', '15m', '1h30m', '2d', ISO 8601 'PT5M' or a number 
 
 
 def parse_duration(value: object) -> object:
-    """Accept '90s', '15m', '4h', '2d', '1w', '1h30m' besides what pydantic takes (seconds, ISO)."""
+    """Accept '90s', '15m', '4h', '2d', '1w', '1h30m' besides what pydantic takes (seconds, ISO).
+
+    ValueError for one longer than LONGEST_DURATION: deadlines are arithmetic on durations.
+    """
     if isinstance(value, bool):
         # TOML `true` is not a duration, though pydantic would read it as one second.
         raise ValueError(f"{value!r} is not a duration; expected {DURATION_FORMS}")
-    if isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        if re.fullmatch(r"[0-9]+", text):
-            return timedelta(seconds=int(text))
-        if text and _DURATION_PART.sub("", text) == "":
-            seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
-            return timedelta(seconds=seconds)
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower().replace(" ", "")
+    if re.fullmatch(r"[0-9]+", text):
+        parts = [(text, "s")]
+    elif text and _DURATION_PART.sub("", text) == "":
+        parts = _DURATION_PART.findall(text)
+    else:
+        return value
+    # More digits than any duration needs would only make an integer too large to convert.
+    if any(len(number) > 12 for number, _ in parts):
+        raise ValueError(_too_long(value))
+    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    if seconds > LONGEST_DURATION.total_seconds():
+        raise ValueError(_too_long(value))
+    return timedelta(seconds=seconds)
+
+
+def _too_long(shown: str) -> str:
+    shown = shown if len(shown) <= 40 else shown[:40] + "..."
+    return (
+        f"{shown!r} is longer than {format_duration(LONGEST_DURATION)}, the longest duration "
+        "afteraction takes; give a shorter one"
+    )
+
+
+def not_too_long(value: timedelta) -> timedelta:
+    if value > LONGEST_DURATION:
+        raise ValueError(_too_long(format_duration(value)))
     return value
 
 
@@ -69,7 +96,7 @@ def format_duration(value: timedelta) -> str:
     return sign + "".join(parts)
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(not_too_long)]
 
 
 class Rung(StrEnum):

@@ -13,6 +13,19 @@ from pydantic import BaseModel, Field
 
 from domain.action_item import ActionItemSpec, TeamRoute
 from domain.functions import ReviewFunction
+from domain.limits import (
+    NAMES_ITEMS,
+    REVIEW_ACTION_ITEMS,
+    REVIEW_LIST_ITEMS,
+    REVIEW_TIMELINE_ENTRIES,
+    Link,
+    LongText,
+    Moment,
+    Name,
+    Note,
+    SearchName,
+    Text,
+)
 from domain.policy import Policy, SeverityPolicy
 
 
@@ -26,21 +39,21 @@ class EvidenceKind(StrEnum):
 
 class EvidenceLink(BaseModel):
     kind: EvidenceKind
-    url: str
-    description: str | None = None
+    url: Link
+    description: Text | None = None
 
 
 class BlastRadius(BaseModel):
-    services: list[str] = Field(default_factory=list)
-    customers: str = Field(default="", description="who was affected, e.g. '12% of EU checkouts'")
-    regions: list[str] = Field(default_factory=list)
+    services: list[SearchName] = Field(default_factory=list, max_length=NAMES_ITEMS)
+    customers: Text = Field(default="", description="who was affected, e.g. '12% of EU checkouts'")
+    regions: list[Name] = Field(default_factory=list, max_length=NAMES_ITEMS)
     duration_minutes: int | None = Field(default=None, ge=0)
 
 
 class Answer(BaseModel):
     """An answer to one focused question, with its timebox in the review's agenda."""
 
-    answer: str = ""
+    answer: LongText = ""
     timebox_minutes: int = Field(default=10, ge=1, le=240)
 
 
@@ -62,35 +75,35 @@ class Rubric(BaseModel):
 
 
 class Participant(BaseModel):
-    name: str
+    name: Name
     function: ReviewFunction
 
 
 class Decision(BaseModel):
-    decision: str
-    rationale: str
-    owner: str
+    decision: Text
+    rationale: Text
+    owner: Name
     date: date
 
 
 class NarrativeEntry(BaseModel):
-    at: datetime
-    text: str
+    at: Moment
+    text: Note
 
 
 class Review(BaseModel):
-    executive_summary: str = ""
-    technical_appendix: str = ""
-    timeline: list[NarrativeEntry] = Field(default_factory=list)
+    executive_summary: LongText = ""
+    technical_appendix: LongText = ""
+    timeline: list[NarrativeEntry] = Field(default_factory=list, max_length=REVIEW_TIMELINE_ENTRIES)
     blast_radius: BlastRadius = Field(default_factory=BlastRadius)
-    evidence: list[EvidenceLink] = Field(default_factory=list)
+    evidence: list[EvidenceLink] = Field(default_factory=list, max_length=REVIEW_LIST_ITEMS)
     questions: FocusedQuestions = Field(default_factory=FocusedQuestions)
     rubric: Rubric = Field(default_factory=Rubric)
-    facilitator: str | None = None
-    participants: list[Participant] = Field(default_factory=list)
-    decisions: list[Decision] = Field(default_factory=list)
-    action_items: list[ActionItemSpec] = Field(default_factory=list)
-    missing_function_waiver: str | None = Field(
+    facilitator: Name | None = None
+    participants: list[Participant] = Field(default_factory=list, max_length=NAMES_ITEMS)
+    decisions: list[Decision] = Field(default_factory=list, max_length=REVIEW_LIST_ITEMS)
+    action_items: list[ActionItemSpec] = Field(default_factory=list, max_length=REVIEW_ACTION_ITEMS)
+    missing_function_waiver: Text | None = Field(
         default=None, description="why the review went ahead without a required function"
     )
 
@@ -153,9 +166,9 @@ def check_review(
 
 
 class ScheduleReview(BaseModel):
-    at: datetime
-    facilitator: str | None = None
-    participants: list[Participant] = Field(default_factory=list)
+    at: Moment
+    facilitator: Name | None = None
+    participants: list[Participant] = Field(default_factory=list, max_length=NAMES_ITEMS)
 
 
 class ReviewSchedule(BaseModel):
@@ -172,7 +185,7 @@ class SubmitReview(BaseModel):
 
     review: Review
     routes: dict[str, TeamRoute]
-    by: str | None = None
+    by: Name | None = None
 
 
 class ReviewRecord(BaseModel):
@@ -189,4 +202,4 @@ class AddActionItem(BaseModel):
 
     spec: ActionItemSpec
     route: TeamRoute
-    by: str | None = None
+    by: Name | None = None

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from domain.action_item import TicketChanged, TicketStatus
+from domain.limits import Key, Name
 
 Tracker = Literal["github", "jira"]
 
@@ -17,11 +18,11 @@ class TrackerEvent(BaseModel):
     the payload does not say which item the ticket belongs to)."""
 
     tracker: Tracker
-    event: str = Field(description="closed, reopened, edited, labeled, commented, assigned, ...")
-    ticket_key: str = Field(description="owner/repo#N on GitHub, the issue key (PROJ-7) on Jira")
+    event: Name = Field(description="closed, reopened, edited, labeled, commented, assigned, ...")
+    ticket_key: Key = Field(description="owner/repo#N on GitHub, the issue key (PROJ-7) on Jira")
     status: TicketStatus | None = Field(description="the ticket's status after the event")
     workflow_id: str | None = Field(description="the ActionItemWorkflow the ticket names")
-    delivery_id: str = Field(description="the sender's delivery id, or a hash of the body")
+    delivery_id: Key = Field(description="the sender's delivery id, or a hash of the body")
     at: datetime
     activity: bool = Field(
         default=True,

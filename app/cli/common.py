@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console, RenderableType
 from temporalio.client import Client
 
+from app.formats.problems import problem_message
 from app.services.incidents import (
     CommandRejected,
     IncidentNotFound,
@@ -96,12 +97,7 @@ def _model(model: type[T], **fields: Any) -> T:
     except ValidationError as error:
         problems = "; ".join(
             ": ".join(
-                part
-                for part in (
-                    ".".join(str(p) for p in e["loc"]),
-                    str(e["msg"]).removeprefix("Value error, "),
-                )
-                if part
+                part for part in (".".join(str(p) for p in e["loc"]), problem_message(e)) if part
             )
             for e in error.errors()
         )

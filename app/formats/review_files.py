@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from app.formats.problems import problem_message
 from domain.functions import ReviewFunction
 from domain.incident import Incident, TimelineKind
 from domain.policy import ActionKind, Policy, format_duration
@@ -530,7 +531,9 @@ def _explain(error: ErrorDetails, path: Path) -> str:
         return "expected a mapping of fields (name: value lines)"
     if kind.startswith("datetime"):
         return f"{value!r} is not a time; expected ISO 8601 with a zone, e.g. {ZONE_EXAMPLE}"
-    return error["msg"].removeprefix("Value error, ")
+    if kind.startswith("date"):
+        return f"{value!r} is not a date; expected YYYY-MM-DD, e.g. 2026-11-27"
+    return problem_message(error)
 
 
 def _error_path(error: ErrorDetails) -> Path:

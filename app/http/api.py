@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
+from app.formats.problems import problem_message
 from app.formats.review_files import review_template
 from app.formats.review_markdown import review_markdown
 from app.http.review_requests import (
@@ -27,7 +28,6 @@ from app.http.review_requests import (
     InvalidReview,
     is_json,
     media_type,
-    problem_message,
     submitted_review,
     wants_markdown,
 )

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
+from app.formats.problems import problem_message
 from app.formats.review_files import TOP_LEVEL, ZONE_EXAMPLE, ReviewFileError, parse_review
 from domain.incident import Incident
 from domain.policy import Policy
@@ -55,12 +54,6 @@ def wants_markdown(accept: str | None) -> bool:
     markdown = weights.get("text/markdown", weights.get("text/*", 0.0))
     as_json = weights.get("application/json", weights.get("application/*", weights.get("*/*", 0.0)))
     return markdown > 0 and markdown > as_json
-
-
-def problem_message(error: ErrorDetails | dict[str, Any]) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown field"
-    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _review_from_yaml(body: bytes, incident: Incident) -> Review:

@@ -1,0 +1,14 @@
+"""The shape of an incident key, which names its workflow (`incident/<KEY>`) and its items'."""
+
+from __future__ import annotations
+
+import re
+
+# INC-261127-7KQ2; short enough to say on a bridge call, and to stay far below Temporal's
+# limit on a workflow id.
+INCIDENT_KEY = re.compile(r"^[A-Z][A-Z0-9]*-[A-Z0-9-]{1,40}$")
+KEY_EXAMPLE = "INC-261127-7KQ2"
+
+
+def is_incident_key(text: str) -> bool:
+    return INCIDENT_KEY.match(text) is not None
