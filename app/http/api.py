@@ -1,8 +1,9 @@
 """The HTTP API: the CLI's operations over JSON, with OpenAPI at /docs.
 
 Errors answer with {"detail": "..."}: 404 unknown incident, action item or ticket, 409 a
-command the incident or the item rejected (the validator's reason), 422 an invalid body (with
-"problems": every problem, one "path: message" each), 503 Temporal or the worker away.
+command the incident or the item rejected (the validator's reason), 413 a body or a command
+over its size limit (the limit named), 422 an invalid body (with "problems": every problem,
+one "path: message" each), 503 Temporal or the worker away.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from app.formats.problems import problem_message
 from app.formats.review_files import review_template
 from app.formats.review_markdown import review_markdown
+from app.http.body_limit import BodyLimit
 from app.http.review_requests import (
     YAML_TYPES,
     InvalidReview,
@@ -35,6 +38,7 @@ from app.http.webhooks import router as webhooks_router
 from app.services.actions import ActionItems
 from app.services.incidents import (
     CommandRejected,
+    CommandTooLarge,
     IncidentNotFound,
     Incidents,
     TemporalUnavailable,
@@ -69,6 +73,7 @@ from domain.incident import (
     IncidentSummary,
     workflow_id_for,
 )
+from domain.limits import SearchName
 from domain.policy import Policy, PolicyFileError, load_policy
 from domain.review import ReviewRecord, ScheduleReview
 from domain.routing import Routing, RoutingError, load_routing
@@ -145,6 +150,7 @@ class ProblemsBody(BaseModel):
 _ERRORS: dict[int, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such incident, action item or ticket"},
     409: {"model": ErrorBody, "description": "Rejected in the current state: the reason"},
+    413: {"model": ErrorBody, "description": "The body or the command is over its size limit"},
     415: {"model": ErrorBody, "description": "A body that is neither JSON nor YAML"},
     422: {"model": ProblemsBody, "description": "Invalid: every problem, with its path"},
     503: {"model": ErrorBody, "description": "Temporal, its worker or the tracker away"},
@@ -152,8 +158,22 @@ _ERRORS: dict[int, dict[str, Any]] = {
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The error answers of a route; 422 (invalid parameters or body) is always among them."""
-    return {code: _ERRORS[code] for code in sorted({*codes, 422})}
+    """The error answers of a route; 413 (a body over the limit, see app.http.body_limit) and
+    422 (invalid parameters or body) are always among them."""
+    return {code: _ERRORS[code] for code in sorted({*codes, 413, 422})}
+
+
+def _unreadable_body(error: StarletteHTTPException) -> str | None:
+    """Why FastAPI could not parse a JSON body it answers with a bare 400, as a problem; None
+    for any other HTTP error. The README promises 422 for an invalid body."""
+    cause = error.__cause__
+    if error.status_code != 400:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return "body: not UTF-8 text; send JSON encoded as UTF-8"
+    if isinstance(cause, RecursionError):
+        return "body: nested too deeply to read; a request needs only a few levels"
+    return None
 
 
 class YAMLResponse(Response):
@@ -236,6 +256,7 @@ def create_app(
         description="Incidents as durable workflows: declare, respond, resolve, review.",
         lifespan=lifespan,
     )
+    api.add_middleware(BodyLimit)
 
     api.state.connection = connection
     api.state.settings = settings
@@ -250,6 +271,10 @@ def create_app(
     @api.exception_handler(CommandRejected)
     async def _rejected(_: Request, error: CommandRejected) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=409)
+
+    @api.exception_handler(CommandTooLarge)
+    async def _too_large(_: Request, error: CommandTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(error), "problems": [str(error)]}, status_code=413)
 
     @api.exception_handler(UnknownTeam)
     async def _unknown_team(_: Request, error: UnknownTeam) -> JSONResponse:
@@ -465,7 +490,7 @@ def create_app(
     async def list_action_items(
         items: Items,
         incident: Annotated[str | None, Query(description="Only this incident's.")] = None,
-        team: Annotated[str | None, Query(description="Only this owning team's.")] = None,
+        team: Annotated[SearchName | None, Query(description="Only this owning team's.")] = None,
         overdue: Annotated[bool, Query(description="Only open items past due.")] = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     ) -> list[ActionItemRow]:
@@ -550,8 +575,13 @@ def create_app(
     ticket_route("close", TicketStatus.CLOSED, "Close a ticket as its team would; its item hears")
     ticket_route("reopen", TicketStatus.OPEN, "Reopen a ticket; its action item reopens too")
 
-    @api.exception_handler(HTTPException)
-    async def _http(_: Request, error: HTTPException) -> JSONResponse:
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        problem = _unreadable_body(error)
+        if problem is not None:
+            return JSONResponse(
+                {"detail": f"invalid request: {problem}", "problems": [problem]}, status_code=422
+            )
         return JSONResponse(
             {"detail": error.detail}, status_code=error.status_code, headers=error.headers
         )

@@ -18,6 +18,7 @@ from app.services.incidents import (
     WORKER_TIMEOUT,
     CommandRejected,
     TemporalUnavailable,
+    check_size,
     explain_failure,
     rejection_message,
 )
@@ -90,6 +91,7 @@ class ActionItems:
         if not isinstance(payload, model):
             raise TypeError(f"{name} takes {model.__name__}, not {type(payload).__name__}")
         handle = self._client.get_workflow_handle(self._workflow_id(item_id))
+        check_size(self._client, f"the {name} command", payload)
         try:
             result: ActionItemSummary = await handle.execute_update(
                 name, payload, result_type=ActionItemSummary, rpc_timeout=WORKER_TIMEOUT

@@ -1,8 +1,9 @@
 """Incidents as the CLI and the API see them: declare, list, read and command.
 
 A thin client of IncidentWorkflow. It turns Temporal's failures into three errors a
-person can act on: IncidentNotFound, CommandRejected (the validator said no, and why),
-and TemporalUnavailable (the server or the worker is not there, and how to start it).
+person can act on: IncidentNotFound, CommandRejected (the validator said no, and why; or
+CommandTooLarge, refused before it is sent), and TemporalUnavailable (the server or the
+worker is not there, and how to start it).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from domain.incident import (
     key_from_workflow_id,
     workflow_id_for,
 )
+from domain.keys import KEY_EXAMPLE, is_incident_key
+from domain.limits import COMMAND_BYTES, kib
 from domain.policy import Policy
 from domain.review import AddActionItem, Review, ScheduleReview, SubmitReview
 from domain.routing import Routing, RoutingError
@@ -67,6 +70,10 @@ class UnknownTeam(CommandRejected):
     """The routing file names no route for an action item's team (the message says which)."""
 
 
+class CommandTooLarge(CommandRejected):
+    """A command larger than Temporal may safely keep in a workflow; nothing was sent."""
+
+
 class TemporalUnavailable(Exception):
     pass
 
@@ -86,6 +93,22 @@ COMMANDS: dict[str, type[BaseModel]] = {
 }
 # What each command answers, when it is not the incident's status.
 RESULTS: dict[str, type[BaseModel]] = {"add_action_item": ActionItemSummary}
+
+
+def check_size(client: Client, what: str, payload: BaseModel) -> None:
+    """CommandTooLarge unless `payload`, encoded as the client sends it, fits COMMAND_BYTES.
+
+    Temporal refuses a payload over 2 MB by failing the workflow task that would record it,
+    on every retry, so the incident would stop answering and stop escalating: an oversized
+    command is refused here, before it is sent.
+    """
+    [encoded] = client.data_converter.payload_converter.to_payloads([payload])
+    size = encoded.ByteSize()
+    if size > COMMAND_BYTES:
+        raise CommandTooLarge(
+            f"{what} is {kib(size)} once encoded, over the {kib(COMMAND_BYTES)} one command "
+            "may carry; shorten its longest texts and link to documents for the rest"
+        )
 
 
 def rejection_message(error: WorkflowUpdateFailedError) -> str:
@@ -156,6 +179,7 @@ class Incidents:
             declaration = DeclareIncident(
                 **request.model_dump(), key=key or new_incident_key(), policy=self._policy
             )
+            check_size(self._client, "the declaration", declaration)
             try:
                 await self._client.start_workflow(
                     IncidentWorkflow.run,
@@ -211,6 +235,7 @@ class Incidents:
         if not isinstance(payload, model):
             raise TypeError(f"{name} takes {model.__name__}, not {type(payload).__name__}")
         handle = self._handle(key)
+        check_size(self._client, f"the {name} command", payload)
         try:
             result: IncidentStatus = await handle.execute_update(
                 name,
@@ -250,6 +275,12 @@ class Incidents:
         return result  # type: ignore[return-value]
 
     def _handle(self, key: str) -> WorkflowHandle[IncidentWorkflow, Incident]:
+        if not is_incident_key(key):
+            # Not sent: Temporal would refuse a long one as an invalid id, which reads as an outage.
+            raise IncidentNotFound(
+                f"no incident {key[:60]!r}: keys look like {KEY_EXAMPLE}; "
+                "`afteraction list` shows the incidents"
+            )
         return self._client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id_for(key))
 
     async def _explain(self, workflow_id: str, what: str, error: Exception) -> Exception:
