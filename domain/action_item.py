@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field, field_validator
 from domain.escalation import DeadlineKind, EscalationRecord
 from domain.keys import KEY_EXAMPLE, is_incident_key
 from domain.limits import (
+    CARRIED_ESCALATIONS,
+    CARRIED_EXTENSIONS,
     Key,
     Link,
     Moment,
@@ -18,6 +20,7 @@ from domain.limits import (
     SearchName,
     Text,
     Title,
+    latest,
 )
 from domain.policy import ActionItemPolicy, ActionKind, Rung
 from domain.severity import Severity
@@ -145,6 +148,36 @@ class ActionItem(BaseModel):
         description="how many reports the incident has been sent, over every run of the item; "
         "the next one carries this number plus one",
     )
+    earlier_escalations: int = Field(
+        default=0,
+        description="escalations before the first one listed, kept in the earlier runs' history",
+    )
+    earlier_extensions: int = Field(
+        default=0,
+        description="extensions before the first one listed, kept in the earlier runs' history",
+    )
+
+    @property
+    def escalation_count(self) -> int:
+        return self.earlier_escalations + len(self.escalations)
+
+    def carried(self) -> ActionItem:
+        """The item as a run hands it to the next: its latest escalations and extensions only
+        (the history keeps the rest; the next reminder needs only the last extension)."""
+        escalations, earlier_escalations = latest(
+            self.escalations, count=CARRIED_ESCALATIONS, earlier=self.earlier_escalations
+        )
+        extensions, earlier_extensions = latest(
+            self.extensions, count=CARRIED_EXTENSIONS, earlier=self.earlier_extensions
+        )
+        return self.model_copy(
+            update={
+                "escalations": escalations,
+                "extensions": extensions,
+                "earlier_escalations": earlier_escalations,
+                "earlier_extensions": earlier_extensions,
+            }
+        )
 
 
 class MissedStep(BaseModel):

@@ -9,6 +9,12 @@ from pydantic import BaseModel, Field
 
 from domain.action_item import ActionItemSummary
 from domain.escalation import EscalationRecord
+from domain.limits import (
+    CARRIED_ESCALATIONS,
+    CARRIED_TIMELINE_CHARS,
+    CARRIED_TIMELINE_EVENTS,
+    latest,
+)
 from domain.policy import Policy
 from domain.review import ReviewRecord, ReviewSchedule
 from domain.severity import Severity
@@ -104,6 +110,42 @@ class Incident(BaseModel):
     review_schedule: ReviewSchedule | None = None
     review: ReviewRecord | None = None
     action_items: list[ActionItemSummary] = Field(default_factory=list)
+    earlier_timeline_events: int = Field(
+        default=0,
+        description="timeline events before the first one listed: the workflow history of the "
+        "incident's earlier runs keeps them",
+    )
+    earlier_escalations: int = Field(
+        default=0,
+        description="escalations before the first one listed, kept in the earlier runs' history",
+    )
+
+    @property
+    def escalation_count(self) -> int:
+        return self.earlier_escalations + len(self.escalations)
+
+    def carried(self) -> Incident:
+        """The incident as a run hands it to the next: its latest timeline events and
+        escalations only, so the handover stays small however long the incident lasts (the
+        history keeps the rest, and the deadlines need none of them)."""
+        timeline, earlier_events = latest(
+            self.timeline,
+            count=CARRIED_TIMELINE_EVENTS,
+            earlier=self.earlier_timeline_events,
+            chars=CARRIED_TIMELINE_CHARS,
+            text=lambda event: event.text,
+        )
+        escalations, earlier_escalations = latest(
+            self.escalations, count=CARRIED_ESCALATIONS, earlier=self.earlier_escalations
+        )
+        return self.model_copy(
+            update={
+                "timeline": timeline,
+                "escalations": escalations,
+                "earlier_timeline_events": earlier_events,
+                "earlier_escalations": earlier_escalations,
+            }
+        )
 
 
 class IncidentStatus(BaseModel):
@@ -126,7 +168,7 @@ class IncidentStatus(BaseModel):
             state=incident.state,
             clock=incident.clock.model_copy(),
             roles=incident.roles.model_copy(deep=True),
-            escalation_count=len(incident.escalations),
+            escalation_count=incident.escalation_count,
         )
 
 

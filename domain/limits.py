@@ -13,8 +13,9 @@ refused by the command size, never by Temporal.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, Field
 
@@ -42,6 +43,17 @@ COMMAND_BYTES = 256 * 1024  # one command as sent to Temporal (its encoded paylo
 REVIEW_FILE_BYTES = 1024 * 1024  # a review file, or a review sent to the API
 REQUEST_BYTES = 1024 * 1024  # any request body the API reads
 NESTING_DEPTH = 32  # how deep a review file may nest (a review needs 5)
+
+# ---- what a run carries into continue-as-new --------------------------------------------------
+
+# A run hands its state to a fresh one once its own history has grown by this much, so the
+# state (which holds what the run's commands added) stays far below Temporal's payload limit.
+RUN_GROWTH_BYTES = 1024 * 1024
+# The latest timeline events carried over: at most this many, with at most this much text.
+CARRIED_TIMELINE_EVENTS = 200
+CARRIED_TIMELINE_CHARS = 100_000
+CARRIED_ESCALATIONS = 100  # the latest escalation records carried over
+CARRIED_EXTENSIONS = 20  # the latest deadline extensions of an action item carried over
 
 # ---- times and durations ----------------------------------------------------------------------
 
@@ -84,6 +96,31 @@ Note = Annotated[str, Field(max_length=NOTE_CHARS)]
 LongText = Annotated[str, Field(max_length=LONG_TEXT_CHARS)]
 # A time a person gives (when impact began, when an item is due, ...).
 Moment = Annotated[datetime, AfterValidator(_in_range)]
+
+
+T = TypeVar("T")
+
+
+def latest(
+    items: list[T],
+    *,
+    count: int,
+    earlier: int,
+    chars: int | None = None,
+    text: Callable[[T], str] = str,
+) -> tuple[list[T], int]:
+    """What a run carries of a long list: its latest `count` items (whose `text` adds up to at
+    most `chars`, when given), in their order, and how many come before them: the `earlier`
+    ones a previous run left out, and those left out now."""
+    kept: list[T] = []
+    total = 0
+    for item in reversed(items):
+        total += len(text(item)) if chars is not None else 0
+        if len(kept) == count or (chars is not None and total > chars):
+            break
+        kept.append(item)
+    kept.reverse()
+    return kept, earlier + len(items) - len(kept)
 
 
 def kib(size: int) -> str:

@@ -12,8 +12,10 @@ from pydantic import BaseModel, ValidationError
 from app.formats.problems import problem_message
 from domain.action_item import (
     AcceptRisk,
+    ActionItem,
     ActionItemSpec,
     ExtendDeadline,
+    Extension,
     TicketChanged,
     VerifyItem,
     parse_action_item_id,
@@ -27,7 +29,13 @@ from domain.commands import (
     SetSeverity,
     Transition,
 )
+from domain.escalation import DeadlineKind, EscalationRecord
+from domain.incident import Incident, IncidentClock, TimelineEvent, TimelineKind
 from domain.limits import (
+    CARRIED_ESCALATIONS,
+    CARRIED_EXTENSIONS,
+    CARRIED_TIMELINE_CHARS,
+    CARRIED_TIMELINE_EVENTS,
     KEY_CHARS,
     NAME_CHARS,
     NAMES_ITEMS,
@@ -35,9 +43,10 @@ from domain.limits import (
     TEXT_CHARS,
     TITLE_CHARS,
 )
-from domain.policy import parse_duration
+from domain.policy import Rung, default_policy, parse_duration
 from domain.review import Review, ScheduleReview
-from tests.reviews import item_spec
+from domain.severity import Severity
+from tests.reviews import item_spec, standalone_item
 
 NOW = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
 
@@ -155,3 +164,83 @@ def test_action_item_ids_that_name_no_item_are_refused(item_id: str) -> None:
     with pytest.raises(ValueError, match="is not an action item id; expected KEY-N"):
         parse_action_item_id(item_id)
     assert parse_action_item_id("INC-261127-7KQ2-12") == ("INC-261127-7KQ2", 12)
+
+
+def event(minute: int, text: str) -> TimelineEvent:
+    return TimelineEvent(at=NOW + timedelta(minutes=minute), kind=TimelineKind.NOTE, text=text)
+
+
+def escalation(minute: int) -> EscalationRecord:
+    return EscalationRecord(
+        at=NOW + timedelta(minutes=minute),
+        deadline=DeadlineKind.STATUS_UPDATE,
+        due_at=NOW,
+        rung=Rung.OWNER,
+        notified=["bob"],
+        reason=f"no status update ({minute})",
+    )
+
+
+def incident(timeline: list[TimelineEvent], escalations: list[EscalationRecord]) -> Incident:
+    return Incident(
+        key="INC-261127-7KQ2",
+        title="Checkout errors",
+        severity=Severity.SEV2,
+        declared_by="alice",
+        clock=IncidentClock(started_at=NOW, detected_at=NOW, declared_at=NOW),
+        timeline=timeline,
+        escalations=escalations,
+        policy=default_policy(),
+    )
+
+
+def test_a_run_carries_the_latest_timeline_events_and_counts_the_others() -> None:
+    many = [event(n, f"note {n}") for n in range(CARRIED_TIMELINE_EVENTS + 50)]
+    escalations = [escalation(n) for n in range(CARRIED_ESCALATIONS + 7)]
+    carried = incident(many, escalations).carried()
+    assert carried.timeline == many[-CARRIED_TIMELINE_EVENTS:]
+    assert carried.earlier_timeline_events == 50
+    assert carried.escalations == escalations[-CARRIED_ESCALATIONS:]
+    assert (carried.earlier_escalations, carried.escalation_count) == (7, CARRIED_ESCALATIONS + 7)
+    # Carried again, the counts add up; the state and the clock are untouched.
+    again = carried.model_copy(update={"timeline": [*carried.timeline, event(999, "new")]})
+    twice = again.carried()
+    assert twice.earlier_timeline_events == 51 and twice.timeline[-1].text == "new"
+    assert twice.escalation_count == CARRIED_ESCALATIONS + 7
+    assert (twice.state, twice.clock) == (carried.state, carried.clock)
+
+
+def test_long_notes_are_carried_within_a_text_budget() -> None:
+    long_notes = [event(n, "x" * NOTE_CHARS) for n in range(25)]
+    carried = incident(long_notes, []).carried()
+    assert len(carried.timeline) == CARRIED_TIMELINE_CHARS // NOTE_CHARS
+    assert carried.timeline == long_notes[-len(carried.timeline) :]
+    assert carried.earlier_timeline_events == 25 - len(carried.timeline)
+
+
+def test_an_action_item_carries_its_latest_escalations_and_extensions() -> None:
+    start = standalone_item("INC-261127-7KQ2", history_limit=1000)
+    item = ActionItem(
+        id="INC-261127-7KQ2-1",
+        incident_key=start.incident_key,
+        number=1,
+        severity=start.severity,
+        spec=start.spec,
+        due_at=start.due_at,
+        route=start.route,
+        policy=start.policy,
+        created_at=NOW,
+        last_activity_at=NOW,
+        escalations=[escalation(n) for n in range(CARRIED_ESCALATIONS + 3)],
+        extensions=[
+            Extension(at=NOW, previous_due_at=NOW, due_at=NOW, reason=f"r{n}")
+            for n in range(CARRIED_EXTENSIONS + 4)
+        ],
+    )
+    carried = item.carried()
+    assert len(carried.escalations) == CARRIED_ESCALATIONS
+    assert carried.escalation_count == CARRIED_ESCALATIONS + 3
+    assert [e.reason for e in carried.extensions] == [
+        f"r{n}" for n in range(4, CARRIED_EXTENSIONS + 4)
+    ]
+    assert carried.earlier_extensions == 4

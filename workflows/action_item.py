@@ -17,9 +17,10 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError
 
 from workflows.common import (
+    BOUNDED_HANDOVER,
     MIN_TIMER,
     Background,
-    history_too_long,
+    RunLength,
     notify_escalation,
     rejected,
 )
@@ -113,10 +114,11 @@ class ActionItemWorkflow:
     async def run(self, start: StartActionItem) -> ActionItem:
         item = self.item
         self._upsert_search_attributes()
+        run_length = RunLength(start.history_limit)
         if item.ticket is None:
             await self._create_ticket(start)
         while not item.state.is_final:
-            if history_too_long(start.history_limit):
+            if run_length.exceeded():
                 await self._continue_as_new(start)
             self._changed = False
             self._fire_due(workflow.now(), start)
@@ -198,7 +200,11 @@ class ActionItemWorkflow:
         await workflow.wait_condition(
             lambda: workflow.all_handlers_finished() and self._background.idle
         )
-        carried = ActionItemCarriedOver(item=self.item, missed=self._missed)
+        item = self.item
+        if workflow.patched(BOUNDED_HANDOVER):
+            # The latest escalations and extensions: the history keeps them all.
+            item = item.carried()
+        carried = ActionItemCarriedOver(item=item, missed=self._missed)
         workflow.continue_as_new(start.model_copy(update={"carried_over": carried}))
 
     # ---- deadlines ---------------------------------------------------------------------
@@ -271,7 +277,7 @@ class ActionItemWorkflow:
                 at=now, deadline=kind, due_at=due_at, rung=rung, notified=notified, reason=reason
             )
         )
-        number = len(item.escalations)
+        number = item.escalation_count
         self._comment(
             f"{self._mentions(notified)} escalated to {rung.value.replace('_', ' ')}: {reason}. "
             f"Success criteria: {item.spec.success_criteria}",
@@ -445,7 +451,7 @@ class ActionItemWorkflow:
             self._comment(
                 f"due date extended to {command.due_at.isoformat(timespec='minutes')}"
                 f"{' by ' + command.by if command.by else ''}: {command.reason}",
-                key=f"extension/{len(item.extensions)}",
+                key=f"extension/{item.earlier_extensions + len(item.extensions)}",
             )
         return self._changed_state()
 
@@ -513,7 +519,7 @@ class ActionItemWorkflow:
             sa.TITLE.value_set(item.spec.title),
             sa.INCIDENT_KEY.value_set(item.incident_key),
             sa.DUE_AT.value_set(item.due_at),
-            sa.ESCALATION_COUNT.value_set(len(item.escalations)),
+            sa.ESCALATION_COUNT.value_set(item.escalation_count),
             sa.TRACKER.value_set(item.route.target),
         ]
         if item.ticket is not None:

@@ -1,5 +1,5 @@
 """What IncidentWorkflow and ActionItemWorkflow share: refusals, notifications that run
-beside the deadline loop, and the continue-as-new trigger. Deterministic code only."""
+beside the deadline loop, and when to continue as new. Deterministic code only."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.limits import RUN_GROWTH_BYTES
     from domain.notifications import EscalationNotice
 
 NOTIFY_TIMEOUT = timedelta(seconds=30)
@@ -24,6 +25,10 @@ UPDATE_ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maxim
 # Every step due by now has fired before a loop waits, so its timeout is positive; the floor
 # only guards against a zero timeout, which the SDK treats as "now".
 MIN_TIMER = timedelta(milliseconds=10)
+# Histories recorded before this handed the whole state to the next run, and only when the run
+# had many events: now a run also hands over once it has grown by RUN_GROWTH_BYTES, and carries
+# only the latest of its long lists.
+BOUNDED_HANDOVER = "bounded-continue-as-new"
 
 
 def rejected(message: str) -> ApplicationError:
@@ -31,9 +36,23 @@ def rejected(message: str) -> ApplicationError:
     return ApplicationError(message, type="CommandRejected", non_retryable=True)
 
 
-def history_too_long(limit: int) -> bool:
-    info = workflow.info()
-    return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
+class RunLength:
+    """When a run should continue as new: Temporal suggests it, the run has more than `limit`
+    events, or its history has grown by RUN_GROWTH_BYTES since it started (the state holds what
+    the run's commands added, and must stay far below Temporal's payload limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        # The start event holds what the previous run carried over: count only the growth.
+        self._start_size = workflow.info().get_current_history_size()
+
+    def exceeded(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested() or info.get_current_history_length() > self._limit:
+            return True
+        grown = info.get_current_history_size() - self._start_size > RUN_GROWTH_BYTES
+        # Asked only when it would change the course, so a history recorded before it replays.
+        return grown and workflow.patched(BOUNDED_HANDOVER)
 
 
 class Background:

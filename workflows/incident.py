@@ -18,11 +18,12 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.common import (
+    BOUNDED_HANDOVER,
     MIN_TIMER,
     UPDATE_ACTIVITY_RETRY,
     UPDATE_ACTIVITY_TIMEOUT,
     Background,
-    history_too_long,
+    RunLength,
     notify_escalation,
     rejected,
 )
@@ -70,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEvent,
         TimelineKind,
     )
+    from domain.limits import INCIDENT_ACTION_ITEMS, NAMES_ITEMS
     from domain.notifications import EscalationNotice
     from domain.review import (
         AddActionItem,
@@ -124,8 +126,9 @@ class IncidentWorkflow:
     async def run(self, declaration: DeclareIncident) -> Incident:
         incident = self.incident
         self._upsert_search_attributes()
+        run_length = RunLength(declaration.history_limit)
         while not incident.state.is_final:
-            if history_too_long(declaration.history_limit):
+            if run_length.exceeded():
                 await self._continue_as_new(declaration)
             # Nothing below awaits before the wait, so a command that arrives while the
             # deadlines are evaluated is seen by the wait and never lost.
@@ -147,7 +150,11 @@ class IncidentWorkflow:
         await workflow.wait_condition(
             lambda: workflow.all_handlers_finished() and self._background.idle
         )
-        carried = CarriedOver(incident=self.incident, deadlines=self._deadlines)
+        incident = self.incident
+        if workflow.patched(BOUNDED_HANDOVER):
+            # The latest of the timeline and the escalations: the history keeps them all.
+            incident = incident.carried()
+        carried = CarriedOver(incident=incident, deadlines=self._deadlines)
         workflow.continue_as_new(declaration.model_copy(update={"carried_over": carried}))
 
     def _announce(self, notice: EscalationNotice) -> None:
@@ -238,7 +245,7 @@ class IncidentWorkflow:
             rung=rung,
             recipients=notified,
             reason=reason,
-            step=len(incident.escalations),
+            step=incident.escalation_count,
         )
 
     def _next_wake_at(self) -> datetime | None:
@@ -310,6 +317,14 @@ class IncidentWorkflow:
             raise rejected(
                 f"{command.person} is already a subject-matter expert on this incident; "
                 "add someone else, or give them another role"
+            )
+        if (
+            command.role is Role.SUBJECT_MATTER_EXPERT
+            and len(roles.subject_matter_experts) >= NAMES_ITEMS
+        ):
+            raise rejected(
+                f"the incident already has {NAMES_ITEMS} subject-matter experts, the most it "
+                "keeps; note further helpers in the timeline instead"
             )
         if (
             command.role is not Role.SUBJECT_MATTER_EXPERT
@@ -517,6 +532,11 @@ class IncidentWorkflow:
     @add_action_item.validator
     def _validate_add_action_item(self, command: AddActionItem) -> None:
         self._require_state("add_action_item")
+        if len(self.incident.action_items) >= INCIDENT_ACTION_ITEMS:
+            raise rejected(
+                f"the incident already tracks {INCIDENT_ACTION_ITEMS} action items, the most it "
+                "can; track further work in the owning team's tracker"
+            )
         if command.route.team != command.spec.owning_team:
             raise rejected(
                 f"the route is for team {command.route.team!r}, "
@@ -672,7 +692,7 @@ class IncidentWorkflow:
             sa.TEAMS.value_set(incident.teams),
             sa.TITLE.value_set(incident.title),
             sa.DECLARED_AT.value_set(clock.declared_at),
-            sa.ESCALATION_COUNT.value_set(len(incident.escalations)),
+            sa.ESCALATION_COUNT.value_set(incident.escalation_count),
         ]
         pairs.append(sa.INCIDENT_KEY.value_set(incident.key))
         schedule = incident.review_schedule

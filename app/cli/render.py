@@ -82,7 +82,15 @@ def incident(detail: Incident) -> RenderableType:
     roles.add_row("communications lead", detail.roles.communications_lead or "—")
     roles.add_row("subject-matter experts", ", ".join(detail.roles.subject_matter_experts) or "—")
 
-    timeline = Table(title="Timeline", title_justify="left")
+    earlier = detail.earlier_timeline_events
+    timeline = Table(
+        title="Timeline",
+        title_justify="left",
+        caption=f"and {earlier} earlier events, in the history of the incident's earlier runs"
+        if earlier
+        else None,
+        caption_justify="left",
+    )
     for column in ("When", "What", "Who", "Text"):
         timeline.add_column(column)
     for event in detail.timeline:

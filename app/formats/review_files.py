@@ -22,6 +22,7 @@ from pydantic_core import ErrorDetails
 from app.formats.problems import problem_message
 from domain.functions import ReviewFunction
 from domain.incident import Incident, TimelineKind
+from domain.limits import REVIEW_TIMELINE_ENTRIES
 from domain.policy import ActionKind, Policy, format_duration
 from domain.review import FocusedQuestions, Review, Rubric, check_review
 from domain.severity import Severity
@@ -142,7 +143,8 @@ _NOT_NARRATIVE = frozenset({"review_scheduled", "reviewed", "closed"})
 
 
 def _timeline(incident: Incident) -> list[dict[str, Any]]:
-    """The incident's timeline, with any escalation the timeline does not already show."""
+    """The incident's timeline, with any escalation the timeline does not already show: all of
+    it, up to the latest REVIEW_TIMELINE_ENTRIES (what a review holds)."""
     entries = [
         (event.at, event.text)
         for event in incident.timeline
@@ -154,7 +156,8 @@ def _timeline(incident: Incident) -> list[dict[str, Any]]:
         for record in incident.escalations
         if record.at not in shown
     ]
-    return [{"at": at, "text": text} for at, text in sorted(entries, key=lambda e: e[0])]
+    latest = sorted(entries, key=lambda e: e[0])[-REVIEW_TIMELINE_ENTRIES:]
+    return [{"at": at, "text": text} for at, text in latest]
 
 
 def _header(incident: Incident) -> str:
@@ -183,10 +186,18 @@ def _summaries() -> str:
 
 
 def _timeline_block(incident: Incident) -> str:
-    return _comment(
+    timeline = _timeline(incident)
+    paragraphs = [
         "timeline: the narrative of the response, prefilled from the incident (escalations "
         "included); correct it, add what happened before the declaration, drop the noise."
-    ) + _field("timeline", _timeline(incident))
+    ]
+    shown = len(timeline)
+    if incident.earlier_timeline_events or shown == REVIEW_TIMELINE_ENTRIES:
+        paragraphs.append(
+            f"These are the latest {shown} events (a review holds at most "
+            f"{REVIEW_TIMELINE_ENTRIES}); the incident's workflow history has the earlier ones."
+        )
+    return _comment(*paragraphs) + _field("timeline", timeline)
 
 
 def _blast_radius(incident: Incident) -> str:
