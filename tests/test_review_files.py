@@ -11,10 +11,22 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from app.formats.review_files import ReviewFileError, dump_yaml, parse_review, review_template
+from app.formats.review_files import (
+    ReviewFileError,
+    dump_yaml,
+    parse_review,
+    review_template,
+    review_text,
+)
 from domain.escalation import DeadlineKind, EscalationRecord
 from domain.functions import ReviewFunction
 from domain.incident import Incident, IncidentClock, IncidentState, TimelineEvent, TimelineKind
+from domain.limits import (
+    LONG_TEXT_CHARS,
+    REVIEW_ACTION_ITEMS,
+    REVIEW_FILE_BYTES,
+    REVIEW_TIMELINE_ENTRIES,
+)
 from domain.policy import ActionKind, Rung, default_policy
 from domain.review import FocusedQuestions, Participant, ReviewSchedule, Rubric, check_review
 from domain.severity import Severity
@@ -409,3 +421,98 @@ def test_arbitrary_text_survives_the_template(summary: str, note: str, title: st
     review = parse_review(dump_yaml(data), source=SOURCE)
     assert review.executive_summary == summary
     assert review.timeline[0].text == note
+
+
+# ---- files that must not crash the reader -------------------------------------------------
+
+
+def test_anchors_and_aliases_are_refused_with_their_line() -> None:
+    # A few kilobytes of nested aliases expand to gigabytes once read.
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    (problem,) = problems_of(bomb)
+    assert problem == (
+        f"{SOURCE}: line 1, column 4: anchors and aliases (&name, *name) are not accepted in a "
+        "review file; write each value out"
+    )
+    (problem,) = problems_of(filled_text() + "extra: *undefined\n", checked=False)
+    assert "anchors and aliases" in problem
+
+
+def test_a_deeply_nested_file_is_refused_not_a_recursion_error() -> None:
+    (problem,) = problems_of("executive_summary: " + "[" * 200_000)
+    assert problem.startswith(f"{SOURCE}: line 1, column ")
+    assert problem.endswith("nested more than 32 levels deep; a review needs a few")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("timeline.0.at", "2026-99-99", "'2026-99-99' is not a time"),
+        ("timeline.0.at", "!!timestamp 2026-02-30", "'2026-02-30' is not a time"),
+        ("action_items.0.due_at", "2026-13-45", "'2026-13-45' is not a time"),
+        ("decisions.0.date", "2026-13-45", "'2026-13-45' is not a date; expected YYYY-MM-DD"),
+        ("timeline.0.at", "0", "1970-01-01T00:00:00+00:00 is not between 2000-01-01 and"),
+    ],
+)
+def test_impossible_dates_are_one_more_problem_with_their_line(
+    field: str, value: str, says: str
+) -> None:
+    data = yaml.safe_load(filled_text())
+    data["decisions"] = [
+        {"decision": "roll back", "rationale": "faster", "owner": "bob", "date": "2026-11-27"}
+    ]
+    placeholder = "PLACEHOLDER-VALUE"
+    parent, index, key = field.split(".")
+    data[parent][int(index)][key] = placeholder
+    text = yaml.safe_dump(data, sort_keys=False).replace(f"'{placeholder}'", value)
+    text = text.replace(placeholder, value)
+    (problem,) = problems_of(text)
+    assert problem.startswith(f"{SOURCE}: {field}: {says}")
+    line = int(re.search(r"\(line (\d+)\)$", problem).group(1))  # type: ignore[union-attr]
+    assert value in text.splitlines()[line - 1]
+
+
+def test_a_binary_or_oversized_file_is_refused_before_it_is_read() -> None:
+    with pytest.raises(ReviewFileError) as caught:
+        review_text(b"\x89PNG\r\n\x1a\n\x00\x00\xff", SOURCE)
+    assert caught.value.problems == [
+        f"{SOURCE}: (top level): not UTF-8 text (byte 0 cannot be read); save the review file "
+        "as UTF-8"
+    ]
+    with pytest.raises(ReviewFileError) as caught:
+        review_text(b"#" * (REVIEW_FILE_BYTES + 1), SOURCE)
+    assert "larger than the 1 MiB a review file may hold" in str(caught.value)
+    assert review_text("facilitator: ünïcode\n".encode(), SOURCE) == "facilitator: ünïcode\n"
+
+
+def test_texts_and_lists_past_their_caps_name_the_limit() -> None:
+    data = yaml.safe_load(filled_text())
+    data["executive_summary"] = "x" * (LONG_TEXT_CHARS + 1)
+    data["action_items"] = [dict(ACTION_ITEM) for _ in range(REVIEW_ACTION_ITEMS + 1)]
+    problems = problems_of(yaml.safe_dump(data))
+    assert sorted(p.split(" (line")[0] for p in problems) == [
+        f"{SOURCE}: action_items: at most 50 entries, this has 51; keep the ones that matter",
+        f"{SOURCE}: executive_summary: at most 20,000 characters, this has 20,001; shorten it, "
+        "or link to a document for the rest",
+    ]
+
+
+def test_the_template_of_a_long_incident_holds_only_the_latest_timeline() -> None:
+    events = [
+        TimelineEvent(at=STARTED + timedelta(minutes=n), kind=TimelineKind.NOTE, text=f"n{n}")
+        for n in range(REVIEW_TIMELINE_ENTRIES + 30)
+    ]
+    incident = make_incident(timeline=events)
+    template = review_template(incident)
+    data = yaml.safe_load(template)
+    assert [entry["text"] for entry in data["timeline"]] == [
+        f"n{n}" for n in range(30, REVIEW_TIMELINE_ENTRIES + 30)
+    ]
+    assert "These are the latest 200 events" in template
+    # A time shared by two entries is written twice, not as an alias the reader would refuse.
+    same = [TimelineEvent(at=STARTED, kind=TimelineKind.NOTE, text=t) for t in ("a", "b")]
+    data = yaml.safe_load(review_template(make_incident(timeline=same)))
+    assert parse_review(dump_yaml(fill(data)), source=SOURCE).timeline[1].text == "b"

@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import ByOption, JsonOption, _emit, _me, _run, err, fail, parse_due
+from app.cli.common import ByOption, JsonOption, _emit, _me, _model, _run, err, fail, parse_due
 from app.cli.render import status
-from app.formats.review_files import ReviewFileError, parse_review, review_template
+from app.formats.review_files import ReviewFileError, parse_review, review_template, review_text
 from app.formats.review_markdown import review_markdown
 from app.services.incidents import Incidents
 from domain.functions import ReviewFunction
 from domain.incident import IncidentStatus
+from domain.limits import REVIEW_FILE_BYTES
 from domain.review import Participant, ScheduleReview
 
 review = typer.Typer(
@@ -27,10 +28,11 @@ review = typer.Typer(
 def _participant(text: str) -> Participant:
     name, _, function = text.rpartition(":")
     try:
-        return Participant(name=name.strip(), function=ReviewFunction(function.strip().lower()))
+        role = ReviewFunction(function.strip().lower())
     except ValueError:
         allowed = ", ".join(f.value for f in ReviewFunction)
         fail(f"--participant {text!r}: expected NAME:FUNCTION, FUNCTION one of {allowed}", 2)
+    return _model(Participant, name=name.strip(), function=role)
 
 
 @review.command()
@@ -48,7 +50,8 @@ def schedule(
     as_json: JsonOption = False,
 ) -> None:
     """Schedule the review of a resolved incident."""
-    command = ScheduleReview(
+    command = _model(
+        ScheduleReview,
         at=parse_due(at, "--at"),
         facilitator=facilitator,
         participants=[_participant(text) for text in participant or []],
@@ -78,9 +81,15 @@ def template(
 def submit(key: str, file: Path, by: ByOption = "", as_json: JsonOption = False) -> None:
     """Validate a review file and submit it; its action items become tracked tickets."""
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as opened:
+            # One byte past the limit is enough to know the file is over it.
+            data = opened.read(REVIEW_FILE_BYTES + 1)
     except OSError as error:
         fail(f"cannot read {file}: {error.strerror}", 2)
+    try:
+        text = review_text(data, str(file))
+    except ReviewFileError as error:
+        fail(f"{file} cannot be submitted:\n{error}", 2)
 
     async def go(incidents: Incidents) -> IncidentStatus:
         incident = await incidents.get(key)

@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails
 from app.formats.problems import problem_message
 from domain.functions import ReviewFunction
 from domain.incident import Incident, TimelineKind
-from domain.limits import REVIEW_TIMELINE_ENTRIES
+from domain.limits import NESTING_DEPTH, REVIEW_FILE_BYTES, REVIEW_TIMELINE_ENTRIES, kib
 from domain.policy import ActionKind, Policy, format_duration
 from domain.review import FocusedQuestions, Review, Rubric, check_review
 from domain.severity import Severity
@@ -65,6 +65,11 @@ class ReviewFileError(Exception):
 
 class _Dumper(yaml.SafeDumper):
     """Safe YAML, with multi-line text as literal blocks and times in ISO 8601 with a zone."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        # A value written twice (one time object in two entries) would otherwise become an
+        # anchor and an alias, which the reader refuses.
+        return True
 
 
 _UNICODE_BREAKS = ("\x85", "\u2028", "\u2029")
@@ -409,18 +414,85 @@ class _Problems:
         return [message for _, message in ordered]
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that a review file may not use; `problem` says what to do instead."""
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases (with them a file of a few kilobytes can expand
+    to gigabytes), nested at most NESTING_DEPTH levels, its impossible dates left as text."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(
+                problem="anchors and aliases (&name, *name) are not accepted in a review file; "
+                "write each value out",
+                problem_mark=event.start_mark,
+            )
+        if self._depth >= NESTING_DEPTH:
+            raise _Refused(
+                problem=f"nested more than {NESTING_DEPTH} levels deep; a review needs a few",
+                problem_mark=event.start_mark,
+            )
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        return node
+
+
+def _timestamp_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
+    """A YAML date such as 2026-13-45 matches the timestamp form but is no date: keep it as
+    text, so the field it is in reports it with its line."""
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except (ValueError, OverflowError):
+        return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+
+
 def _syntax_error(error: yaml.YAMLError, source: str) -> ReviewFileError:
     mark = getattr(error, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     problem = getattr(error, "problem", None) or str(error)
+    if isinstance(error, _Refused):
+        return ReviewFileError([f"{source}: {where}{problem}"])
     context = getattr(error, "context", None)
     detail = f"{problem} ({context})" if context else problem
     return ReviewFileError([f"{source}: {where}not valid YAML: {detail}"])
 
 
+def review_text(data: bytes, source: str) -> str:
+    """The text of a review file; ReviewFileError when it is too large or not UTF-8 text."""
+    if len(data) > REVIEW_FILE_BYTES:
+        raise ReviewFileError(
+            [
+                f"{source}: {TOP_LEVEL}: larger than the {kib(REVIEW_FILE_BYTES)} a review file "
+                "may hold; shorten its texts and link to documents for the rest"
+            ]
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ReviewFileError(
+            [
+                f"{source}: {TOP_LEVEL}: not UTF-8 text (byte {error.start} cannot be read); "
+                "save the review file as UTF-8"
+            ]
+        ) from None
+
+
 def _load(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     """The document and its node tree (which knows the lines); one parse for both."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

@@ -7,7 +7,13 @@ import json
 from pydantic import ValidationError
 
 from app.formats.problems import problem_message
-from app.formats.review_files import TOP_LEVEL, ZONE_EXAMPLE, ReviewFileError, parse_review
+from app.formats.review_files import (
+    TOP_LEVEL,
+    ZONE_EXAMPLE,
+    ReviewFileError,
+    parse_review,
+    review_text,
+)
 from domain.incident import Incident
 from domain.policy import Policy
 from domain.review import Review, check_review
@@ -25,7 +31,6 @@ class InvalidReview(Exception):
 
 
 YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"})
-_REVIEW_SOURCE = "request body"
 
 
 def media_type(header: str | None) -> str | None:
@@ -58,12 +63,11 @@ def wants_markdown(accept: str | None) -> bool:
 
 def _review_from_yaml(body: bytes, incident: Incident) -> Review:
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidReview([f"{TOP_LEVEL}: the YAML is not UTF-8 text"]) from None
-    try:
         return parse_review(
-            text, source=_REVIEW_SOURCE, policy=incident.policy, severity=incident.severity
+            review_text(body, _REVIEW_SOURCE),
+            source=_REVIEW_SOURCE,
+            policy=incident.policy,
+            severity=incident.severity,
         )
     except ReviewFileError as error:
         prefix = f"{_REVIEW_SOURCE}: "
@@ -80,6 +84,10 @@ def _review_from_json(body: bytes, incident: Incident) -> tuple[Review | None, l
         raise InvalidReview([f"{TOP_LEVEL}: not valid JSON: {error.msg} ({where})"]) from None
     except UnicodeDecodeError:
         raise InvalidReview([f"{TOP_LEVEL}: the JSON is not UTF-8 text"]) from None
+    except RecursionError:
+        raise InvalidReview(
+            [f"{TOP_LEVEL}: nested too deeply to read; a review needs a few levels"]
+        ) from None
     if not isinstance(data, dict):
         got = "null" if data is None else f"a {type(data).__name__}"
         raise InvalidReview([f"{TOP_LEVEL}: expected an object of review fields, got {got}"])
