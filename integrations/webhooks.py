@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from pydantic import ValidationError
+
 from domain.action_item import TicketStatus
 from domain.webhook_events import IgnoredDelivery, Tracker, TrackerEvent
 from integrations.ticket_markers import (
@@ -121,6 +123,8 @@ def _json_object(body: bytes, content_type: str | None = None) -> dict[str, Any]
         raise MalformedPayload(f"the body is not valid JSON: {error.msg} ({where})") from None
     except UnicodeDecodeError:
         raise MalformedPayload("the body is not UTF-8 text") from None
+    except RecursionError:
+        raise MalformedPayload("the body is nested too deeply to read") from None
     if not isinstance(data, dict):
         raise MalformedPayload(f"expected a JSON object, got {type(data).__name__}")
     return data
@@ -152,6 +156,17 @@ def _time(value: Any) -> datetime | None:
                 continue
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
+
+
+def _event(**fields: Any) -> TrackerEvent:
+    """The event, or MalformedPayload when the delivery's values are past their caps (a ticket
+    key, an event name or a delivery id longer than any tracker sends)."""
+    try:
+        return TrackerEvent(**fields)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"])
+        raise MalformedPayload(f"{field}: {problem['msg']}") from None
 
 
 def _label_names(labels: Any) -> list[str]:
@@ -222,7 +237,7 @@ def parse_github(
     )
     if workflow_id is None:
         return IgnoredDelivery(tracker="github", reason=f"{ticket} is not an afteraction ticket")
-    return TrackerEvent(
+    return _event(
         tracker="github",
         event=name,
         ticket_key=ticket,
@@ -237,18 +252,31 @@ def parse_github(
 # ---- Jira ------------------------------------------------------------------------------
 
 
+_ADF_BLOCKS = ("paragraph", "heading", "codeBlock")
+
+
 def adf_text(node: Any) -> str:
-    """The text of an Atlassian Document Format node and its children, blocks on new lines."""
-    if isinstance(node, str):
-        return node
-    if isinstance(node, list):
-        return "".join(adf_text(child) for child in node)
-    if not isinstance(node, dict):
-        return ""
-    text = node.get("text") if isinstance(node.get("text"), str) else ""
-    inner = adf_text(node.get("content", []))
-    separator = "\n" if node.get("type") in ("paragraph", "heading", "codeBlock") else ""
-    return f"{text}{inner}{separator}"
+    """The text of an Atlassian Document Format node and its children, blocks on new lines.
+
+    Walked with a stack, not by recursion: a signed delivery may still nest without end.
+    """
+    parts: list[str] = []
+    stack: list[Any] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item)
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            text = item.get("text")
+            if isinstance(text, str):
+                parts.append(text)
+            # The block's line break comes after its content: pushed first, popped last.
+            if item.get("type") in _ADF_BLOCKS:
+                stack.append("\n")
+            stack.append(item.get("content", []))
+    return "".join(parts)
 
 
 def _jira_status(issue: dict[str, Any]) -> TicketStatus | None:
@@ -290,12 +318,7 @@ def parse_jira(body: bytes, delivery_id: str | None, content_type: str | None = 
     kind = _text(data, "webhookEvent", "")
     if kind not in ("jira:issue_updated", "comment_created"):
         return IgnoredDelivery(tracker="jira", reason=f"{kind} events are not acted on")
-    timestamp = data.get("timestamp")
-    at = (
-        datetime.fromtimestamp(timestamp / 1000, UTC)
-        if isinstance(timestamp, int | float) and not isinstance(timestamp, bool)
-        else datetime.now(UTC)
-    )
+    at = _jira_time(data.get("timestamp"))
     issue = data.get("issue")
     comment_text: str | None = None
     if kind == "comment_created":
@@ -322,7 +345,7 @@ def parse_jira(body: bytes, delivery_id: str | None, content_type: str | None = 
     if workflow_id is None and kind != "comment_created":
         return IgnoredDelivery(tracker="jira", reason=f"{ticket} is not an afteraction ticket")
     assert event is not None
-    return TrackerEvent(
+    return _event(
         tracker="jira",
         event=event,
         ticket_key=ticket,
@@ -332,6 +355,17 @@ def parse_jira(body: bytes, delivery_id: str | None, content_type: str | None = 
         at=at,
         activity=not is_own_comment(comment_text),
     )
+
+
+def _jira_time(timestamp: Any) -> datetime:
+    """The delivery's time (milliseconds since the epoch), or now when it has none or none
+    that a clock can show."""
+    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+        try:
+            return datetime.fromtimestamp(timestamp / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            pass
+    return datetime.now(UTC)
 
 
 def parse(

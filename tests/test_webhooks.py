@@ -349,6 +349,28 @@ def test_adf_text_is_collected_recursively() -> None:
     assert adf_text(None) == "" and adf_text("plain") == "plain"
 
 
+def test_deliveries_that_once_crashed_the_parser_are_malformed_or_read() -> None:
+    # Nested past Python's recursion limit: a clear 400, not a RecursionError.
+    deep = b'{"issue": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(MalformedPayload, match="nested too deeply"):
+        parse_github("issues", deep, "d")
+    with pytest.raises(MalformedPayload, match="nested too deeply"):
+        parse_jira(deep, "d")
+    # A description nested deeper than the recursion limit is still read, with a stack.
+    node: dict[str, Any] = {"type": "text", "text": marker(KEY)}
+    for _ in range(50_000):
+        node = {"type": "paragraph", "content": [node]}
+    assert key_from_text(adf_text(node)) == KEY
+    data = payload(JIRA / "jira-issue_updated.edited.json")
+    data["issue"]["fields"]["labels"].append(label_for(KEY))
+    data["changelog"]["items"] = [{"field": "duedate", "fieldtype": "jira", "to": "x"}]
+    data["timestamp"] = 10**30  # past any clock: the time of receipt instead
+    parsed = parse_jira(raw(data), "w")
+    assert isinstance(parsed, TrackerEvent) and parsed.at.year >= 2026
+    with pytest.raises(MalformedPayload, match="delivery_id: String should have at most 500"):
+        parse_jira(raw(data), "w" * 501)
+
+
 # ---- the endpoints ---------------------------------------------------------------------
 
 
@@ -435,6 +457,16 @@ async def test_endpoints_refuse_ignore_and_pong_without_temporal(
     )
     assert answer.status_code == 400
 
+    deep = b'{"issue": ' + b"[" * 200_000 + b"}"
+    answer = await offline.post(
+        "/webhooks/github", content=deep, headers=github_headers(deep, delivery="deep")
+    )
+    assert answer.status_code == 400
+    assert (
+        answer.json()["detail"]
+        == "malformed github delivery: the body is nested too deeply to read"
+    )
+
 
 async def test_unconfigured_secrets_answer_503_naming_the_variable(tmp_path: Path) -> None:
     app = create_app(Settings(home=tmp_path), connector=unreachable)
@@ -461,8 +493,11 @@ async def test_signed_github_deliveries_move_a_real_action_item(
     emulator = GitHubEmulator(token="ghp_test").start()
     request.addfinalizer(emulator.stop)
     emulator.add_repo(repo)
-    secrets = {"github_webhook_secret": GITHUB_SECRET, "jira_webhook_secret": JIRA_SECRET}
-    github = {"github_token": "ghp_test", "github_base_url": emulator.base_url}
+    secrets: dict[str, Any] = {
+        "github_webhook_secret": GITHUB_SECRET,
+        "jira_webhook_secret": JIRA_SECRET,
+    }
+    github: dict[str, Any] = {"github_token": "ghp_test", "github_base_url": emulator.base_url}
     async with running_api(dev_env, tmp_path, routing_file=routing, **secrets, **github) as api:
         key = await resolved_incident(api)
         review = review_json(item_spec("payments", "Cap the pool size"))
