@@ -3,14 +3,9 @@ workflow (a stand-in here) receives the same `ticket_changed` signal a webhook s
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +18,9 @@ from temporalio.worker import Worker
 
 from domain.action_item import TicketChanged, TicketStatus
 from domain.tickets import TicketDraft
-from integrations.local import LocalTracker
-from settings import Settings
+from tests.cli import Cli, cli_env
 from tests.helpers import eventually
 from tests.stack import free_port
-
-AFTERACTION = str(Path(sys.executable).parent / "afteraction")
 
 
 @workflow.defn(name="TicketWatcher", sandboxed=False)
@@ -51,34 +43,10 @@ class TicketWatcher:
         return self._received
 
 
-@dataclass
-class Cli:
-    home: Path
-    env: dict[str, str]
-
-    async def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return await asyncio.to_thread(
-            subprocess.run,
-            [AFTERACTION, "tickets", *args],
-            env=self.env,
-            cwd=self.home,  # no stray .env from the repository
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    @property
-    def tracker(self) -> LocalTracker:
-        return LocalTracker.configured(Settings(home=self.home))
-
-
 @pytest.fixture
 def cli(dev_env: WorkflowEnvironment, tmp_path: Path) -> Cli:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AFTERACTION_")}
-    env["AFTERACTION_HOME"] = str(tmp_path)
-    env["COLUMNS"] = "160"  # Rich wraps tables to the terminal's width
-    env["AFTERACTION_TEMPORAL_ADDRESS"] = dev_env.client.service_client.config.target_host
-    return Cli(home=tmp_path, env=env)
+    address = dev_env.client.service_client.config.target_host
+    return Cli(home=tmp_path, env=cli_env(tmp_path, address), prefix=("tickets",))
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from app.cli.common import (
     _run,
     _run_client,
     err,
+    fail,
     parse_due,
 )
 from app.services.actions import ActionItems
@@ -35,6 +36,7 @@ from domain.action_item import (
     Priority,
     VerifyItem,
 )
+from domain.limits import searchable
 from domain.policy import ActionKind
 from settings import Settings
 
@@ -102,6 +104,11 @@ def list_items(
     as_json: JsonOption = False,
 ) -> None:
     """List action items, soonest due first."""
+    if team is not None:
+        try:
+            searchable(team)
+        except ValueError as error:
+            fail(f"--team {team!r}: {error}", 2)
     rows: list[ActionItemRow] = _with_items(
         lambda items: items.list(incident=incident, team=team, overdue=overdue)
     )

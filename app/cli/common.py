@@ -67,7 +67,10 @@ def _settings() -> Settings:
 
 def _moment(text: str, option: str, *, ahead: bool) -> datetime:
     """ISO 8601 (UTC when no zone is given) or a duration: that long ago, or from now."""
-    duration = parse_duration(text)
+    try:
+        duration = parse_duration(text)
+    except ValueError as error:
+        fail(f"{option}: {error}", 2)
     if isinstance(duration, timedelta):
         return datetime.now(UTC) + (duration if ahead else -duration)
     try:
