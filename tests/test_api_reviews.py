@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from app.formats.review_files import dump_yaml
 from app.http.api import create_app
 from domain.action_item import ActionItem
+from domain.policy import Policy
 from domain.review import FocusedQuestions, ReviewRecord, Rubric
 from domain.tickets import TicketDraft
 from integrations.local import LocalTracker
@@ -52,7 +53,7 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def running_api(
-    dev_env: WorkflowEnvironment, home: Path, **fields: Any
+    dev_env: WorkflowEnvironment, home: Path, *, policy: Policy | None = None, **fields: Any
 ) -> AsyncIterator[Api]:
     settings = Settings(
         home=home,
@@ -62,7 +63,7 @@ async def running_api(
         **{"routing_file": None, **fields},
     )
     async with build_worker(dev_env.client, settings):
-        app = create_app(settings, policy=slow_policy())
+        app = create_app(settings, policy=policy or slow_policy())
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://afteraction", timeout=30
