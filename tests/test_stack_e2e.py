@@ -5,6 +5,7 @@ incidents and their pending timers."""
 from __future__ import annotations
 
 import asyncio
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -125,8 +126,22 @@ def test_list_filters_by_state_and_severity(stack: Stack) -> None:
     assert all(row["key"] != key for row in others)
 
 
-def test_api_declares_commands_and_explains_errors(stack: Stack) -> None:
+def test_the_local_admin_token_is_private_and_the_only_way_in(stack: Stack) -> None:
+    token_file = stack.home / "admin-token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        anonymous = api.get("/api/incidents")
+        assert anonymous.status_code == 401
+        assert anonymous.headers["www-authenticate"].startswith("Bearer")
+        assert "afteraction tokens create" in anonymous.json()["detail"]
+        wrong = api.get("/api/incidents", headers={"Authorization": "Bearer aft_not-a-token"})
+        assert wrong.status_code == 401
+        assert api.get("/api/incidents", headers=stack.admin_headers()).status_code == 200
+        assert api.get("/healthz").status_code == 200, "health stays open"
+
+
+def test_api_declares_commands_and_explains_errors(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.api_url, timeout=30, headers=stack.admin_headers()) as api:
         created = api.post(
             "/api/incidents",
             json={"title": "Login failing", "severity": "SEV1", "services": ["auth"]},

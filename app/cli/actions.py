@@ -14,13 +14,12 @@ from temporalio.client import Client
 
 from app.cli import render
 from app.cli.common import (
-    ByOption,
     JsonOption,
     _emit,
-    _me,
     _model,
     _run,
     _run_client,
+    cli_actor,
     err,
     parse_due,
 )
@@ -128,7 +127,6 @@ def add(
     due: Annotated[str | None, typer.Option("--due", help="ISO time or from now (14d).")] = None,
     assignee: Annotated[str | None, typer.Option("--assignee")] = None,
     slo: Annotated[str | None, typer.Option("--slo", help="Link to the SLO it protects.")] = None,
-    by: ByOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Add an action item to a reviewed incident."""
@@ -143,7 +141,7 @@ def add(
         success_criteria=criteria,
         slo_link=slo,
     )
-    result = _run(lambda incidents: incidents.add_action_item(key, spec, by=by or _me()))
+    result = _run(lambda incidents: incidents.add_action_item(key, spec, by=cli_actor().label))
     _emit(result, as_json, _summary(result))
 
 
@@ -157,11 +155,12 @@ def extend(
     item_id: Annotated[str, typer.Argument(metavar="ID")],
     due: Annotated[str, typer.Option("--due", help="New due time: ISO, or from now (7d).")],
     reason: Annotated[str, typer.Option("--reason", help="Why it needs longer.")],
-    by: ByOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Move the due date later, with a reason (kept in the history)."""
-    payload = _model(ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, by=by or _me())
+    payload = _model(
+        ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, by=cli_actor().label
+    )
     _update(item_id, "extend_deadline", payload, as_json)
 
 
@@ -169,22 +168,22 @@ def extend(
 def verify(
     item_id: Annotated[str, typer.Argument(metavar="ID")],
     evidence: Annotated[str, typer.Option("--evidence", help="A link or a sentence.")],
-    by: ByOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Confirm the success criteria of an item whose ticket is closed."""
-    _update(item_id, "verify", _model(VerifyItem, evidence=evidence, by=by or _me()), as_json)
+    _update(item_id, "verify", _model(VerifyItem, evidence=evidence, by=cli_actor().label), as_json)
 
 
 @actions.command()
 def accept(
     item_id: Annotated[str, typer.Argument(metavar="ID")],
     rationale: Annotated[str, typer.Option("--rationale", help="Why it will not be done.")],
-    approver: Annotated[str, typer.Option("--approver", help="Who accepts the risk.")],
     as_json: JsonOption = False,
 ) -> None:
     """Close an item as won't-do, accepting the risk."""
-    payload = _model(AcceptRisk, rationale=rationale, approver=approver)
+    # The approver is whoever runs this: the CLI reaches Temporal directly, and whoever can do
+    # that may do anything, so its record names the operating-system user on this host.
+    payload = _model(AcceptRisk, rationale=rationale, approver=cli_actor().label)
     _update(item_id, "accept_risk", payload, as_json)
 
 

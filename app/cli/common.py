@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from app.services.incidents import (
     TemporalUnavailable,
     unavailable_message,
 )
+from domain.identity import Actor, ActorKind
 from domain.policy import Policy, PolicyFileError, load_policy, parse_duration
 from domain.routing import Routing, RoutingError, load_routing
 from integrations.temporal_client import connect
@@ -37,7 +39,6 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-ByOption = Annotated[str, typer.Option("--by", help="Who is acting (default: your login).")]
 NoteOption = Annotated[str | None, typer.Option("--note", help="What was done.")]
 AtOption = Annotated[
     str | None,
@@ -50,6 +51,13 @@ def _me() -> str:
         return getpass.getuser()
     except OSError:
         return "unknown"
+
+
+def cli_actor() -> Actor:
+    """Who a CLI talking straight to Temporal or the store is: the operating-system user on
+    this host (whoever reaches Temporal can act as anyone, so this is what the record says)."""
+    user, host = _me(), socket.gethostname() or "localhost"
+    return Actor(kind=ActorKind.CLI, subject=f"{user}@{host}", display_name=user, via=host)
 
 
 def fail(message: str, code: int) -> NoReturn:

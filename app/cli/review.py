@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import ByOption, JsonOption, _emit, _me, _run, err, fail, parse_due
+from app.cli.common import JsonOption, _emit, _run, cli_actor, err, fail, parse_due
 from app.cli.render import status
 from app.formats.review_files import ReviewFileError, parse_review, review_template
 from app.formats.review_markdown import review_markdown
@@ -75,7 +75,7 @@ def template(
 
 
 @review.command()
-def submit(key: str, file: Path, by: ByOption = "", as_json: JsonOption = False) -> None:
+def submit(key: str, file: Path, as_json: JsonOption = False) -> None:
     """Validate a review file and submit it; its action items become tracked tickets."""
     try:
         text = file.read_text(encoding="utf-8")
@@ -90,7 +90,7 @@ def submit(key: str, file: Path, by: ByOption = "", as_json: JsonOption = False)
             )
         except ReviewFileError as error:
             fail(f"{file} cannot be submitted:\n{error}", 2)
-        return await incidents.submit_review(key, parsed, by=by or _me())
+        return await incidents.submit_review(key, parsed, by=cli_actor().label)
 
     result = _run(go)
     _emit(result, as_json, f"review accepted: {status(result)}")

@@ -17,11 +17,20 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import Client
 
 from app.formats.review_files import review_template
 from app.formats.review_markdown import review_markdown
+from app.http.auth import (
+    AuthenticationMiddleware,
+    Authenticator,
+    Principal,
+    current_principal,
+    requires,
+)
+from app.http.bodies import command, without
+from app.http.limits import BodyLimit
 from app.http.review_requests import (
     YAML_TYPES,
     InvalidReview,
@@ -33,6 +42,7 @@ from app.http.review_requests import (
 )
 from app.http.webhooks import router as webhooks_router
 from app.services.actions import ActionItems
+from app.services.credentials import CredentialsError, bootstrap_admin_token, check_exposure
 from app.services.incidents import (
     CommandRejected,
     IncidentNotFound,
@@ -62,6 +72,7 @@ from domain.commands import (
     SetSeverity,
     Transition,
 )
+from domain.identity import Permission
 from domain.incident import (
     Incident,
     IncidentState,
@@ -75,10 +86,12 @@ from domain.routing import Routing, RoutingError, load_routing
 from domain.severity import Severity
 from domain.tickets import TicketDetail
 from integrations.local import LocalTracker
+from integrations.oidc import OidcVerifier, RoleMapError, load_role_map
 from integrations.temporal_client import connect
 from integrations.tracker import Ticket, TrackerError
 from settings import Settings
 from store import StoreError, configured_store
+from store.api_tokens import ApiTokens
 from telemetry.logs import configure_logging, get_logger
 
 log = get_logger("afteraction.api")
@@ -121,7 +134,15 @@ async def _action_items(request: Request) -> ActionItems:
 
 Service = Annotated[Incidents, Depends(_incidents)]
 Items = Annotated[ActionItems, Depends(_action_items)]
-By = Annotated[str | None, Query(description="Who is acting, kept in the history.")]
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+def rule(permission: Permission) -> list[Any]:
+    """A route's only rule: who may call it. Route-level, so it runs before any dependency
+    that reaches Temporal or the store, and before the body is validated."""
+    return [Depends(requires(permission))]
+
+
 ItemId = Annotated[
     str, Path(alias="id", description="The action item's id, KEY-N: e.g. INC-261127-7KQ2-1.")
 ]
@@ -143,6 +164,8 @@ class ProblemsBody(BaseModel):
 
 
 _ERRORS: dict[int, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid credential: send Authorization: Bearer"},
+    403: {"model": ErrorBody, "description": "The caller's role may not do this"},
     404: {"model": ErrorBody, "description": "No such incident, action item or ticket"},
     409: {"model": ErrorBody, "description": "Rejected in the current state: the reason"},
     415: {"model": ErrorBody, "description": "A body that is neither JSON nor YAML"},
@@ -152,8 +175,9 @@ _ERRORS: dict[int, dict[str, Any]] = {
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The error answers of a route; 422 (invalid parameters or body) is always among them."""
-    return {code: _ERRORS[code] for code in sorted({*codes, 422})}
+    """The error answers of a route; 401, 403 and 422 (invalid parameters or body) are always
+    among them."""
+    return {code: _ERRORS[code] for code in sorted({*codes, 401, 403, 422})}
 
 
 class YAMLResponse(Response):
@@ -211,6 +235,18 @@ def _known_item_id(item_id: str) -> str:
     return item_id
 
 
+def oidc_verifier(settings: Settings) -> OidcVerifier | None:
+    """The OIDC verifier the settings configure, or None (RoleMapError: a bad roles file)."""
+    if settings.oidc_issuer is None or settings.oidc_audience is None:
+        return None
+    return OidcVerifier(
+        settings.oidc_issuer,
+        settings.oidc_audience,
+        roles_claim=settings.oidc_roles_claim,
+        role_map=load_role_map(settings.oidc_roles_file),
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -223,7 +259,10 @@ def create_app(
     connection = _TemporalConnection(settings, connector)
     incident_policy = policy or load_policy(settings.policy_file)
     team_routing = routing or load_routing(settings.routing_file)
-    tracker = LocalTracker(configured_store(settings))
+    store = configured_store(settings)
+    tracker = LocalTracker(store)
+    tokens = ApiTokens(store)
+    authenticator = Authenticator(tokens, oidc_verifier(settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -241,7 +280,24 @@ def create_app(
     api.state.settings = settings
     api.state.policy = incident_policy
     api.state.routing = team_routing
+    api.state.tokens = tokens
     api.include_router(webhooks_router)
+    api.add_middleware(AuthenticationMiddleware, authenticator=authenticator)
+    # Added last, so it runs first: no oversized body is read by anything, auth included.
+    api.add_middleware(
+        BodyLimit,
+        limits={"/api/": settings.api_max_body, "/webhooks/": settings.webhook_max_body},
+    )
+
+    @api.exception_handler(ValidationError)
+    async def _invalid_command(_: Request, error: ValidationError) -> JSONResponse:
+        # A body that passed its own fields but not the command's checks across them.
+        problems = [
+            _request_problem({**detail, "loc": ("body", *detail["loc"])})
+            for detail in error.errors()
+        ]
+        detail = "invalid request: " + "; ".join(problems)
+        return JSONResponse({"detail": detail, "problems": problems}, status_code=422)
 
     @api.exception_handler(IncidentNotFound)
     async def _not_found(_: Request, error: IncidentNotFound) -> JSONResponse:
@@ -283,13 +339,8 @@ def create_app(
             return JSONResponse(body.model_dump(), status_code=503)
         return Health(status="ok", temporal="reachable")
 
-    @api.post(
-        "/api/incidents",
-        response_model=IncidentStatus,
-        status_code=201,
-        responses=_errors(409, 422, 503),
-    )
-    async def declare(request: NewIncident, service: Service) -> IncidentStatus:
+    async def declare(body: BaseModel, service: Service, caller: Caller) -> IncidentStatus:
+        request = command(NewIncident, body, declared_by=caller.actor.label)
         status = await service.declare(request)
         log.info(
             "incident.declared",
@@ -299,7 +350,21 @@ def create_app(
         )
         return status
 
-    @api.get("/api/incidents", response_model=list[IncidentSummary], responses=_errors(422, 503))
+    declare.__annotations__["body"] = without(NewIncident, "declared_by")
+    api.post(
+        "/api/incidents",
+        dependencies=rule(Permission.RESPOND),
+        response_model=IncidentStatus,
+        status_code=201,
+        responses=_errors(409, 422, 503),
+    )(declare)
+
+    @api.get(
+        "/api/incidents",
+        response_model=list[IncidentSummary],
+        responses=_errors(422, 503),
+        dependencies=rule(Permission.READ),
+    )
     async def list_incidents(
         service: Service,
         state: IncidentState | None = None,
@@ -308,41 +373,63 @@ def create_app(
     ) -> list[IncidentSummary]:
         return await service.list(state=state, severity=severity, limit=limit)
 
-    @api.get("/api/incidents/{key}", response_model=Incident, responses=_errors(404, 503))
+    @api.get(
+        "/api/incidents/{key}",
+        response_model=Incident,
+        responses=_errors(404, 503),
+        dependencies=rule(Permission.READ),
+    )
     async def show(key: str, service: Service) -> Incident:
         return await service.get(key)
 
-    def command_route(path: str, name: str, model: type[BaseModel], summary: str) -> None:
-        async def handler(key: str, payload: BaseModel, service: Service) -> IncidentStatus:
+    def command_route(
+        path: str, name: str, model: type[BaseModel], summary: str, needs: Permission
+    ) -> None:
+        async def handler(
+            key: str, payload: BaseModel, service: Service, caller: Caller
+        ) -> IncidentStatus:
             with structlog.contextvars.bound_contextvars(
                 incident_key=key, workflow_id=workflow_id_for(key), command=name
             ):
-                return await _logged("incident", service.command(key, name, payload))
+                fields = {"by": caller.actor.label} if "by" in model.model_fields else {}
+                issued = command(model, payload, **fields)
+                return await _logged("incident", service.command(key, name, issued))
 
-        handler.__annotations__["payload"] = model
+        handler.__annotations__["payload"] = without(model, "by")
         api.post(
             f"/api/incidents/{{key}}/{path}",
+            dependencies=rule(needs),
             response_model=IncidentStatus,
             summary=summary,
             name=name,
             responses=_errors(404, 409, 422, 503),
         )(handler)
 
-    command_route("acknowledge", "acknowledge", Acknowledge, "Acknowledge and name the commander")
-    command_route("roles", "assign_role", AssignRole, "Assign a role")
-    command_route("severity", "set_severity", SetSeverity, "Change the severity")
-    command_route("timeline", "add_timeline_event", AddTimelineEvent, "Add a timeline event")
-    command_route("mitigate", "mitigate", Transition, "Mark the impact mitigated")
-    command_route("resolve", "resolve", Transition, "Mark the incident resolved")
-    command_route("cancel", "cancel", Cancel, "Cancel with a reason")
+    respond, review = Permission.RESPOND, Permission.REVIEW
     command_route(
-        "review/schedule", "schedule_review", ScheduleReview, "Schedule the post-incident review"
+        "acknowledge", "acknowledge", Acknowledge, "Acknowledge and name the commander", respond
+    )
+    command_route("roles", "assign_role", AssignRole, "Assign a role", respond)
+    command_route("severity", "set_severity", SetSeverity, "Change the severity", respond)
+    command_route(
+        "timeline", "add_timeline_event", AddTimelineEvent, "Add a timeline event", respond
+    )
+    command_route("mitigate", "mitigate", Transition, "Mark the impact mitigated", respond)
+    command_route("resolve", "resolve", Transition, "Mark the incident resolved", respond)
+    command_route("cancel", "cancel", Cancel, "Cancel with a reason", respond)
+    command_route(
+        "review/schedule",
+        "schedule_review",
+        ScheduleReview,
+        "Schedule the post-incident review",
+        review,
     )
 
     # ---- the review ----------------------------------------------------------------------
 
     @api.get(
         "/api/incidents/{key}/review/template",
+        dependencies=rule(Permission.READ),
         response_class=YAMLResponse,
         summary="The review file to fill in, prefilled from the incident",
         responses={
@@ -362,6 +449,7 @@ def create_app(
 
     @api.post(
         "/api/incidents/{key}/review",
+        dependencies=rule(Permission.REVIEW),
         response_model=IncidentStatus,
         summary="Submit the review, as JSON or as a YAML review file",
         description="The body is a Review as JSON, or a review file as YAML (Content-Type "
@@ -371,7 +459,7 @@ def create_app(
         openapi_extra={"requestBody": _REVIEW_BODY},
     )
     async def submit_review(
-        key: str, request: Request, service: Service, by: By = None
+        key: str, request: Request, service: Service, caller: Caller
     ) -> IncidentStatus:
         media = media_type(request.headers.get("content-type"))
         if not (is_json(media) or media in YAML_TYPES):
@@ -391,7 +479,7 @@ def create_app(
                 log.info("incident.review_invalid", problems=len(error.problems))
                 raise
             try:
-                result = await service.submit_review(key, review, by=by)
+                result = await service.submit_review(key, review, by=caller.actor.label)
             except CommandRejected as error:
                 log.info("incident.command_rejected", reason=str(error))
                 raise
@@ -402,6 +490,7 @@ def create_app(
 
     @api.get(
         "/api/incidents/{key}/review",
+        dependencies=rule(Permission.READ),
         response_model=ReviewRecord,
         summary="The submitted review: JSON, or Markdown with Accept: text/markdown",
         responses={
@@ -437,19 +526,20 @@ def create_app(
 
     @api.post(
         "/api/incidents/{key}/actions",
+        dependencies=rule(Permission.REVIEW),
         response_model=ActionItemSummary,
         status_code=201,
         summary="Add an action item to a reviewed incident",
         responses=_errors(404, 409, 422, 503),
     )
     async def add_action_item(
-        key: str, spec: ActionItemSpec, service: Service, by: By = None
+        key: str, spec: ActionItemSpec, service: Service, caller: Caller
     ) -> ActionItemSummary:
         with structlog.contextvars.bound_contextvars(
             incident_key=key, workflow_id=workflow_id_for(key), command="add_action_item"
         ):
             try:
-                result = await service.add_action_item(key, spec, by=by)
+                result = await service.add_action_item(key, spec, by=caller.actor.label)
             except CommandRejected as error:
                 log.info("incident.command_rejected", reason=str(error))
                 raise
@@ -458,6 +548,7 @@ def create_app(
 
     @api.get(
         "/api/actions",
+        dependencies=rule(Permission.READ),
         response_model=list[ActionItemRow],
         summary="List action items, soonest due first",
         responses=_errors(422, 503),
@@ -473,6 +564,7 @@ def create_app(
 
     @api.get(
         "/api/actions/{id}",
+        dependencies=rule(Permission.READ),
         response_model=ActionItem,
         summary="An action item: ticket, due date, escalations",
         responses=_errors(404, 503),
@@ -480,29 +572,50 @@ def create_app(
     async def show_action_item(item_id: ItemId, items: Items) -> ActionItem:
         return await items.get(_known_item_id(item_id))
 
-    def action_route(path: str, name: str, model: type[BaseModel], summary: str) -> None:
-        async def handler(item_id: ItemId, payload: BaseModel, items: Items) -> ActionItemSummary:
+    def action_route(
+        path: str,
+        name: str,
+        model: type[BaseModel],
+        summary: str,
+        needs: Permission,
+        actor_field: str = "by",
+    ) -> None:
+        async def handler(
+            item_id: ItemId, payload: BaseModel, items: Items, caller: Caller
+        ) -> ActionItemSummary:
             with structlog.contextvars.bound_contextvars(action_item=item_id, command=name):
-                command = items.command(_known_item_id(item_id), name, payload)
-                return await _logged("action_item", command)
+                issued = command(model, payload, **{actor_field: caller.actor.label})
+                pending = items.command(_known_item_id(item_id), name, issued)
+                return await _logged("action_item", pending)
 
-        handler.__annotations__["payload"] = model
+        handler.__annotations__["payload"] = without(model, actor_field)
         api.post(
             f"/api/actions/{{id}}/{path}",
+            dependencies=rule(needs),
             response_model=ActionItemSummary,
             summary=summary,
             name=name,
             responses=_errors(404, 409, 422, 503),
         )(handler)
 
-    action_route("extend", "extend_deadline", ExtendDeadline, "Move the due date later")
-    action_route("verify", "verify", VerifyItem, "Confirm the criteria of a closed ticket's item")
-    action_route("accept", "accept_risk", AcceptRisk, "Close the item as won't do")
+    action_route("extend", "extend_deadline", ExtendDeadline, "Move the due date later", review)
+    action_route(
+        "verify", "verify", VerifyItem, "Confirm the criteria of a closed ticket's item", review
+    )
+    action_route(
+        "accept",
+        "accept_risk",
+        AcceptRisk,
+        "Close the item as won't do (the caller is the approver)",
+        Permission.APPROVE,
+        actor_field="approver",
+    )
 
     # ---- the local tracker, as the owning team uses it -----------------------------------
 
     @api.get(
         "/api/tickets",
+        dependencies=rule(Permission.READ),
         response_model=list[Ticket],
         summary="The local tracker's tickets, oldest first",
         responses=_errors(422, 503),
@@ -514,6 +627,7 @@ def create_app(
 
     @api.get(
         "/api/tickets/{key}",
+        dependencies=rule(Permission.READ),
         response_model=TicketDetail,
         summary="A local ticket with its body and comments",
         responses=_errors(404, 503),
@@ -541,6 +655,7 @@ def create_app(
 
         api.post(
             f"/api/tickets/{{key}}/{path}",
+            dependencies=rule(Permission.RESPOND),
             response_model=StatusChange,
             summary=summary,
             name=f"{path}_ticket",
@@ -565,7 +680,10 @@ def serve(settings: Settings) -> None:
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     try:
         app = create_app(settings)
-    except (PolicyFileError, RoutingError, StoreError) as error:
+        tokens: ApiTokens = app.state.tokens
+        bootstrap_admin_token(settings, tokens)
+        check_exposure(settings, tokens)
+    except (PolicyFileError, RoutingError, RoleMapError, StoreError, CredentialsError) as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(2) from None
     uvicorn.run(
