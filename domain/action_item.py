@@ -171,6 +171,14 @@ def action_workflow_id(incident_key: str, number: int) -> str:
     return f"incident/{incident_key}/action/{number}"
 
 
+def item_id_of_workflow(workflow_id: str) -> str | None:
+    """KEY-N for an action item's workflow id (incident/KEY/action/N), else None."""
+    parts = workflow_id.split("/")
+    if len(parts) == 4 and parts[0] == "incident" and parts[2] == "action" and parts[3].isdigit():
+        return action_item_id(parts[1], int(parts[3]))
+    return None
+
+
 def parse_action_item_id(item_id: str) -> tuple[str, int]:
     """'INC-261127-7KQ2-3' -> ('INC-261127-7KQ2', 3); ValueError names the expected form."""
     key, _, number = item_id.rpartition("-")

@@ -553,3 +553,40 @@ async def test_the_actor_comes_from_the_credential_not_the_body(api: Api) -> Non
     assert accepted.status_code == 200, accepted.text
     item_state = await api.ok("GET", f"/api/actions/{key}-1")
     assert item_state["acceptance"]["approver"] == "token:vp-eng"
+
+
+async def test_a_team_token_acts_only_on_its_teams_work(api: Api) -> None:
+    key = await reviewed_incident(api)  # items: 1 payments, 2 platform
+    payments = bearer(
+        token_secret(api.settings, role=Role.REVIEWER, name="payments-bot", team="payments")
+    )
+    await item(api, f"{key}-1", "open")
+    second = await item(api, f"{key}-2", "open")
+    later = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    own = await api.http.post(
+        f"/api/actions/{key}-1/extend",
+        json={"due_at": later, "reason": "vendor"},
+        headers=payments,
+    )
+    assert own.status_code == 200, own.text
+    other = await api.http.post(
+        f"/api/actions/{key}-2/extend",
+        json={"due_at": later, "reason": "vendor"},
+        headers=payments,
+    )
+    assert other.status_code == 403
+    assert "owned by 'platform'" in other.json()["detail"]
+    assert second.ticket is not None
+    ticket = await api.http.post(
+        f"/api/tickets/{second.ticket.key}/close", json={}, headers=payments
+    )
+    assert ticket.status_code == 403
+    foreign = await api.http.post(
+        "/api/incidents",
+        json={"title": "Search down", "severity": "SEV3", "teams": ["search"]},
+        headers=payments,
+    )
+    assert foreign.status_code == 403
+    assert "does not list it among its teams" in foreign.json()["detail"]
+    reads = await api.http.get(f"/api/actions/{key}-2", headers=payments)
+    assert reads.status_code == 200, "reading is not scoped"

@@ -40,6 +40,7 @@ from app.http.review_requests import (
     submitted_review,
     wants_markdown,
 )
+from app.http.team_scope import check_incident, check_items
 from app.http.webhooks import router as webhooks_router
 from app.services.actions import ActionItems
 from app.services.credentials import CredentialsError, bootstrap_admin_token, check_exposure
@@ -61,6 +62,7 @@ from domain.action_item import (
     ExtendDeadline,
     TicketStatus,
     VerifyItem,
+    item_id_of_workflow,
     parse_action_item_id,
 )
 from domain.commands import (
@@ -341,6 +343,7 @@ def create_app(
 
     async def declare(body: BaseModel, service: Service, caller: Caller) -> IncidentStatus:
         request = command(NewIncident, body, declared_by=caller.actor.label)
+        check_incident(caller, "the new incident", request.teams)
         status = await service.declare(request)
         log.info(
             "incident.declared",
@@ -393,6 +396,8 @@ def create_app(
             ):
                 fields = {"by": caller.actor.label} if "by" in model.model_fields else {}
                 issued = command(model, payload, **fields)
+                if caller.team is not None:
+                    check_incident(caller, key, (await service.get(key)).teams)
                 return await _logged("incident", service.command(key, name, issued))
 
         handler.__annotations__["payload"] = without(model, "by")
@@ -474,7 +479,11 @@ def create_app(
             incident_key=key, workflow_id=workflow_id_for(key), command="submit_review"
         ):
             try:
+                check_incident(caller, key, incident.teams)
                 review = submitted_review(body, media, incident, team_routing, incident_policy)
+                check_items(
+                    caller, ((spec.title, spec.owning_team) for spec in review.action_items)
+                )
             except InvalidReview as error:
                 log.info("incident.review_invalid", problems=len(error.problems))
                 raise
@@ -538,6 +547,7 @@ def create_app(
         with structlog.contextvars.bound_contextvars(
             incident_key=key, workflow_id=workflow_id_for(key), command="add_action_item"
         ):
+            check_items(caller, [(spec.title, spec.owning_team)])
             try:
                 result = await service.add_action_item(key, spec, by=caller.actor.label)
             except CommandRejected as error:
@@ -585,6 +595,9 @@ def create_app(
         ) -> ActionItemSummary:
             with structlog.contextvars.bound_contextvars(action_item=item_id, command=name):
                 issued = command(model, payload, **{actor_field: caller.actor.label})
+                if caller.team is not None:
+                    owner = (await items.get(_known_item_id(item_id))).spec.owning_team
+                    check_items(caller, [(item_id, owner)])
                 pending = items.command(_known_item_id(item_id), name, issued)
                 return await _logged("action_item", pending)
 
@@ -636,7 +649,12 @@ def create_app(
         return await asyncio.to_thread(tracker.detail, key)
 
     def ticket_route(path: str, status: TicketStatus, summary: str) -> None:
-        async def handler(key: str) -> StatusChange:
+        async def handler(key: str, items: Items, caller: Caller) -> StatusChange:
+            if caller.team is not None:
+                ticket = await asyncio.to_thread(tracker.get, "local", key)
+                item_id = item_id_of_workflow(ticket.idempotency_key or "")
+                owner = (await items.get(item_id)).spec.owning_team if item_id else "nobody"
+                check_items(caller, [(key, owner)])
             change = await set_status(
                 tracker,
                 key,
