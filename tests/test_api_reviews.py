@@ -310,17 +310,25 @@ async def test_action_items_list_show_extend_close_verify_accept_and_the_inciden
     key = await reviewed_incident(api)
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     late = item_spec("payments", "Document the pool limits").model_dump(mode="json")
+    refused_past = await api.http.post(
+        f"/api/incidents/{key}/actions", json={**late, "due_at": past}
+    )
+    assert refused_past.status_code == 409
+    assert "has passed" in refused_past.json()["detail"]
+    soon = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
     added = await api.ok(
         "POST",
         f"/api/incidents/{key}/actions",
         201,
-        json={**late, "due_at": past},
+        json={**late, "due_at": soon},
     )
     assert added["id"] == f"{key}-3"
 
     rows = await eventually(
         lambda: api.ok("GET", "/api/actions", params={"incident": key}),
-        lambda rows: len(rows) == 3 and all(row["state"] == "open" for row in rows),
+        lambda rows: (
+            len(rows) == 3 and all(row["state"] == "open" for row in rows) and rows[0]["overdue"]
+        ),
     )
     assert rows[0]["id"] == f"{key}-3"  # soonest due first
     assert [row["overdue"] for row in rows] == [True, False, False]
@@ -590,3 +598,26 @@ async def test_a_team_token_acts_only_on_its_teams_work(api: Api) -> None:
     assert "does not list it among its teams" in foreign.json()["detail"]
     reads = await api.http.get(f"/api/actions/{key}-2", headers=payments)
     assert reads.status_code == 200, "reading is not scoped"
+
+
+async def test_impossible_times_are_refused_with_what_was_given_and_what_is_allowed(
+    api: Api,
+) -> None:
+    ahead = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    future_start = await api.http.post(
+        "/api/incidents", json={"title": "Search down", "severity": "SEV3", "started_at": ahead}
+    )
+    assert future_start.status_code == 409
+    assert "started_at" in future_start.json()["detail"]
+    assert "is in the future" in future_start.json()["detail"]
+
+    key = await resolved_incident(api)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    scheduled = await api.http.post(f"/api/incidents/{key}/review/schedule", json={"at": yesterday})
+    assert scheduled.status_code == 409
+    assert "is in the past" in scheduled.json()["detail"]
+    overdue_item = item_spec("payments", "Cap the pool size", due_at=yesterday)
+    submitted = await api.http.post(f"/api/incidents/{key}/review", json=review_json(overdue_item))
+    assert submitted.status_code == 409, submitted.text
+    assert "action_items.0.due_at: " in submitted.json()["detail"]
+    assert "has passed" in submitted.json()["detail"]
