@@ -117,6 +117,11 @@ class ActionItem(BaseModel):
     ticket: TicketRef | None = None
     created_at: datetime
     last_activity_at: datetime
+    ticket_status_at: datetime | None = Field(
+        default=None,
+        description="the tracker's time of the last ticket status applied: an older one is late "
+        "or replayed, and is ignored",
+    )
     escalations: list[EscalationRecord] = Field(default_factory=list)
     reminders_sent: list[datetime] = Field(default_factory=list)
     extensions: list[Extension] = Field(default_factory=list)
