@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         description="base URL the CLI prints for the API, e.g. http://127.0.0.1:8000",
     )
 
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="an API token (aft_...): the CLI then talks to the API at "
+        "AFTERACTION_API_URL instead of to Temporal",
+    )
     admin_token_file: Path | None = Field(
         default=None,
         description="path to a file holding the API's admin token (a deployment's secret); "

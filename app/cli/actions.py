@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Protocol, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -19,10 +19,14 @@ from app.cli.common import (
     _model,
     _run,
     _run_client,
+    _settings,
     cli_actor,
     err,
     parse_due,
+    remote_api,
+    run_remote,
 )
+from app.cli.remote import RemoteActionItems
 from app.services.actions import ActionItems
 from domain.action_item import (
     AcceptRisk,
@@ -86,7 +90,26 @@ def _summary(result: ActionItemSummary) -> str:
     return f"[bold]{result.id}[/] {result.state.value}, due {_when(result.due_at)}: {result.title}"
 
 
-def _with_items(work: Callable[[ActionItems], Awaitable[T]]) -> T:
+class ItemService(Protocol):
+    """What the CLI asks of action items: app.services.actions.ActionItems on Temporal, or
+    app.cli.remote.RemoteActionItems through the API."""
+
+    async def list(
+        self, *, incident: str | None = None, team: str | None = None, overdue: bool = False
+    ) -> list[ActionItemRow]: ...
+
+    async def get(self, item_id: str) -> ActionItem: ...
+
+    async def command(self, item_id: str, name: str, payload: BaseModel) -> ActionItemSummary: ...
+
+    async def retry_ticket(self, item_id: str) -> None: ...
+
+
+def _with_items(work: Callable[[ItemService], Awaitable[T]]) -> T:
+    api = remote_api(_settings())
+    if api is not None:
+        return run_remote(api, lambda: work(RemoteActionItems(api)))
+
     async def go(client: Client, _settings: Settings) -> T:
         return await work(ActionItems(client))
 

@@ -8,11 +8,23 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import JsonOption, _emit, _run, cli_actor, err, fail, parse_due
+from app.cli.common import (
+    IncidentService,
+    JsonOption,
+    _emit,
+    _run,
+    _settings,
+    cli_actor,
+    err,
+    fail,
+    parse_due,
+    remote_api,
+    run_remote,
+)
+from app.cli.remote import RemoteIncidents
 from app.cli.render import status
 from app.formats.review_files import ReviewFileError, parse_review, review_template
 from app.formats.review_markdown import review_markdown
-from app.services.incidents import Incidents
 from domain.functions import ReviewFunction
 from domain.incident import IncidentStatus
 from domain.review import Participant, ScheduleReview
@@ -82,7 +94,15 @@ def submit(key: str, file: Path, as_json: JsonOption = False) -> None:
     except OSError as error:
         fail(f"cannot read {file}: {error.strerror}", 2)
 
-    async def go(incidents: Incidents) -> IncidentStatus:
+    api = remote_api(_settings())
+    if api is not None:
+        # The API reads the file under the deployment's policy and routing, listing every
+        # problem with its line, as it does for any client.
+        result = run_remote(api, lambda: RemoteIncidents(api).submit_review_file(key, text))
+        _emit(result, as_json, f"review accepted: {status(result)}")
+        return
+
+    async def go(incidents: IncidentService) -> IncidentStatus:
         incident = await incidents.get(key)
         try:
             parsed = parse_review(

@@ -156,6 +156,11 @@ class Health(BaseModel):
     detail: str | None = None
 
 
+class RetryRequested(BaseModel):
+    id: str
+    requested: bool = True
+
+
 class ErrorBody(BaseModel):
     detail: str
 
@@ -623,6 +628,21 @@ def create_app(
         Permission.APPROVE,
         actor_field="approver",
     )
+
+    @api.post(
+        "/api/actions/{id}/retry-ticket",
+        dependencies=rule(Permission.REVIEW),
+        response_model=RetryRequested,
+        summary="Try creating the item's ticket again now (after fixing a tracker's settings)",
+        responses=_errors(404, 503),
+    )
+    async def retry_ticket(item_id: ItemId, items: Items, caller: Caller) -> RetryRequested:
+        known = _known_item_id(item_id)
+        if caller.team is not None:
+            check_items(caller, [(item_id, (await items.get(known)).spec.owning_team)])
+        await items.retry_ticket(known)
+        log.info("action_item.retry_ticket", action_item=item_id)
+        return RetryRequested(id=item_id)
 
     # ---- the local tracker, as the owning team uses it -----------------------------------
 
