@@ -61,6 +61,38 @@ class Settings(BaseSettings):
         description="base URL the CLI prints for the API, e.g. http://127.0.0.1:8000",
     )
 
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="an API token (aft_...): the CLI then talks to the API at "
+        "AFTERACTION_API_URL instead of to Temporal",
+    )
+    admin_token_file: Path | None = Field(
+        default=None,
+        description="path to a file holding the API's admin token (a deployment's secret); "
+        "the API makes it a token named bootstrap-admin at start",
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="the OIDC issuer URL, exactly as its discovery document names it, e.g. "
+        "https://login.example.com/realms/eng",
+    )
+    oidc_audience: str | None = Field(
+        default=None, description="the audience (client id) OIDC tokens must be issued for"
+    )
+    oidc_roles_claim: str = Field(
+        default="groups", min_length=1, description="the claim that lists a person's groups"
+    )
+    oidc_roles_file: Path | None = Field(
+        default=None,
+        description='path to a TOML file mapping groups to roles ([groups] sre = ["responder"])',
+    )
+    api_max_body: int = Field(
+        default=1024 * 1024, ge=1024, description="the largest API request body, in bytes"
+    )
+    webhook_max_body: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="the largest webhook delivery, in bytes"
+    )
+
     dev_server_port: int = Field(
         default=7233, ge=1, le=65535, description="a TCP port, 1-65535, for the embedded server"
     )
@@ -170,7 +202,13 @@ class Settings(BaseSettings):
             raise ValueError(f"port {port} is outside 1-65535")
         return value
 
-    @field_validator("policy_file", "routing_file", "temporal_tls_cert", "temporal_tls_key")
+    @field_validator(
+        "policy_file",
+        "routing_file",
+        "temporal_tls_cert",
+        "temporal_tls_key",
+        "oidc_roles_file",
+    )
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -186,7 +224,16 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("github_base_url", "jira_url")
+    @model_validator(mode="after")
+    def _oidc_together(self) -> Settings:
+        if (self.oidc_issuer is None) != (self.oidc_audience is None):
+            raise ValueError(
+                f"{ENV_PREFIX}OIDC_ISSUER and {ENV_PREFIX}OIDC_AUDIENCE go together: set both "
+                "(the identity provider and the client id its tokens are issued for) or neither"
+            )
+        return self
+
+    @field_validator("github_base_url", "jira_url", "oidc_issuer")
     @classmethod
     def _base_url_is_http(cls, value: str | None) -> str | None:
         if value is None:
@@ -249,6 +296,15 @@ class Settings(BaseSettings):
         if self.jira_url is None:
             return None
         return "dc" if self.jira_pat is not None else "cloud"
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return self.oidc_issuer is not None and self.oidc_audience is not None
+
+    @property
+    def local_admin_token_file(self) -> Path:
+        """Where `make run` keeps the admin token it creates on first start (mode 0600)."""
+        return self.home / "admin-token"
 
     @property
     def embedded_server(self) -> bool:

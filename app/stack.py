@@ -16,14 +16,17 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
+from app.services.credentials import ensure_local_admin_token
 from domain.search_attributes import dev_server_flags
 from integrations.temporal_client import connect
 from settings import Settings
 from store import StoreError, configured_store
+from store.api_tokens import ApiTokens
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 STARTUP_TIMEOUT = 60.0
@@ -149,7 +152,7 @@ def run_stack(settings: Settings) -> int:
     try:
         check_ports(settings)
         settings.home.mkdir(parents=True, exist_ok=True)
-        database = _prepare_store(settings)
+        prepared = _prepare_store(settings)
         server = None
         if settings.embedded_server:
             console.print("starting the Temporal dev server …")
@@ -167,7 +170,7 @@ def run_stack(settings: Settings) -> int:
             [sys.executable, "-m", "app.cli.main", "api"], env=environment, preexec_fn=os.setpgrp
         )
         children[:0] = [api, worker]
-        _announce(settings, database)
+        _announce(settings, prepared)
         while True:
             for child in children:
                 if child.poll() is not None:
@@ -191,19 +194,29 @@ def run_stack(settings: Settings) -> int:
         _stop(children)
 
 
-def _prepare_store(settings: Settings) -> str:
+@dataclass(frozen=True)
+class Prepared:
+    database: str
+    admin_token_file: Path | None
+
+
+def _prepare_store(settings: Settings) -> Prepared:
     """Migrate the store once here, so the worker and the API start on a current schema (and a
-    database they cannot use stops the stack before anything says it is running)."""
+    database they cannot use stops the stack before anything says it is running). With no
+    credentials configured, keep an admin token in the state folder for the CLI and curl."""
     try:
         store = configured_store(settings)
+        token_file = None
+        if not settings.oidc_enabled and settings.admin_token_file is None:
+            token_file = ensure_local_admin_token(settings, ApiTokens(store))
     except StoreError as error:
         raise StackError(str(error)) from None
-    url = store.url
+    prepared = Prepared(database=store.url, admin_token_file=token_file)
     store.dispose()
-    return url
+    return prepared
 
 
-def _announce(settings: Settings, database: str) -> None:
+def _announce(settings: Settings, prepared: Prepared) -> None:
     console.print("[green]afteraction is running[/]")
     console.print(
         f"  API       {settings.effective_api_url}  (OpenAPI: {settings.effective_api_url}/docs)"
@@ -214,7 +227,12 @@ def _announce(settings: Settings, database: str) -> None:
     if settings.embedded_server:
         console.print(f"  Temporal UI  http://127.0.0.1:{settings.dev_server_ui_port}")
         console.print(f"  state     {settings.home.resolve()}")
-    console.print(f"  database  {database}")
+    console.print(f"  database  {prepared.database}")
+    if prepared.admin_token_file is not None:
+        console.print(
+            f'  admin token  {prepared.admin_token_file}  (curl -H "Authorization: Bearer '
+            f'$(cat {prepared.admin_token_file})" {settings.effective_api_url}/api/incidents)'
+        )
     console.print(
         "  try: afteraction declare --title 'Checkout errors' --severity SEV2 --service checkout"
     )

@@ -131,6 +131,11 @@ class ActionItem(BaseModel):
     ticket: TicketRef | None = None
     created_at: datetime
     last_activity_at: datetime
+    ticket_status_at: datetime | None = Field(
+        default=None,
+        description="the tracker's time of the last ticket status applied: an older one is late "
+        "or replayed, and is ignored",
+    )
     escalations: list[EscalationRecord] = Field(default_factory=list)
     reminders_sent: list[datetime] = Field(default_factory=list)
     extensions: list[Extension] = Field(default_factory=list)
@@ -213,6 +218,14 @@ def action_item_id(incident_key: str, number: int) -> str:
 
 def action_workflow_id(incident_key: str, number: int) -> str:
     return f"incident/{incident_key}/action/{number}"
+
+
+def item_id_of_workflow(workflow_id: str) -> str | None:
+    """KEY-N for an action item's workflow id (incident/KEY/action/N), else None."""
+    parts = workflow_id.split("/")
+    if len(parts) == 4 and parts[0] == "incident" and parts[2] == "action" and parts[3].isdigit():
+        return action_item_id(parts[1], int(parts[3]))
+    return None
 
 
 def parse_action_item_id(item_id: str) -> tuple[str, int]:

@@ -40,8 +40,7 @@ INCIDENT_ACTION_ITEMS = 100  # action items one incident tracks, the review's an
 # ---- whole commands and files, in bytes -----------------------------------------------------
 
 COMMAND_BYTES = 256 * 1024  # one command as sent to Temporal (its encoded payload)
-REVIEW_FILE_BYTES = 1024 * 1024  # a review file, or a review sent to the API
-REQUEST_BYTES = 1024 * 1024  # any request body the API reads
+REVIEW_FILE_BYTES = 1024 * 1024  # a review file (request bodies: AFTERACTION_API_MAX_BODY)
 NESTING_DEPTH = 32  # how deep a review file may nest (a review needs 5)
 
 # ---- what a run carries into continue-as-new --------------------------------------------------

@@ -36,6 +36,11 @@ class Stack:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.env['AFTERACTION_API_PORT']}"
 
+    def admin_headers(self) -> dict[str, str]:
+        """The admin token `afteraction run` keeps in its state folder, as a header."""
+        secret = (self.home / "admin-token").read_text(encoding="utf-8").strip()
+        return {"Authorization": f"Bearer {secret}"}
+
     def cli(self, *args: str, check_json: bool = False) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [AFTERACTION, *args], env=self.env, capture_output=True, text=True, timeout=60

@@ -20,11 +20,13 @@ from temporalio.testing import WorkflowEnvironment
 from app.formats.review_files import dump_yaml
 from app.http.api import create_app
 from domain.action_item import ActionItem
+from domain.identity import Role
 from domain.policy import Policy
 from domain.review import FocusedQuestions, ReviewRecord, Rubric
 from domain.tickets import TicketDraft
 from integrations.local import LocalTracker
 from settings import Settings
+from tests.auth import ADMIN, admin_headers, bearer, token_secret
 from tests.helpers import eventually
 from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec
@@ -66,7 +68,10 @@ async def running_api(
         app = create_app(settings, policy=policy or slow_policy())
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://afteraction", timeout=30
+            transport=transport,
+            base_url="http://afteraction",
+            timeout=30,
+            headers=admin_headers(settings),
         ) as http:
             yield Api(http=http, settings=settings)
 
@@ -97,9 +102,7 @@ def review_json(*items: Any, **fields: Any) -> dict[str, Any]:
 
 async def reviewed_incident(api: Api) -> str:
     key = await resolved_incident(api)
-    status = await api.ok(
-        "POST", f"/api/incidents/{key}/review", json=review_json(*TWO_ITEMS), params={"by": "fran"}
-    )
+    status = await api.ok("POST", f"/api/incidents/{key}/review", json=review_json(*TWO_ITEMS))
     assert status["state"] == "tracking"
     return key
 
@@ -277,14 +280,12 @@ async def test_review_as_json_and_as_markdown(api: Api) -> None:
     unknown = await api.http.get("/api/incidents/INC-000000-NONE/review")
     assert unknown.status_code == 404 and "no incident" in unknown.json()["detail"]
 
-    await api.ok(
-        "POST", f"/api/incidents/{key}/review", json=review_json(*TWO_ITEMS), params={"by": "fran"}
-    )
+    await api.ok("POST", f"/api/incidents/{key}/review", json=review_json(*TWO_ITEMS))
     as_json = await api.http.get(f"/api/incidents/{key}/review")
     assert as_json.status_code == 200
     assert as_json.headers["content-type"] == "application/json"
     record = ReviewRecord.model_validate(as_json.json())
-    assert record.submitted_by == "fran"
+    assert record.submitted_by == f"token:{ADMIN}"
     assert record.review == full_review(*TWO_ITEMS)
 
     markdown = await api.http.get(
@@ -310,18 +311,25 @@ async def test_action_items_list_show_extend_close_verify_accept_and_the_inciden
     key = await reviewed_incident(api)
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     late = item_spec("payments", "Document the pool limits").model_dump(mode="json")
+    refused_past = await api.http.post(
+        f"/api/incidents/{key}/actions", json={**late, "due_at": past}
+    )
+    assert refused_past.status_code == 409
+    assert "has passed" in refused_past.json()["detail"]
+    soon = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
     added = await api.ok(
         "POST",
         f"/api/incidents/{key}/actions",
         201,
-        json={**late, "due_at": past},
-        params={"by": "fran"},
+        json={**late, "due_at": soon},
     )
     assert added["id"] == f"{key}-3"
 
     rows = await eventually(
         lambda: api.ok("GET", "/api/actions", params={"incident": key}),
-        lambda rows: len(rows) == 3 and all(row["state"] == "open" for row in rows),
+        lambda rows: (
+            len(rows) == 3 and all(row["state"] == "open" for row in rows) and rows[0]["overdue"]
+        ),
     )
     assert rows[0]["id"] == f"{key}-3"  # soonest due first
     assert [row["overdue"] for row in rows] == [True, False, False]
@@ -336,9 +344,7 @@ async def test_action_items_list_show_extend_close_verify_accept_and_the_inciden
         response = await api.http.get(f"/api/actions/{unknown}")
         assert response.status_code == 404, response.text
     assert "not an action item id" in (await api.http.get("/api/actions/nonsense")).json()["detail"]
-    gone = await api.http.post(
-        "/api/actions/INC-000000-NONE-1/accept", json={"rationale": "r", "approver": "vp"}
-    )
+    gone = await api.http.post("/api/actions/INC-000000-NONE-1/accept", json={"rationale": "r"})
     assert gone.status_code == 404
 
     earlier = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
@@ -351,17 +357,15 @@ async def test_action_items_list_show_extend_close_verify_accept_and_the_inciden
     extended = await api.ok(
         "POST",
         f"/api/actions/{key}-1/extend",
-        json={"due_at": later.isoformat(), "reason": "waiting on the vendor", "by": "bob"},
+        json={"due_at": later.isoformat(), "reason": "waiting on the vendor"},
     )
     assert datetime.fromisoformat(extended["due_at"]) == later
 
-    too_soon = await api.http.post(
-        f"/api/actions/{key}-1/verify", json={"evidence": "dashboards", "by": "carol"}
-    )
+    too_soon = await api.http.post(f"/api/actions/{key}-1/verify", json={"evidence": "dashboards"})
     assert too_soon.status_code == 409
     assert "close its ticket first" in too_soon.json()["detail"]
 
-    closed = await api.ok("POST", f"/api/tickets/{first.ticket.key}/close")
+    closed = await api.ok("POST", f"/api/tickets/{first.ticket.key}/close", json={})
     assert closed["ticket"]["status"] == "closed"
     assert closed["workflow_id"] == f"incident/{key}/action/1"
     assert closed["told"] is True and closed["warning"] is None
@@ -369,7 +373,7 @@ async def test_action_items_list_show_extend_close_verify_accept_and_the_inciden
     verified = await api.ok(
         "POST",
         f"/api/actions/{key}-1/verify",
-        json={"evidence": "https://grafana/d/pool", "by": "carol"},
+        json={"evidence": "https://grafana/d/pool"},
     )
     assert verified["state"] == "done"
 
@@ -377,12 +381,10 @@ async def test_action_items_list_show_extend_close_verify_accept_and_the_inciden
         accepted = await api.ok(
             "POST",
             f"/api/actions/{key}-{number}/accept",
-            json={"rationale": "covered by the pool rewrite", "approver": "vp"},
+            json={"rationale": "covered by the pool rewrite"},
         )
         assert accepted["state"] == "accepted"
-    twice = await api.http.post(
-        f"/api/actions/{key}-2/accept", json={"rationale": "again", "approver": "vp"}
-    )
+    twice = await api.http.post(f"/api/actions/{key}-2/accept", json={"rationale": "again"})
     assert twice.status_code == 409
 
     incident = await eventually(
@@ -393,14 +395,14 @@ async def test_action_items_list_show_extend_close_verify_accept_and_the_inciden
 
 async def test_tickets_list_show_close_and_reopen(api: Api) -> None:
     by_hand = api.tracker.create("Rotate the certificate").ref.key
-    closed = await api.ok("POST", f"/api/tickets/{by_hand}/close")
+    closed = await api.ok("POST", f"/api/tickets/{by_hand}/close", json={})
     assert closed["ticket"]["status"] == "closed"
     assert closed["workflow_id"] is None and closed["told"] is False
     assert closed["warning"] is None
     listed = await api.ok("GET", "/api/tickets", params={"status": "closed"})
     assert [row["ref"]["key"] for row in listed] == [by_hand]
     assert await api.ok("GET", "/api/tickets", params={"status": "open"}) == []
-    reopened = await api.ok("POST", f"/api/tickets/{by_hand}/reopen")
+    reopened = await api.ok("POST", f"/api/tickets/{by_hand}/reopen", json={})
     assert reopened["ticket"]["status"] == "open"
     shown = await api.ok("GET", f"/api/tickets/{by_hand}")
     assert shown["title"] == "Rotate the certificate" and shown["comments"] == []
@@ -408,10 +410,10 @@ async def test_tickets_list_show_close_and_reopen(api: Api) -> None:
     key = await reviewed_incident(api)
     [first, _] = sorted(await tickets_of(api, key, 2), key=lambda row: row["ref"]["key"])
     await item(api, f"{key}-1", "open")
-    closed = await api.ok("POST", f"/api/tickets/{first['ref']['key']}/close")
+    closed = await api.ok("POST", f"/api/tickets/{first['ref']['key']}/close", json={})
     assert closed["told"] is True
     await item(api, f"{key}-1", "verifying")
-    reopened = await api.ok("POST", f"/api/tickets/{first['ref']['key']}/reopen")
+    reopened = await api.ok("POST", f"/api/tickets/{first['ref']['key']}/reopen", json={})
     assert reopened["told"] is True and reopened["ticket"]["status"] == "open"
     await item(api, f"{key}-1", "open")
 
@@ -424,10 +426,10 @@ async def test_tickets_list_show_close_and_reopen(api: Api) -> None:
             due_at=datetime.now(UTC),
         ),
     )
-    warned = await api.ok("POST", f"/api/tickets/{orphan.ref.key}/close")
+    warned = await api.ok("POST", f"/api/tickets/{orphan.ref.key}/close", json={})
     assert warned["told"] is False and "no action item follows" in warned["warning"]
 
-    unknown = await api.http.post("/api/tickets/LOCAL-999/close")
+    unknown = await api.http.post("/api/tickets/LOCAL-999/close", json={})
     assert unknown.status_code == 404 and "no ticket" in unknown.json()["detail"]
     bad_status = await api.http.get("/api/tickets", params={"status": "pending"})
     assert bad_status.status_code == 422
@@ -516,3 +518,107 @@ async def test_openapi_lists_the_new_paths(api: Api) -> None:
             ]
         )
     )
+
+
+async def test_the_actor_comes_from_the_credential_not_the_body(api: Api) -> None:
+    responder = bearer(token_secret(api.settings, role=Role.RESPONDER, name="pager-bot"))
+    approver = bearer(token_secret(api.settings, role=Role.APPROVER, name="vp-eng"))
+    typed = await api.http.post(
+        "/api/incidents",
+        json={"title": "Search down", "severity": "SEV2", "declared_by": "vp-eng"},
+        headers=responder,
+    )
+    assert typed.status_code == 422, "who is acting is not the caller's to type"
+    assert "declared_by" in typed.json()["detail"]
+    created = await api.http.post(
+        "/api/incidents", json={"title": "Search down", "severity": "SEV2"}, headers=responder
+    )
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    incident = await api.ok("GET", f"/api/incidents/{key}")
+    assert incident["declared_by"] == "token:pager-bot"
+    mitigated = await api.http.post(
+        f"/api/incidents/{key}/mitigate", json={"note": "rolled back"}, headers=responder
+    )
+    assert mitigated.status_code == 200, mitigated.text
+    timeline = (await api.ok("GET", f"/api/incidents/{key}"))["timeline"]
+    assert timeline[-1]["author"] == "token:pager-bot"
+
+    await api.ok("POST", f"/api/incidents/{key}/resolve", json={})
+    await api.ok("POST", f"/api/incidents/{key}/review", json=review_json(*TWO_ITEMS))
+    refused = await api.http.post(
+        f"/api/actions/{key}-1/accept", json={"rationale": "not worth it"}, headers=responder
+    )
+    assert refused.status_code == 403
+    typed_approver = await api.http.post(
+        f"/api/actions/{key}-1/accept",
+        json={"rationale": "not worth it", "approver": "vp-eng"},
+        headers=responder,
+    )
+    assert typed_approver.status_code == 403, "the rule comes first"
+    accepted = await api.http.post(
+        f"/api/actions/{key}-1/accept", json={"rationale": "not worth it"}, headers=approver
+    )
+    assert accepted.status_code == 200, accepted.text
+    item_state = await api.ok("GET", f"/api/actions/{key}-1")
+    assert item_state["acceptance"]["approver"] == "token:vp-eng"
+
+
+async def test_a_team_token_acts_only_on_its_teams_work(api: Api) -> None:
+    key = await reviewed_incident(api)  # items: 1 payments, 2 platform
+    payments = bearer(
+        token_secret(api.settings, role=Role.REVIEWER, name="payments-bot", team="payments")
+    )
+    await item(api, f"{key}-1", "open")
+    second = await item(api, f"{key}-2", "open")
+    later = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    own = await api.http.post(
+        f"/api/actions/{key}-1/extend",
+        json={"due_at": later, "reason": "vendor"},
+        headers=payments,
+    )
+    assert own.status_code == 200, own.text
+    other = await api.http.post(
+        f"/api/actions/{key}-2/extend",
+        json={"due_at": later, "reason": "vendor"},
+        headers=payments,
+    )
+    assert other.status_code == 403
+    assert "owned by 'platform'" in other.json()["detail"]
+    assert second.ticket is not None
+    ticket = await api.http.post(
+        f"/api/tickets/{second.ticket.key}/close", json={}, headers=payments
+    )
+    assert ticket.status_code == 403
+    foreign = await api.http.post(
+        "/api/incidents",
+        json={"title": "Search down", "severity": "SEV3", "teams": ["search"]},
+        headers=payments,
+    )
+    assert foreign.status_code == 403
+    assert "does not list it among its teams" in foreign.json()["detail"]
+    reads = await api.http.get(f"/api/actions/{key}-2", headers=payments)
+    assert reads.status_code == 200, "reading is not scoped"
+
+
+async def test_impossible_times_are_refused_with_what_was_given_and_what_is_allowed(
+    api: Api,
+) -> None:
+    ahead = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    future_start = await api.http.post(
+        "/api/incidents", json={"title": "Search down", "severity": "SEV3", "started_at": ahead}
+    )
+    assert future_start.status_code == 409
+    assert "started_at" in future_start.json()["detail"]
+    assert "is in the future" in future_start.json()["detail"]
+
+    key = await resolved_incident(api)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    scheduled = await api.http.post(f"/api/incidents/{key}/review/schedule", json={"at": yesterday})
+    assert scheduled.status_code == 409
+    assert "is in the past" in scheduled.json()["detail"]
+    overdue_item = item_spec("payments", "Cap the pool size", due_at=yesterday)
+    submitted = await api.http.post(f"/api/incidents/{key}/review", json=review_json(overdue_item))
+    assert submitted.status_code == 409, submitted.text
+    assert "action_items.0.due_at: " in submitted.json()["detail"]
+    assert "has passed" in submitted.json()["detail"]

@@ -38,6 +38,8 @@ POLICY = fast_policy(
     acknowledge_within="1h", status_update_every="3s", resolve_within="1h", review_within="3s"
 )
 LADDER = POLICY.for_severity(Severity.SEV2).escalation
+# What the API's body limit (AFTERACTION_API_MAX_BODY, 1 MiB by default) names when it refuses.
+BODY_LIMIT = "larger than 1,048,576 bytes"
 # How late a ladder step may fire on a busy two-core machine and still count as on time.
 ON_TIME = timedelta(seconds=2)
 
@@ -110,11 +112,11 @@ async def test_inputs_past_their_caps_are_refused_and_the_incident_still_escalat
     timeline = f"/api/incidents/{key}/timeline"
 
     # A 2.5 MB note, and two 1.5 MB notes at once: refused at the door, naming the limit.
-    too_large(await api.http.post(timeline, json={"text": "x" * 2_500_000}), "1 MiB")
+    too_large(await api.http.post(timeline, json={"text": "x" * 2_500_000}), BODY_LIMIT)
     for answer in await asyncio.gather(
         *(api.http.post(timeline, json={"text": "y" * 1_500_000}) for _ in range(2))
     ):
-        too_large(answer, "1 MiB")
+        too_large(answer, BODY_LIMIT)
     refused = await api.http.post(timeline, json={"text": "z" * (NOTE_CHARS + 1)})
     assert refused.status_code == 422, refused.text
     assert refused.json()["problems"] == [
@@ -149,7 +151,7 @@ async def test_inputs_past_their_caps_are_refused_and_the_incident_still_escalat
     await api.ok("POST", f"/api/incidents/{key}/resolve", json={})
     review = f"/api/incidents/{key}/review"
     # A 3 MB review; a review within every field's cap that is still too large for a command.
-    too_large(await api.http.post(review, json={"executive_summary": "r" * 3_000_000}), "1 MiB")
+    too_large(await api.http.post(review, json={"executive_summary": "r" * 3_000_000}), BODY_LIMIT)
     narrative = [{"at": created["clock"]["declared_at"], "text": "w" * NOTE_CHARS}] * 40
     heavy = review_json(item_spec("payments", "Cap the pool"), timeline=narrative)
     too_large(await api.http.post(review, json=heavy), "256 KiB")
@@ -212,9 +214,10 @@ async def test_bodies_that_once_crashed_the_api_answer_4xx_with_a_message(api: A
 
     key = await resolved_incident(api)
     url = f"/api/incidents/{key}/review"
-    answer = await api.http.post(url, content=b"[" * 5_000_000)
-    too_large(answer, "1 MiB")
-    answer = await api.http.post(url, content=b"[" * 500_000)
+    json_type = {"Content-Type": "application/json"}
+    answer = await api.http.post(url, content=b"[" * 5_000_000, headers=json_type)
+    too_large(answer, BODY_LIMIT)
+    answer = await api.http.post(url, content=b"[" * 500_000, headers=json_type)
     assert answer.status_code == 422
     assert answer.json()["problems"] == [
         "(top level): nested too deeply to read; a review needs a few levels"
@@ -263,5 +266,5 @@ async def test_the_api_documents_413(api: Api) -> None:
     schema = await api.ok("GET", "/openapi.json")
     answers = schema["paths"]["/api/incidents/{key}/timeline"]["post"]["responses"]
     assert {"413", "422"} <= set(answers)
-    text = json.dumps(schema["components"]["schemas"]["AddTimelineEvent"])
+    text = json.dumps(schema["components"]["schemas"]["AddTimelineEventBody"])
     assert '"maxLength": 10000' in text

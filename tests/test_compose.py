@@ -239,9 +239,40 @@ def test_worker_and_api_build_the_repository_dockerfile(compose: dict[str, Any])
     assert len(images) == 1, "worker and api should run one image"
 
 
+# How the API authenticates callers: only the API needs it (the worker serves no one).
+API_ONLY = {
+    "AFTERACTION_ADMIN_TOKEN_FILE",
+    "AFTERACTION_OIDC_ISSUER",
+    "AFTERACTION_OIDC_AUDIENCE",
+    "AFTERACTION_OIDC_ROLES_CLAIM",
+    "AFTERACTION_OIDC_ROLES_FILE",
+}
+
+
 def test_worker_and_api_share_one_configuration(compose: dict[str, Any]) -> None:
     worker, api = (environment(compose["services"][name]) for name in APP_SERVICES)
-    assert worker == api
+    assert {name: value for name, value in api.items() if name not in API_ONLY} == worker
+    assert set(api) - set(worker) == API_ONLY
+
+
+def test_only_the_api_is_published_beyond_this_host(compose: dict[str, Any]) -> None:
+    published = {}
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            published[name] = interpolate(str(port))
+    assert published.pop("api") == "8000:8000"
+    assert published, "Temporal and its UI are published for this host's own tools"
+    for name, port in published.items():
+        assert port.startswith("127.0.0.1:"), f"{name} is published beyond loopback: {port}"
+
+
+def test_the_api_takes_its_admin_token_from_a_secret(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    assert api["secrets"] == ["afteraction_admin_token"]
+    assert (
+        environment(api)["AFTERACTION_ADMIN_TOKEN_FILE"] == "/run/secrets/afteraction_admin_token"
+    )
+    assert "afteraction_admin_token" in compose["secrets"]
 
 
 def test_every_afteraction_variable_is_a_setting(compose: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -236,7 +237,7 @@ def test_tracked_action_items_show_their_state_and_ticket() -> None:
             "P2",
             "2026-12-10",
             "open",
-            "[LOCAL-7](https://t.example/7)",
+            "[LOCAL-7](<https://t.example/7>)",
         ]
     ]
 
@@ -266,3 +267,24 @@ def test_pipes_and_newlines_do_not_break_tables() -> None:
 def test_no_review_yet_says_how_to_submit_one() -> None:
     with pytest.raises(ValueError, match=r"no review yet.*afteraction review submit INC-261124-T1"):
         review_markdown(make_incident(None))
+
+
+def test_what_people_typed_cannot_become_html_or_a_script_link() -> None:
+    hostile = EvidenceLink.model_construct(
+        kind=EvidenceKind.LOGS, url="javascript:alert(2)", description="logs"
+    )
+    markdown = review_markdown(
+        make_incident(
+            make_review(
+                executive_summary="<script>alert(1)</script> see [the fix](javascript:alert(3))",
+                evidence=[hostile, EvidenceLink(kind=EvidenceKind.METRICS, url="https://g/d/1")],
+                facilitator="<img src=x onerror=alert(4)>",
+            )
+        )
+    )
+    assert "<script>" not in markdown and "<img" not in markdown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown
+    assert re.search(r"(?<!\\)\]\(<?javascript:", markdown) is None, "no live javascript: link"
+    assert "\\[the fix\\](javascript:alert(3))" in markdown
+    assert "- logs (`javascript:alert(2)`)" in markdown
+    assert "- <https://g/d/1>" in markdown

@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain.action_item import ActionItem, ActionItemState, action_workflow_id
 from integrations.local import LocalTracker
 from store import open_store
+from tests.auth import bearer, token_secret
 from tests.helpers import eventually
 from tests.postgres import PostgresServer
 from tests.reviews import full_review, item_spec
@@ -130,7 +131,8 @@ async def test_two_workers_and_two_apis_share_one_store_through_a_worker_kill(
                 address, task_queue, tmp_path / "w1", tmp_path / "w1.log", settings=settings
             )
         )
-        async with httpx.AsyncClient(timeout=60) as http:
+        headers = bearer(token_secret(database_url=database_url))
+        async with httpx.AsyncClient(timeout=60, headers=headers) as http:
             await asyncio.gather(*(healthy(http, api) for api in apis))
             keys = await asyncio.gather(
                 *(reviewed_incident(http, apis[n % 2], n) for n in range(INCIDENTS))

@@ -5,13 +5,19 @@ incidents and their pending timers."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.legacy_tickets import legacy_file
@@ -125,8 +131,22 @@ def test_list_filters_by_state_and_severity(stack: Stack) -> None:
     assert all(row["key"] != key for row in others)
 
 
-def test_api_declares_commands_and_explains_errors(stack: Stack) -> None:
+def test_the_local_admin_token_is_private_and_the_only_way_in(stack: Stack) -> None:
+    token_file = stack.home / "admin-token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        anonymous = api.get("/api/incidents")
+        assert anonymous.status_code == 401
+        assert anonymous.headers["www-authenticate"].startswith("Bearer")
+        assert "afteraction tokens create" in anonymous.json()["detail"]
+        wrong = api.get("/api/incidents", headers={"Authorization": "Bearer aft_not-a-token"})
+        assert wrong.status_code == 401
+        assert api.get("/api/incidents", headers=stack.admin_headers()).status_code == 200
+        assert api.get("/healthz").status_code == 200, "health stays open"
+
+
+def test_api_declares_commands_and_explains_errors(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.api_url, timeout=30, headers=stack.admin_headers()) as api:
         created = api.post(
             "/api/incidents",
             json={"title": "Login failing", "severity": "SEV1", "services": ["auth"]},
@@ -206,8 +226,18 @@ def test_restart_keeps_incidents_pending_timers_and_tickets(tmp_path: Path) -> N
     first.start()
     key = declare(first)  # fast policy: SEV2 must be acknowledged within 3s
     assert ticket_keys(first) == ["LOCAL-1", "LOCAL-3", "LOCAL-4"], "imported on first start"
+    secret = first.admin_headers()["Authorization"].removeprefix("Bearer ")
+    noted = httpx.post(
+        f"{first.api_url}/api/incidents/{key}/timeline",
+        json={"text": "paged the database team"},
+        headers=first.admin_headers(),
+        timeout=30,
+    )
+    assert noted.status_code == 200, noted.text
     output = first.stop()
     assert f"database  sqlite:///{home.resolve() / 'afteraction.db'}" in output
+    assert "incident.command" in output, "the API logged the command"
+    assert secret not in output, "the token never reaches a log"
     time.sleep(4)  # the deadline passes while nothing runs
 
     first.start()
@@ -226,8 +256,32 @@ def test_restart_keeps_incidents_pending_timers_and_tickets(tmp_path: Path) -> N
         assert shown["title"] == "Checkout errors"
         assert first.cli_json("ack", key, "--commander", "bob")["state"] == "mitigating"
         assert ticket_keys(first) == ["LOCAL-1", "LOCAL-3", "LOCAL-4"], "and only once"
+        history = asyncio.run(history_json(first, f"incident/{key}"))
+        assert "token:local-admin" in history, "the history names the token's owner"
+        assert secret not in history, "and never the token"
     finally:
         first.stop()
+
+
+async def history_json(stack: Stack, workflow_id: str) -> str:
+    """The workflow's history as JSON, with every payload decoded (they are base64 there)."""
+    address = f"127.0.0.1:{stack.env['AFTERACTION_DEV_SERVER_PORT']}"
+    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    decoded: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "data" in node and "metadata" in node:
+                decoded.append(base64.b64decode(node["data"]).decode("utf-8", "replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(history.to_json()))
+    return "\n".join(decoded)
 
 
 async def test_a_configured_temporal_address_skips_the_embedded_server(

@@ -7,6 +7,7 @@ import asyncio
 import copy
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -40,6 +41,7 @@ from integrations.webhooks import (
 )
 from settings import Settings
 from tests.emulators.github import GitHubEmulator
+from tests.helpers import eventually
 from tests.reviews import item_spec
 from tests.test_api_reviews import Api, item, resolved_incident, review_json, running_api
 
@@ -501,7 +503,7 @@ async def test_signed_github_deliveries_move_a_real_action_item(
     async with running_api(dev_env, tmp_path, routing_file=routing, **secrets, **github) as api:
         key = await resolved_incident(api)
         review = review_json(item_spec("payments", "Cap the pool size"))
-        await api.ok("POST", f"/api/incidents/{key}/review", json=review, params={"by": "fran"})
+        await api.ok("POST", f"/api/incidents/{key}/review", json=review)
         item_id, workflow_id = f"{key}-1", action_workflow_id(key, 1)
         await item(api, item_id, "open")
 
@@ -561,4 +563,24 @@ async def test_signed_github_deliveries_move_a_real_action_item(
         ).status_code == 202
         await asyncio.sleep(1)
         assert (await item_now(api, item_id)).state.value == "open"
+
+        # The issue is reopened a minute after it was closed; then the captured "closed"
+        # delivery arrives again under a fresh delivery id (a replay, or a late delivery):
+        # it is older than the reopen, so the item stays open.
+        later = github_routed("issues.closed.json", workflow_id)
+        later["action"], later["issue"]["state"] = "reopened", "open"
+        later["issue"]["updated_at"] = "2024-03-16T01:38:20Z"
+        assert (await deliver(later, "delivery-6")).status_code == 202
+        assert (await deliver(closed, "delivery-7")).status_code == 202
+        replayed = await eventually(
+            lambda: item_now(api, item_id), lambda found: "delivery-7" in found.seen_deliveries
+        )
+        assert replayed.state.value == "open", "an older close does not undo a later reopen"
+        assert replayed.ticket_status_at == datetime(2024, 3, 16, 1, 38, 20, tzinfo=UTC)
+
+        # A close newer than the reopen still closes it.
+        newer = github_routed("issues.closed.json", workflow_id)
+        newer["issue"]["updated_at"] = "2024-03-16T01:39:20Z"
+        assert (await deliver(newer, "delivery-8")).status_code == 202
+        await item(api, item_id, "verifying")
     assert emulator.contract_errors == []

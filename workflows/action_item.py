@@ -73,6 +73,8 @@ TICKET_RETRY_EVERY = timedelta(hours=1)
 SEEN_DELIVERIES_KEPT = 200
 REPORT_ONLY_CHANGES = "report-only-changes-to-incident"
 IGNORE_OTHER_TICKETS = "ignore-changes-to-other-tickets"
+# Histories recorded before this applied every status change in the order it arrived.
+APPLY_NEWER_TICKET_CHANGES = "apply-only-newer-ticket-status-changes"
 ITEM_DEADLINES = (DeadlineKind.ACTION_DUE, DeadlineKind.ACTION_STALLED)
 
 
@@ -402,12 +404,26 @@ class ActionItemWorkflow:
             ]
         if change.activity and change.at > item.last_activity_at:
             item.last_activity_at = min(change.at, workflow.now())
+        if change.status is not None and self._stale(change):
+            self._changed_state()
+            return
         if change.status is TicketStatus.CLOSED and item.state is ActionItemState.OPEN:
             self._ticket_closed(workflow.now())
         elif change.status is TicketStatus.OPEN and item.state is ActionItemState.VERIFYING:
             item.state = ActionItemState.OPEN
             item.closed_at = None
         self._changed_state()
+
+    def _stale(self, change: TicketChanged) -> bool:
+        """A status older than the last one applied (by the tracker's own updated time): a late
+        delivery, or a captured one sent again under a new id, must not undo a later change."""
+        item = self.item
+        if not workflow.patched(APPLY_NEWER_TICKET_CHANGES):
+            return False
+        if item.ticket_status_at is not None and change.at < item.ticket_status_at:
+            return True
+        item.ticket_status_at = change.at
+        return False
 
     def _other_ticket(self, ticket_key: str) -> bool:
         """A change to a ticket that is not this item's (a duplicate still carrying its key):

@@ -478,6 +478,12 @@ class IncidentWorkflow:
         self._require_state("schedule_review")
         if command.at.tzinfo is None:
             raise rejected("give the review time with a time zone, e.g. 2026-12-01T15:00:00Z")
+        now = workflow.now()
+        if command.at < now - CLOCK_SKEW:
+            raise rejected(
+                f"the review time {command.at.isoformat(timespec='minutes')} is in the past "
+                f"(now {now.isoformat(timespec='minutes')}); give a time from now on"
+            )
 
     @workflow.update
     async def submit_review(self, command: SubmitReview) -> IncidentStatus:
@@ -514,6 +520,9 @@ class IncidentWorkflow:
             )
         ]
         for index, spec in enumerate(command.review.action_items):
+            past = self._past_due(spec)
+            if past:
+                problems.append(f"action_items.{index}.due_at: {past}")
             if spec.owning_team not in command.routes:
                 problems.append(
                     f"action_items.{index}.owning_team: no route for team {spec.owning_team!r}"
@@ -537,6 +546,9 @@ class IncidentWorkflow:
                 f"the incident already tracks {INCIDENT_ACTION_ITEMS} action items, the most it "
                 "can; track further work in the owning team's tracker"
             )
+        past = self._past_due(command.spec)
+        if past:
+            raise rejected(f"due_at: {past}")
         if command.route.team != command.spec.owning_team:
             raise rejected(
                 f"the route is for team {command.route.team!r}, "
@@ -653,6 +665,17 @@ class IncidentWorkflow:
                 f"{at.isoformat()} is in the future (now {now.isoformat(timespec='seconds')}); "
                 "give the time it happened, or leave the time out to mean now"
             )
+
+    def _past_due(self, spec: ActionItemSpec) -> str | None:
+        """Why the item's due date cannot be (it has passed), or None."""
+        now = workflow.now()
+        if spec.due_at is None or spec.due_at >= now - CLOCK_SKEW:
+            return None
+        return (
+            f"{spec.due_at.isoformat(timespec='minutes')} has passed (now "
+            f"{now.isoformat(timespec='minutes')}); give a later date, or leave it out for the "
+            "policy's default"
+        )
 
     def _require_not_before(self, at: datetime | None, what: str, earliest: datetime) -> None:
         if at is not None and at < earliest:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Protocol, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -14,17 +14,20 @@ from temporalio.client import Client
 
 from app.cli import render
 from app.cli.common import (
-    ByOption,
     JsonOption,
     _emit,
-    _me,
     _model,
     _run,
     _run_client,
+    _settings,
+    cli_actor,
     err,
     fail,
     parse_due,
+    remote_api,
+    run_remote,
 )
+from app.cli.remote import RemoteActionItems
 from app.services.actions import ActionItems
 from domain.action_item import (
     AcceptRisk,
@@ -89,7 +92,26 @@ def _summary(result: ActionItemSummary) -> str:
     return f"[bold]{result.id}[/] {result.state.value}, due {_when(result.due_at)}: {result.title}"
 
 
-def _with_items(work: Callable[[ActionItems], Awaitable[T]]) -> T:
+class ItemService(Protocol):
+    """What the CLI asks of action items: app.services.actions.ActionItems on Temporal, or
+    app.cli.remote.RemoteActionItems through the API."""
+
+    async def list(
+        self, *, incident: str | None = None, team: str | None = None, overdue: bool = False
+    ) -> list[ActionItemRow]: ...
+
+    async def get(self, item_id: str) -> ActionItem: ...
+
+    async def command(self, item_id: str, name: str, payload: BaseModel) -> ActionItemSummary: ...
+
+    async def retry_ticket(self, item_id: str) -> None: ...
+
+
+def _with_items(work: Callable[[ItemService], Awaitable[T]]) -> T:
+    api = remote_api(_settings())
+    if api is not None:
+        return run_remote(api, lambda: work(RemoteActionItems(api)))
+
     async def go(client: Client, _settings: Settings) -> T:
         return await work(ActionItems(client))
 
@@ -135,7 +157,6 @@ def add(
     due: Annotated[str | None, typer.Option("--due", help="ISO time or from now (14d).")] = None,
     assignee: Annotated[str | None, typer.Option("--assignee")] = None,
     slo: Annotated[str | None, typer.Option("--slo", help="Link to the SLO it protects.")] = None,
-    by: ByOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Add an action item to a reviewed incident."""
@@ -150,7 +171,7 @@ def add(
         success_criteria=criteria,
         slo_link=slo,
     )
-    result = _run(lambda incidents: incidents.add_action_item(key, spec, by=by or _me()))
+    result = _run(lambda incidents: incidents.add_action_item(key, spec, by=cli_actor().label))
     _emit(result, as_json, _summary(result))
 
 
@@ -164,11 +185,12 @@ def extend(
     item_id: Annotated[str, typer.Argument(metavar="ID")],
     due: Annotated[str, typer.Option("--due", help="New due time: ISO, or from now (7d).")],
     reason: Annotated[str, typer.Option("--reason", help="Why it needs longer.")],
-    by: ByOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Move the due date later, with a reason (kept in the history)."""
-    payload = _model(ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, by=by or _me())
+    payload = _model(
+        ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, by=cli_actor().label
+    )
     _update(item_id, "extend_deadline", payload, as_json)
 
 
@@ -176,22 +198,22 @@ def extend(
 def verify(
     item_id: Annotated[str, typer.Argument(metavar="ID")],
     evidence: Annotated[str, typer.Option("--evidence", help="A link or a sentence.")],
-    by: ByOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Confirm the success criteria of an item whose ticket is closed."""
-    _update(item_id, "verify", _model(VerifyItem, evidence=evidence, by=by or _me()), as_json)
+    _update(item_id, "verify", _model(VerifyItem, evidence=evidence, by=cli_actor().label), as_json)
 
 
 @actions.command()
 def accept(
     item_id: Annotated[str, typer.Argument(metavar="ID")],
     rationale: Annotated[str, typer.Option("--rationale", help="Why it will not be done.")],
-    approver: Annotated[str, typer.Option("--approver", help="Who accepts the risk.")],
     as_json: JsonOption = False,
 ) -> None:
     """Close an item as won't-do, accepting the risk."""
-    payload = _model(AcceptRisk, rationale=rationale, approver=approver)
+    # The approver is whoever runs this: the CLI reaches Temporal directly, and whoever can do
+    # that may do anything, so its record names the operating-system user on this host.
+    payload = _model(AcceptRisk, rationale=rationale, approver=cli_actor().label)
     _update(item_id, "accept_risk", payload, as_json)
 
 

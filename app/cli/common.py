@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, Protocol, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console, RenderableType
 from temporalio.client import Client
 
+from app.cli.remote import Api, RemoteIncidents
 from app.formats.problems import problem_message
 from app.services.incidents import (
     CommandRejected,
@@ -28,8 +30,14 @@ from app.services.incidents import (
     TemporalUnavailable,
     unavailable_message,
 )
+from domain.action_item import ActionItemSpec, ActionItemSummary
+from domain.commands import NewIncident
+from domain.identity import Actor, ActorKind
+from domain.incident import Incident, IncidentState, IncidentStatus, IncidentSummary
 from domain.policy import Policy, PolicyFileError, load_policy, parse_duration
+from domain.review import Review
 from domain.routing import Routing, RoutingError, load_routing
+from domain.severity import Severity
 from integrations.temporal_client import connect
 from settings import Settings, SettingsError, load_settings
 
@@ -38,7 +46,6 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-ByOption = Annotated[str, typer.Option("--by", help="Who is acting (default: your login).")]
 NoteOption = Annotated[str | None, typer.Option("--note", help="What was done.")]
 AtOption = Annotated[
     str | None,
@@ -51,6 +58,13 @@ def _me() -> str:
         return getpass.getuser()
     except OSError:
         return "unknown"
+
+
+def cli_actor() -> Actor:
+    """Who a CLI talking straight to Temporal or the store is: the operating-system user on
+    this host (whoever reaches Temporal can act as anyone, so this is what the record says)."""
+    user, host = _me(), socket.gethostname() or "localhost"
+    return Actor(kind=ActorKind.CLI, subject=f"{user}@{host}", display_name=user, via=host)
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -147,9 +161,64 @@ def _emit(result: BaseModel | list[Any], as_json: bool, human: RenderableType) -
         out.print(human)
 
 
-def _run(action: Callable[[Incidents], Awaitable[T]]) -> T:
-    """Run `action` with the incidents service, under the configured policy and routing."""
+class IncidentService(Protocol):
+    """What the CLI asks of incidents: app.services.incidents.Incidents straight on Temporal,
+    or app.cli.remote.RemoteIncidents through the API."""
+
+    async def declare(self, request: NewIncident) -> IncidentStatus: ...
+
+    async def list(
+        self,
+        *,
+        state: IncidentState | None = None,
+        severity: Severity | None = None,
+        limit: int = 100,
+    ) -> list[IncidentSummary]: ...
+
+    async def get(self, key: str) -> Incident: ...
+
+    async def command(self, key: str, name: str, payload: BaseModel) -> IncidentStatus: ...
+
+    async def submit_review(
+        self, key: str, review: Review, *, by: str | None
+    ) -> IncidentStatus: ...
+
+    async def add_action_item(
+        self, key: str, spec: ActionItemSpec, *, by: str | None
+    ) -> ActionItemSummary: ...
+
+
+def remote_api(settings: Settings) -> Api | None:
+    """The API to talk to instead of Temporal, when the settings give a token."""
+    if settings.api_token is None:
+        return None
+    return Api(settings.effective_api_url, settings.api_token.get_secret_value())
+
+
+def run_remote(api: Api, action: Callable[[], Awaitable[T]]) -> T:
+    """Run `action` against the API, with the same messages and exit codes as on Temporal."""
+
+    async def go() -> T:
+        try:
+            return await action()
+        finally:
+            await api.close()
+
+    try:
+        return asyncio.run(go())
+    except (CommandRejected, IncidentNotFound) as error:
+        fail(str(error), 2)
+    except TemporalUnavailable as error:
+        fail(str(error), 1)
+
+
+def _run(action: Callable[[IncidentService], Awaitable[T]]) -> T:
+    """Run `action` with the incidents service, under the configured policy and routing (or
+    through the API, which has its own)."""
     settings = _settings()
+    api = remote_api(settings)
+    if api is not None:
+        return run_remote(api, lambda: action(RemoteIncidents(api)))
     policy, routing = _policy_and_routing(settings)
 
     async def with_incidents(client: Client, settings: Settings) -> T:

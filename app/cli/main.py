@@ -17,20 +17,20 @@ from app.cli import render
 from app.cli.actions import actions
 from app.cli.common import (
     AtOption,
-    ByOption,
     JsonOption,
     NoteOption,
     _emit,
-    _me,
     _model,
     _parse_time,
     _run,
     _settings,
+    cli_actor,
     fail,
 )
 from app.cli.db import db
 from app.cli.review import review
 from app.cli.tickets import tickets
+from app.cli.tokens import tokens
 from domain.commands import (
     Acknowledge,
     AddTimelineEvent,
@@ -54,6 +54,7 @@ app.add_typer(tickets, name="tickets")
 app.add_typer(review, name="review")
 app.add_typer(actions, name="actions")
 app.add_typer(db, name="db")
+app.add_typer(tokens, name="tokens")
 
 
 def _command(key: str, name: str, payload: BaseModel, as_json: bool) -> None:
@@ -78,7 +79,6 @@ def declare(
     detected: Annotated[
         str | None, typer.Option("--detected", help="When impact was noticed (ISO, or 10m ago).")
     ] = None,
-    by: ByOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Declare an incident and print its key."""
@@ -93,7 +93,7 @@ def declare(
         services=service or [],
         teams=team or [],
         summary=summary,
-        declared_by=by or _me(),
+        declared_by=cli_actor().label,
         started_at=_parse_time(started, "--started"),
         detected_at=_parse_time(detected, "--detected"),
     )
@@ -130,11 +130,12 @@ def show(key: str, as_json: JsonOption = False) -> None:
 def ack(
     key: str,
     commander: Annotated[str, typer.Option("--commander", "-c", help="Who commands the response.")],
-    by: ByOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Acknowledge the incident and name its commander."""
-    _command(key, "acknowledge", _model(Acknowledge, commander=commander, by=by or _me()), as_json)
+    _command(
+        key, "acknowledge", _model(Acknowledge, commander=commander, by=cli_actor().label), as_json
+    )
 
 
 @app.command()
@@ -142,21 +143,21 @@ def role(
     key: str,
     role: Annotated[Role, typer.Argument(help="The role to fill.")],
     person: str,
-    by: ByOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Assign a role (commander, scribe, communications_lead, subject_matter_expert)."""
     _command(
-        key, "assign_role", _model(AssignRole, role=role, person=person, by=by or _me()), as_json
+        key,
+        "assign_role",
+        _model(AssignRole, role=role, person=person, by=cli_actor().label),
+        as_json,
     )
 
 
 @app.command()
-def note(
-    key: str, text: str, at: AtOption = None, by: ByOption = "", as_json: JsonOption = False
-) -> None:
+def note(key: str, text: str, at: AtOption = None, as_json: JsonOption = False) -> None:
     """Add a timeline event (also counts as a status update)."""
-    payload = _model(AddTimelineEvent, text=text, at=_parse_time(at, "--at"), by=by or _me())
+    payload = _model(AddTimelineEvent, text=text, at=_parse_time(at, "--at"), by=cli_actor().label)
     _command(key, "add_timeline_event", payload, as_json)
 
 
@@ -165,7 +166,6 @@ def severity(
     key: str,
     level: Annotated[str, typer.Argument(metavar="SEV", help="SEV1 to SEV4.")],
     reason: Annotated[str | None, typer.Option("--reason")] = None,
-    by: ByOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Change the severity; the deadlines re-arm under the new policy."""
@@ -173,7 +173,7 @@ def severity(
         new_level = Severity.parse(level)
     except ValueError as error:
         fail(str(error), 2)
-    payload = _model(SetSeverity, severity=new_level, reason=reason, by=by or _me())
+    payload = _model(SetSeverity, severity=new_level, reason=reason, by=cli_actor().label)
     _command(key, "set_severity", payload, as_json)
 
 
@@ -184,10 +184,9 @@ def _register_transition(name: str, doc: str) -> None:
         key: str,
         note: NoteOption = None,
         at: AtOption = None,
-        by: ByOption = "",
         as_json: JsonOption = False,
     ) -> None:
-        payload = _model(Transition, note=note, at=_parse_time(at, "--at"), by=by or _me())
+        payload = _model(Transition, note=note, at=_parse_time(at, "--at"), by=cli_actor().label)
         _command(key, name, payload, as_json)
 
     transition.__doc__ = doc
@@ -202,11 +201,10 @@ _register_transition("resolve", "Mark the incident resolved; the review deadline
 def cancel(
     key: str,
     reason: Annotated[str, typer.Option("--reason", help="Why (e.g. false alarm).")],
-    by: ByOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Cancel an incident that was not one, with the reason."""
-    _command(key, "cancel", _model(Cancel, reason=reason, by=by or _me()), as_json)
+    _command(key, "cancel", _model(Cancel, reason=reason, by=cli_actor().label), as_json)
 
 
 @app.command()

@@ -8,11 +8,24 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import ByOption, JsonOption, _emit, _me, _model, _run, err, fail, parse_due
+from app.cli.common import (
+    IncidentService,
+    JsonOption,
+    _emit,
+    _model,
+    _run,
+    _settings,
+    cli_actor,
+    err,
+    fail,
+    parse_due,
+    remote_api,
+    run_remote,
+)
+from app.cli.remote import RemoteIncidents
 from app.cli.render import status
 from app.formats.review_files import ReviewFileError, parse_review, review_template, review_text
 from app.formats.review_markdown import review_markdown
-from app.services.incidents import Incidents
 from domain.functions import ReviewFunction
 from domain.incident import IncidentStatus
 from domain.limits import REVIEW_FILE_BYTES
@@ -78,7 +91,7 @@ def template(
 
 
 @review.command()
-def submit(key: str, file: Path, by: ByOption = "", as_json: JsonOption = False) -> None:
+def submit(key: str, file: Path, as_json: JsonOption = False) -> None:
     """Validate a review file and submit it; its action items become tracked tickets."""
     try:
         with file.open("rb") as opened:
@@ -91,7 +104,15 @@ def submit(key: str, file: Path, by: ByOption = "", as_json: JsonOption = False)
     except ReviewFileError as error:
         fail(f"{file} cannot be submitted:\n{error}", 2)
 
-    async def go(incidents: Incidents) -> IncidentStatus:
+    api = remote_api(_settings())
+    if api is not None:
+        # The API reads the file under the deployment's policy and routing, listing every
+        # problem with its line, as it does for any client.
+        result = run_remote(api, lambda: RemoteIncidents(api).submit_review_file(key, text))
+        _emit(result, as_json, f"review accepted: {status(result)}")
+        return
+
+    async def go(incidents: IncidentService) -> IncidentStatus:
         incident = await incidents.get(key)
         try:
             parsed = parse_review(
@@ -99,7 +120,7 @@ def submit(key: str, file: Path, by: ByOption = "", as_json: JsonOption = False)
             )
         except ReviewFileError as error:
             fail(f"{file} cannot be submitted:\n{error}", 2)
-        return await incidents.submit_review(key, parsed, by=by or _me())
+        return await incidents.submit_review(key, parsed, by=cli_actor().label)
 
     result = _run(go)
     _emit(result, as_json, f"review accepted: {status(result)}")

@@ -18,9 +18,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from temporalio.client import Client
 
-from app.cli.common import JsonOption, _emit, _settings, err, fail
+from app.cli.common import JsonOption, _emit, _settings, err, fail, remote_api, run_remote
+from app.cli.remote import RemoteTickets
 from app.services.incidents import TemporalUnavailable, unavailable_message
-from app.services.tickets import set_status
+from app.services.tickets import StatusChange, set_status
 from domain.action_item import TicketStatus
 from domain.tickets import TicketDetail
 from integrations.local import LocalTracker
@@ -100,16 +101,27 @@ def list_tickets(
     as_json: JsonOption = False,
 ) -> None:
     """List the local tracker's tickets, oldest first."""
-    tracker = _tracker(_settings())
-    rows = _call(lambda: tracker.tickets(status=status))
+    settings = _settings()
+    api = remote_api(settings)
+    if api is not None:
+        wanted = status.value if status else None
+        rows = run_remote(api, lambda: RemoteTickets(api).list(status=wanted))
+    else:
+        tracker = _tracker(settings)
+        rows = _call(lambda: tracker.tickets(status=status))
     _emit(rows, as_json, _ticket_table(rows))
 
 
 @tickets.command()
 def show(key: str, as_json: JsonOption = False) -> None:
     """Show a ticket with its body and comments."""
-    tracker = _tracker(_settings())
-    detail = _call(lambda: tracker.detail(key))
+    settings = _settings()
+    api = remote_api(settings)
+    if api is not None:
+        detail = run_remote(api, lambda: RemoteTickets(api).detail(key))
+    else:
+        tracker = _tracker(settings)
+        detail = _call(lambda: tracker.detail(key))
     _emit(detail, as_json, _ticket_detail(detail))
 
 
@@ -127,6 +139,12 @@ def reopen(key: str, as_json: JsonOption = False) -> None:
 
 def _change_status(key: str, status: TicketStatus, as_json: bool) -> None:
     settings = _settings()
+    api = remote_api(settings)
+    if api is not None:
+        action = "close" if status is TicketStatus.CLOSED else "reopen"
+        answer = run_remote(api, lambda: RemoteTickets(api).change(key, action))
+        _report(StatusChange.model_validate(answer), as_json)
+        return
     tracker = _tracker(settings)
 
     async def client() -> Client:
@@ -152,6 +170,10 @@ def _change_status(key: str, status: TicketStatus, as_json: bool) -> None:
         fail(str(error), 1 if error.retryable else 2)
     except TemporalUnavailable as error:
         fail(str(error), 1)
+    _report(change, as_json)
+
+
+def _report(change: StatusChange, as_json: bool) -> None:
     if change.warning:
         err.print(f"[yellow]warning:[/] {change.warning}", highlight=False, soft_wrap=True)
     ticket = change.ticket

@@ -3,6 +3,8 @@ the technical appendix, for engineers."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 
@@ -21,17 +23,30 @@ from domain.review import (
 )
 
 NONE = "—"
+_LINKABLE = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
 _KIND = {ActionKind.SHORT_TERM: "short-term mitigation", ActionKind.LONG_TERM: "long-term systemic"}
+
+
+def _safe(text: str) -> str:
+    """Text a person typed, made inert: no raw HTML (a renderer would run a <script>), and no
+    link of their own (a [link](javascript:...) would run too). Links are ours to make, from
+    http(s) URLs only (`_link`)."""
+    text = html.escape(text, quote=False)
+    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
 
 
 def _inline(text: str) -> str:
     """One line: Markdown would end a table row, a list item or a heading at a newline."""
-    return " ".join(text.split())
+    return _safe(" ".join(text.split()))
+
+
+class _Markdown(str):
+    """Markdown this module wrote (a link), which a table cell must not escape again."""
 
 
 def _cell(text: str | None) -> str:
-    value = _inline(text or "")
-    return value.replace("\\", "\\\\").replace("|", "\\|") if value else NONE
+    value = text if isinstance(text, _Markdown) else _inline(text or "")
+    return value.replace("|", "\\|") if value else NONE
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str | None]]) -> str:
@@ -59,7 +74,7 @@ def _day(moment: datetime | date | None) -> str:
 
 
 def _text(text: str, missing: str = "_Not written._") -> str:
-    return text.strip() or missing
+    return _safe(text.strip()) or missing
 
 
 def _minutes(minutes: int) -> str:
@@ -126,8 +141,8 @@ def _ticket(item: ActionItemSummary) -> str | None:
     if item.ticket is None:
         return None
     if item.ticket.url:
-        return f"[{item.ticket.key}]({item.ticket.url})"
-    return item.ticket.key
+        return _Markdown(_link(item.ticket.key, item.ticket.url))
+    return _inline(item.ticket.key)
 
 
 def _tracked_rows(
@@ -215,8 +230,12 @@ def _rubric(incident: Incident, review: Review) -> str:
 
 
 def _link(text: str | None, url: str) -> str:
+    label = _inline(text or "")
+    if not _LINKABLE.match(url):
+        # Shown, never followed: javascript:, data: and the like are not links here.
+        shown = _inline(url).replace("`", "'")
+        return f"{label} (`{shown}`)" if label else f"`{shown}`"
     target = "%20".join(url.split()).replace("<", "%3C").replace(">", "%3E")
-    label = _inline(text or "").replace("[", "\\[").replace("]", "\\]")
     return f"[{label}](<{target}>)" if label else f"<{target}>"
 
 

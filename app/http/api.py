@@ -18,14 +18,22 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from app.formats.problems import problem_message
 from app.formats.review_files import review_template
 from app.formats.review_markdown import review_markdown
-from app.http.body_limit import BodyLimit
+from app.http.auth import (
+    AuthenticationMiddleware,
+    Authenticator,
+    Principal,
+    current_principal,
+    requires,
+)
+from app.http.bodies import command, without
+from app.http.limits import BodyLimit
 from app.http.review_requests import (
     YAML_TYPES,
     InvalidReview,
@@ -34,8 +42,10 @@ from app.http.review_requests import (
     submitted_review,
     wants_markdown,
 )
+from app.http.team_scope import check_incident, check_items
 from app.http.webhooks import router as webhooks_router
 from app.services.actions import ActionItems
+from app.services.credentials import CredentialsError, bootstrap_admin_token, check_exposure
 from app.services.incidents import (
     CommandRejected,
     CommandTooLarge,
@@ -55,6 +65,7 @@ from domain.action_item import (
     ExtendDeadline,
     TicketStatus,
     VerifyItem,
+    item_id_of_workflow,
     parse_action_item_id,
 )
 from domain.commands import (
@@ -66,6 +77,7 @@ from domain.commands import (
     SetSeverity,
     Transition,
 )
+from domain.identity import Permission
 from domain.incident import (
     Incident,
     IncidentState,
@@ -80,10 +92,12 @@ from domain.routing import Routing, RoutingError, load_routing
 from domain.severity import Severity
 from domain.tickets import TicketDetail
 from integrations.local import LocalTracker
+from integrations.oidc import OidcVerifier, RoleMapError, load_role_map
 from integrations.temporal_client import connect
 from integrations.tracker import Ticket, TrackerError
 from settings import Settings
 from store import StoreError, configured_store
+from store.api_tokens import ApiTokens
 from telemetry.logs import configure_logging, get_logger
 
 log = get_logger("afteraction.api")
@@ -126,7 +140,15 @@ async def _action_items(request: Request) -> ActionItems:
 
 Service = Annotated[Incidents, Depends(_incidents)]
 Items = Annotated[ActionItems, Depends(_action_items)]
-By = Annotated[str | None, Query(description="Who is acting, kept in the history.")]
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+def rule(permission: Permission) -> list[Any]:
+    """A route's only rule: who may call it. Route-level, so it runs before any dependency
+    that reaches Temporal or the store, and before the body is validated."""
+    return [Depends(requires(permission))]
+
+
 ItemId = Annotated[
     str, Path(alias="id", description="The action item's id, KEY-N: e.g. INC-261127-7KQ2-1.")
 ]
@@ -136,6 +158,11 @@ class Health(BaseModel):
     status: str
     temporal: str
     detail: str | None = None
+
+
+class RetryRequested(BaseModel):
+    id: str
+    requested: bool = True
 
 
 class ErrorBody(BaseModel):
@@ -148,6 +175,8 @@ class ProblemsBody(BaseModel):
 
 
 _ERRORS: dict[int, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid credential: send Authorization: Bearer"},
+    403: {"model": ErrorBody, "description": "The caller's role may not do this"},
     404: {"model": ErrorBody, "description": "No such incident, action item or ticket"},
     409: {"model": ErrorBody, "description": "Rejected in the current state: the reason"},
     413: {"model": ErrorBody, "description": "The body or the command is over its size limit"},
@@ -158,9 +187,9 @@ _ERRORS: dict[int, dict[str, Any]] = {
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The error answers of a route; 413 (a body over the limit, see app.http.body_limit) and
-    422 (invalid parameters or body) are always among them."""
-    return {code: _ERRORS[code] for code in sorted({*codes, 413, 422})}
+    """The error answers of a route; 401, 403, 413 (a body over the limit, see
+    app.http.limits) and 422 (invalid parameters or body) are always among them."""
+    return {code: _ERRORS[code] for code in sorted({*codes, 401, 403, 413, 422})}
 
 
 def _unreadable_body(error: StarletteHTTPException) -> str | None:
@@ -231,6 +260,18 @@ def _known_item_id(item_id: str) -> str:
     return item_id
 
 
+def oidc_verifier(settings: Settings) -> OidcVerifier | None:
+    """The OIDC verifier the settings configure, or None (RoleMapError: a bad roles file)."""
+    if settings.oidc_issuer is None or settings.oidc_audience is None:
+        return None
+    return OidcVerifier(
+        settings.oidc_issuer,
+        settings.oidc_audience,
+        roles_claim=settings.oidc_roles_claim,
+        role_map=load_role_map(settings.oidc_roles_file),
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -243,7 +284,10 @@ def create_app(
     connection = _TemporalConnection(settings, connector)
     incident_policy = policy or load_policy(settings.policy_file)
     team_routing = routing or load_routing(settings.routing_file)
-    tracker = LocalTracker(configured_store(settings))
+    store = configured_store(settings)
+    tracker = LocalTracker(store)
+    tokens = ApiTokens(store)
+    authenticator = Authenticator(tokens, oidc_verifier(settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -256,13 +300,29 @@ def create_app(
         description="Incidents as durable workflows: declare, respond, resolve, review.",
         lifespan=lifespan,
     )
-    api.add_middleware(BodyLimit)
 
     api.state.connection = connection
     api.state.settings = settings
     api.state.policy = incident_policy
     api.state.routing = team_routing
+    api.state.tokens = tokens
     api.include_router(webhooks_router)
+    api.add_middleware(AuthenticationMiddleware, authenticator=authenticator)
+    # Added last, so it runs first: no oversized body is read by anything, auth included.
+    api.add_middleware(
+        BodyLimit,
+        limits={"/api/": settings.api_max_body, "/webhooks/": settings.webhook_max_body},
+    )
+
+    @api.exception_handler(ValidationError)
+    async def _invalid_command(_: Request, error: ValidationError) -> JSONResponse:
+        # A body that passed its own fields but not the command's checks across them.
+        problems = [
+            _request_problem({**detail, "loc": ("body", *detail["loc"])})
+            for detail in error.errors()
+        ]
+        detail = "invalid request: " + "; ".join(problems)
+        return JSONResponse({"detail": detail, "problems": problems}, status_code=422)
 
     @api.exception_handler(IncidentNotFound)
     async def _not_found(_: Request, error: IncidentNotFound) -> JSONResponse:
@@ -308,13 +368,9 @@ def create_app(
             return JSONResponse(body.model_dump(), status_code=503)
         return Health(status="ok", temporal="reachable")
 
-    @api.post(
-        "/api/incidents",
-        response_model=IncidentStatus,
-        status_code=201,
-        responses=_errors(409, 422, 503),
-    )
-    async def declare(request: NewIncident, service: Service) -> IncidentStatus:
+    async def declare(body: BaseModel, service: Service, caller: Caller) -> IncidentStatus:
+        request = command(NewIncident, body, declared_by=caller.actor.label)
+        check_incident(caller, "the new incident", request.teams)
         status = await service.declare(request)
         log.info(
             "incident.declared",
@@ -324,7 +380,21 @@ def create_app(
         )
         return status
 
-    @api.get("/api/incidents", response_model=list[IncidentSummary], responses=_errors(422, 503))
+    declare.__annotations__["body"] = without(NewIncident, "declared_by")
+    api.post(
+        "/api/incidents",
+        dependencies=rule(Permission.RESPOND),
+        response_model=IncidentStatus,
+        status_code=201,
+        responses=_errors(409, 422, 503),
+    )(declare)
+
+    @api.get(
+        "/api/incidents",
+        response_model=list[IncidentSummary],
+        responses=_errors(422, 503),
+        dependencies=rule(Permission.READ),
+    )
     async def list_incidents(
         service: Service,
         state: IncidentState | None = None,
@@ -333,41 +403,65 @@ def create_app(
     ) -> list[IncidentSummary]:
         return await service.list(state=state, severity=severity, limit=limit)
 
-    @api.get("/api/incidents/{key}", response_model=Incident, responses=_errors(404, 503))
+    @api.get(
+        "/api/incidents/{key}",
+        response_model=Incident,
+        responses=_errors(404, 503),
+        dependencies=rule(Permission.READ),
+    )
     async def show(key: str, service: Service) -> Incident:
         return await service.get(key)
 
-    def command_route(path: str, name: str, model: type[BaseModel], summary: str) -> None:
-        async def handler(key: str, payload: BaseModel, service: Service) -> IncidentStatus:
+    def command_route(
+        path: str, name: str, model: type[BaseModel], summary: str, needs: Permission
+    ) -> None:
+        async def handler(
+            key: str, payload: BaseModel, service: Service, caller: Caller
+        ) -> IncidentStatus:
             with structlog.contextvars.bound_contextvars(
                 incident_key=key, workflow_id=workflow_id_for(key), command=name
             ):
-                return await _logged("incident", service.command(key, name, payload))
+                fields = {"by": caller.actor.label} if "by" in model.model_fields else {}
+                issued = command(model, payload, **fields)
+                if caller.team is not None:
+                    check_incident(caller, key, (await service.get(key)).teams)
+                return await _logged("incident", service.command(key, name, issued))
 
-        handler.__annotations__["payload"] = model
+        handler.__annotations__["payload"] = without(model, "by")
         api.post(
             f"/api/incidents/{{key}}/{path}",
+            dependencies=rule(needs),
             response_model=IncidentStatus,
             summary=summary,
             name=name,
             responses=_errors(404, 409, 422, 503),
         )(handler)
 
-    command_route("acknowledge", "acknowledge", Acknowledge, "Acknowledge and name the commander")
-    command_route("roles", "assign_role", AssignRole, "Assign a role")
-    command_route("severity", "set_severity", SetSeverity, "Change the severity")
-    command_route("timeline", "add_timeline_event", AddTimelineEvent, "Add a timeline event")
-    command_route("mitigate", "mitigate", Transition, "Mark the impact mitigated")
-    command_route("resolve", "resolve", Transition, "Mark the incident resolved")
-    command_route("cancel", "cancel", Cancel, "Cancel with a reason")
+    respond, review = Permission.RESPOND, Permission.REVIEW
     command_route(
-        "review/schedule", "schedule_review", ScheduleReview, "Schedule the post-incident review"
+        "acknowledge", "acknowledge", Acknowledge, "Acknowledge and name the commander", respond
+    )
+    command_route("roles", "assign_role", AssignRole, "Assign a role", respond)
+    command_route("severity", "set_severity", SetSeverity, "Change the severity", respond)
+    command_route(
+        "timeline", "add_timeline_event", AddTimelineEvent, "Add a timeline event", respond
+    )
+    command_route("mitigate", "mitigate", Transition, "Mark the impact mitigated", respond)
+    command_route("resolve", "resolve", Transition, "Mark the incident resolved", respond)
+    command_route("cancel", "cancel", Cancel, "Cancel with a reason", respond)
+    command_route(
+        "review/schedule",
+        "schedule_review",
+        ScheduleReview,
+        "Schedule the post-incident review",
+        review,
     )
 
     # ---- the review ----------------------------------------------------------------------
 
     @api.get(
         "/api/incidents/{key}/review/template",
+        dependencies=rule(Permission.READ),
         response_class=YAMLResponse,
         summary="The review file to fill in, prefilled from the incident",
         responses={
@@ -387,6 +481,7 @@ def create_app(
 
     @api.post(
         "/api/incidents/{key}/review",
+        dependencies=rule(Permission.REVIEW),
         response_model=IncidentStatus,
         summary="Submit the review, as JSON or as a YAML review file",
         description="The body is a Review as JSON, or a review file as YAML (Content-Type "
@@ -396,7 +491,7 @@ def create_app(
         openapi_extra={"requestBody": _REVIEW_BODY},
     )
     async def submit_review(
-        key: str, request: Request, service: Service, by: By = None
+        key: str, request: Request, service: Service, caller: Caller
     ) -> IncidentStatus:
         media = media_type(request.headers.get("content-type"))
         if not (is_json(media) or media in YAML_TYPES):
@@ -411,12 +506,16 @@ def create_app(
             incident_key=key, workflow_id=workflow_id_for(key), command="submit_review"
         ):
             try:
+                check_incident(caller, key, incident.teams)
                 review = submitted_review(body, media, incident, team_routing, incident_policy)
+                check_items(
+                    caller, ((spec.title, spec.owning_team) for spec in review.action_items)
+                )
             except InvalidReview as error:
                 log.info("incident.review_invalid", problems=len(error.problems))
                 raise
             try:
-                result = await service.submit_review(key, review, by=by)
+                result = await service.submit_review(key, review, by=caller.actor.label)
             except CommandRejected as error:
                 log.info("incident.command_rejected", reason=str(error))
                 raise
@@ -427,6 +526,7 @@ def create_app(
 
     @api.get(
         "/api/incidents/{key}/review",
+        dependencies=rule(Permission.READ),
         response_model=ReviewRecord,
         summary="The submitted review: JSON, or Markdown with Accept: text/markdown",
         responses={
@@ -462,19 +562,21 @@ def create_app(
 
     @api.post(
         "/api/incidents/{key}/actions",
+        dependencies=rule(Permission.REVIEW),
         response_model=ActionItemSummary,
         status_code=201,
         summary="Add an action item to a reviewed incident",
         responses=_errors(404, 409, 422, 503),
     )
     async def add_action_item(
-        key: str, spec: ActionItemSpec, service: Service, by: By = None
+        key: str, spec: ActionItemSpec, service: Service, caller: Caller
     ) -> ActionItemSummary:
         with structlog.contextvars.bound_contextvars(
             incident_key=key, workflow_id=workflow_id_for(key), command="add_action_item"
         ):
+            check_items(caller, [(spec.title, spec.owning_team)])
             try:
-                result = await service.add_action_item(key, spec, by=by)
+                result = await service.add_action_item(key, spec, by=caller.actor.label)
             except CommandRejected as error:
                 log.info("incident.command_rejected", reason=str(error))
                 raise
@@ -483,6 +585,7 @@ def create_app(
 
     @api.get(
         "/api/actions",
+        dependencies=rule(Permission.READ),
         response_model=list[ActionItemRow],
         summary="List action items, soonest due first",
         responses=_errors(422, 503),
@@ -498,6 +601,7 @@ def create_app(
 
     @api.get(
         "/api/actions/{id}",
+        dependencies=rule(Permission.READ),
         response_model=ActionItem,
         summary="An action item: ticket, due date, escalations",
         responses=_errors(404, 503),
@@ -505,29 +609,68 @@ def create_app(
     async def show_action_item(item_id: ItemId, items: Items) -> ActionItem:
         return await items.get(_known_item_id(item_id))
 
-    def action_route(path: str, name: str, model: type[BaseModel], summary: str) -> None:
-        async def handler(item_id: ItemId, payload: BaseModel, items: Items) -> ActionItemSummary:
+    def action_route(
+        path: str,
+        name: str,
+        model: type[BaseModel],
+        summary: str,
+        needs: Permission,
+        actor_field: str = "by",
+    ) -> None:
+        async def handler(
+            item_id: ItemId, payload: BaseModel, items: Items, caller: Caller
+        ) -> ActionItemSummary:
             with structlog.contextvars.bound_contextvars(action_item=item_id, command=name):
-                command = items.command(_known_item_id(item_id), name, payload)
-                return await _logged("action_item", command)
+                issued = command(model, payload, **{actor_field: caller.actor.label})
+                if caller.team is not None:
+                    owner = (await items.get(_known_item_id(item_id))).spec.owning_team
+                    check_items(caller, [(item_id, owner)])
+                pending = items.command(_known_item_id(item_id), name, issued)
+                return await _logged("action_item", pending)
 
-        handler.__annotations__["payload"] = model
+        handler.__annotations__["payload"] = without(model, actor_field)
         api.post(
             f"/api/actions/{{id}}/{path}",
+            dependencies=rule(needs),
             response_model=ActionItemSummary,
             summary=summary,
             name=name,
             responses=_errors(404, 409, 422, 503),
         )(handler)
 
-    action_route("extend", "extend_deadline", ExtendDeadline, "Move the due date later")
-    action_route("verify", "verify", VerifyItem, "Confirm the criteria of a closed ticket's item")
-    action_route("accept", "accept_risk", AcceptRisk, "Close the item as won't do")
+    action_route("extend", "extend_deadline", ExtendDeadline, "Move the due date later", review)
+    action_route(
+        "verify", "verify", VerifyItem, "Confirm the criteria of a closed ticket's item", review
+    )
+    action_route(
+        "accept",
+        "accept_risk",
+        AcceptRisk,
+        "Close the item as won't do (the caller is the approver)",
+        Permission.APPROVE,
+        actor_field="approver",
+    )
+
+    @api.post(
+        "/api/actions/{id}/retry-ticket",
+        dependencies=rule(Permission.REVIEW),
+        response_model=RetryRequested,
+        summary="Try creating the item's ticket again now (after fixing a tracker's settings)",
+        responses=_errors(404, 503),
+    )
+    async def retry_ticket(item_id: ItemId, items: Items, caller: Caller) -> RetryRequested:
+        known = _known_item_id(item_id)
+        if caller.team is not None:
+            check_items(caller, [(item_id, (await items.get(known)).spec.owning_team)])
+        await items.retry_ticket(known)
+        log.info("action_item.retry_ticket", action_item=item_id)
+        return RetryRequested(id=item_id)
 
     # ---- the local tracker, as the owning team uses it -----------------------------------
 
     @api.get(
         "/api/tickets",
+        dependencies=rule(Permission.READ),
         response_model=list[Ticket],
         summary="The local tracker's tickets, oldest first",
         responses=_errors(422, 503),
@@ -539,6 +682,7 @@ def create_app(
 
     @api.get(
         "/api/tickets/{key}",
+        dependencies=rule(Permission.READ),
         response_model=TicketDetail,
         summary="A local ticket with its body and comments",
         responses=_errors(404, 503),
@@ -547,7 +691,12 @@ def create_app(
         return await asyncio.to_thread(tracker.detail, key)
 
     def ticket_route(path: str, status: TicketStatus, summary: str) -> None:
-        async def handler(key: str) -> StatusChange:
+        async def handler(key: str, items: Items, caller: Caller) -> StatusChange:
+            if caller.team is not None:
+                ticket = await asyncio.to_thread(tracker.get, "local", key)
+                item_id = item_id_of_workflow(ticket.idempotency_key or "")
+                owner = (await items.get(item_id)).spec.owning_team if item_id else "nobody"
+                check_items(caller, [(key, owner)])
             change = await set_status(
                 tracker,
                 key,
@@ -566,6 +715,7 @@ def create_app(
 
         api.post(
             f"/api/tickets/{{key}}/{path}",
+            dependencies=rule(Permission.RESPOND),
             response_model=StatusChange,
             summary=summary,
             name=f"{path}_ticket",
@@ -595,7 +745,10 @@ def serve(settings: Settings) -> None:
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     try:
         app = create_app(settings)
-    except (PolicyFileError, RoutingError, StoreError) as error:
+        tokens: ApiTokens = app.state.tokens
+        bootstrap_admin_token(settings, tokens)
+        check_exposure(settings, tokens)
+    except (PolicyFileError, RoutingError, RoleMapError, StoreError, CredentialsError) as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(2) from None
     uvicorn.run(

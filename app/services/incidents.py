@@ -159,6 +159,22 @@ def unavailable_message(address: str, detail: str = "") -> str:
     return hint + "; start the local stack with `make run`, or set AFTERACTION_TEMPORAL_ADDRESS"
 
 
+# How far ahead of this clock a reported time may be (the reporter's clock drifts); the same
+# allowance the incident's workflow gives the times of later commands.
+CLOCK_SKEW = timedelta(minutes=1)
+
+
+def _refuse_future_times(request: NewIncident) -> None:
+    now = datetime.now(UTC)
+    for name in ("started_at", "detected_at"):
+        moment: datetime | None = getattr(request, name)
+        if moment is not None and moment > now + CLOCK_SKEW:
+            raise CommandRejected(
+                f"{name} {moment.isoformat(timespec='seconds')} is in the future (now "
+                f"{now.isoformat(timespec='seconds')}); give when it happened, or leave it out"
+            )
+
+
 class Incidents:
     def __init__(
         self,
@@ -175,6 +191,7 @@ class Incidents:
 
     async def declare(self, request: NewIncident, *, key: str | None = None) -> IncidentStatus:
         """Start the incident's workflow; a key collision draws a new key, never a second run."""
+        _refuse_future_times(request)
         for _ in range(5):
             declaration = DeclareIncident(
                 **request.model_dump(), key=key or new_incident_key(), policy=self._policy

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 from temporalio.client import Client
@@ -92,7 +91,7 @@ async def tell(client: Client, workflow_id: str, ticket: Ticket, *, temporal_add
         ticket_key=ticket.ref.key,
         event=EVENTS[ticket.status],
         status=ticket.status,
-        at=datetime.now(UTC),
+        at=ticket.updated_at,
         source=TARGET,
         delivery_id=str(uuid.uuid4()),
     )

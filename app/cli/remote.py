@@ -1,0 +1,207 @@
+"""The CLI through the HTTP API instead of Temporal: with AFTERACTION_API_TOKEN (and
+AFTERACTION_API_URL), a laptop needs no Temporal access, and every command is the token's.
+
+`RemoteIncidents` and `RemoteActionItems` answer the same calls the CLI makes of the services
+(app.services), and raise the same errors, so the commands do not know which they talk to.
+Who acts is never sent: the API takes it from the token.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from app.services.incidents import (
+    CommandRejected,
+    IncidentNotFound,
+    TemporalUnavailable,
+)
+from domain.action_item import ActionItem, ActionItemRow, ActionItemSpec, ActionItemSummary
+from domain.commands import NewIncident
+from domain.incident import Incident, IncidentState, IncidentStatus, IncidentSummary
+from domain.review import Review
+from domain.severity import Severity
+from domain.tickets import Ticket, TicketDetail
+
+T = TypeVar("T")
+TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+# Fields the API fills in from the credential; a body that sent them would be refused.
+_ACTOR_FIELDS = {"by", "approver", "declared_by"}
+_INCIDENT_PATHS = {
+    "acknowledge": "acknowledge",
+    "assign_role": "roles",
+    "set_severity": "severity",
+    "add_timeline_event": "timeline",
+    "mitigate": "mitigate",
+    "resolve": "resolve",
+    "cancel": "cancel",
+    "schedule_review": "review/schedule",
+}
+_ITEM_PATHS = {"extend_deadline": "extend", "verify": "verify", "accept_risk": "accept"}
+
+
+class Api:
+    """One connection to the API, with the token on every request."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=TIMEOUT,
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def call(self, method: str, path: str, answer: type[T] | Any, **kwargs: Any) -> T:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise TemporalUnavailable(
+                f"cannot reach the API at {self.base_url} ({type(error).__name__}: {error}); "
+                "check AFTERACTION_API_URL, or that the API is running"
+            ) from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        result: T = TypeAdapter(answer).validate_python(response.json())
+        return result
+
+    def _error(self, response: httpx.Response) -> Exception:
+        try:
+            detail = str(response.json().get("detail", response.text))
+        except (ValueError, AttributeError):
+            detail = response.text
+        code = response.status_code
+        if code == 404:
+            return IncidentNotFound(detail)
+        if code == 401:
+            return CommandRejected(f"the API refused the token: {detail}")
+        if code >= 500:
+            return TemporalUnavailable(f"the API at {self.base_url} answered {code}: {detail}")
+        return CommandRejected(detail)
+
+
+def _body(payload: BaseModel) -> dict[str, Any]:
+    data: dict[str, Any] = payload.model_dump(mode="json", exclude=_ACTOR_FIELDS)
+    return data
+
+
+class RemoteIncidents:
+    def __init__(self, api: Api) -> None:
+        self._api = api
+
+    async def declare(self, request: NewIncident) -> IncidentStatus:
+        status: IncidentStatus = await self._api.call(
+            "POST", "/api/incidents", IncidentStatus, json=_body(request)
+        )
+        return status
+
+    async def list(
+        self,
+        *,
+        state: IncidentState | None = None,
+        severity: Severity | None = None,
+        limit: int = 100,
+    ) -> list[IncidentSummary]:
+        params: dict[str, Any] = {"limit": limit}
+        if state is not None:
+            params["state"] = state.value
+        if severity is not None:
+            params["severity"] = severity.value
+        rows: list[IncidentSummary] = await self._api.call(
+            "GET", "/api/incidents", list[IncidentSummary], params=params
+        )
+        return rows
+
+    async def get(self, key: str) -> Incident:
+        incident: Incident = await self._api.call("GET", f"/api/incidents/{key}", Incident)
+        return incident
+
+    async def command(self, key: str, name: str, payload: BaseModel) -> IncidentStatus:
+        path = f"/api/incidents/{key}/{_INCIDENT_PATHS[name]}"
+        status: IncidentStatus = await self._api.call(
+            "POST", path, IncidentStatus, json=_body(payload)
+        )
+        return status
+
+    async def submit_review(self, key: str, review: Review, *, by: str | None) -> IncidentStatus:
+        status: IncidentStatus = await self._api.call(
+            "POST", f"/api/incidents/{key}/review", IncidentStatus, json=_body(review)
+        )
+        return status
+
+    async def submit_review_file(self, key: str, text: str) -> IncidentStatus:
+        """The review file as written: the API reads it under the deployment's policy."""
+        status: IncidentStatus = await self._api.call(
+            "POST",
+            f"/api/incidents/{key}/review",
+            IncidentStatus,
+            content=text.encode("utf-8"),
+            headers={"Content-Type": "application/yaml"},
+        )
+        return status
+
+    async def add_action_item(
+        self, key: str, spec: ActionItemSpec, *, by: str | None
+    ) -> ActionItemSummary:
+        summary: ActionItemSummary = await self._api.call(
+            "POST", f"/api/incidents/{key}/actions", ActionItemSummary, json=_body(spec)
+        )
+        return summary
+
+
+class RemoteActionItems:
+    def __init__(self, api: Api) -> None:
+        self._api = api
+
+    async def list(
+        self, *, incident: str | None = None, team: str | None = None, overdue: bool = False
+    ) -> list[ActionItemRow]:
+        params: dict[str, Any] = {"overdue": str(overdue).lower()}
+        if incident is not None:
+            params["incident"] = incident
+        if team is not None:
+            params["team"] = team
+        rows: list[ActionItemRow] = await self._api.call(
+            "GET", "/api/actions", list[ActionItemRow], params=params
+        )
+        return rows
+
+    async def get(self, item_id: str) -> ActionItem:
+        item: ActionItem = await self._api.call("GET", f"/api/actions/{item_id}", ActionItem)
+        return item
+
+    async def command(self, item_id: str, name: str, payload: BaseModel) -> ActionItemSummary:
+        path = f"/api/actions/{item_id}/{_ITEM_PATHS[name]}"
+        summary: ActionItemSummary = await self._api.call(
+            "POST", path, ActionItemSummary, json=_body(payload)
+        )
+        return summary
+
+    async def retry_ticket(self, item_id: str) -> None:
+        await self._api.call("POST", f"/api/actions/{item_id}/retry-ticket", dict, json={})
+
+
+class RemoteTickets:
+    def __init__(self, api: Api) -> None:
+        self._api = api
+
+    async def list(self, *, status: str | None = None) -> list[Ticket]:
+        params = {"status": status} if status else {}
+        rows: list[Ticket] = await self._api.call(
+            "GET", "/api/tickets", list[Ticket], params=params
+        )
+        return rows
+
+    async def detail(self, key: str) -> TicketDetail:
+        found: TicketDetail = await self._api.call("GET", f"/api/tickets/{key}", TicketDetail)
+        return found
+
+    async def change(self, key: str, action: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._api.call(
+            "POST", f"/api/tickets/{key}/{action}", dict, json={}
+        )
+        return answer
