@@ -22,7 +22,10 @@ from pathlib import Path
 from rich.console import Console
 
 from app.services.credentials import ensure_local_admin_token
+from domain.policy import PolicyFileError, load_policy
+from domain.routing import RoutingError, load_routing
 from domain.search_attributes import dev_server_flags
+from integrations.oidc import RoleMapError, load_role_map
 from integrations.temporal_client import connect
 from settings import Settings
 from store import StoreError, configured_store
@@ -31,6 +34,10 @@ from store.api_tokens import ApiTokens
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
+# Pauses before restarting a worker that died; one more death in a row stops the stack.
+RESTART_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
+# A worker that ran this long before dying was healthy: its death starts the count afresh.
+STABLE_AFTER = 60.0
 
 
 class StackError(Exception):
@@ -141,6 +148,75 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+class WorkerSupervisor:
+    """Keeps one worker process running: a worker that dies (a crash, an OOM kill) is started
+    again after a growing pause, and only a worker that keeps dying stops the stack."""
+
+    def __init__(self, environment: dict[str, str]) -> None:
+        self._environment = environment
+        self._failures = 0
+        self._restart_at: float | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._started_at = 0.0
+        self._start()
+
+    def _start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "worker"], env=self._environment, preexec_fn=os.setpgrp
+        )
+        self._started_at = time.monotonic()
+        self._restart_at = None
+
+    def keep_running(self) -> bool:
+        """Check on the worker; False once it has failed too often in a row to go on."""
+        now = time.monotonic()
+        if self._restart_at is not None:
+            if now >= self._restart_at:
+                console.print("restarting the worker …")
+                self._start()
+            return True
+        assert self._process is not None
+        code = self._process.poll()
+        if code is None:
+            return True
+        if now - self._started_at >= STABLE_AFTER:
+            self._failures = 0
+        self._failures += 1
+        if self._failures > len(RESTART_DELAYS):
+            console.print(
+                f"[red]the worker exited with code {code}, {self._failures} times in a row "
+                "within a minute of starting; stopping (its log is above)[/]"
+            )
+            return False
+        delay = RESTART_DELAYS[self._failures - 1]
+        console.print(
+            f"[yellow]the worker exited with code {code}; restarting it in {delay:g}s "
+            f"(attempt {self._failures} of {len(RESTART_DELAYS)})[/]"
+        )
+        self._restart_at = now + delay
+        return True
+
+    def stop(self) -> None:
+        if self._process is not None:
+            _stop([self._process])
+
+
+def preflight(settings: Settings) -> None:
+    """Every file and setting the processes will read, checked before anything starts, so a
+    mistake stops `make run` with its message instead of after "afteraction is running"."""
+    try:
+        load_policy(settings.policy_file)
+        load_routing(settings.routing_file)
+        load_role_map(settings.oidc_roles_file)
+    except (PolicyFileError, RoutingError, RoleMapError) as error:
+        raise StackError(str(error)) from None
+    if settings.admin_token_file is not None and not settings.admin_token_file.is_file():
+        raise StackError(
+            f"AFTERACTION_ADMIN_TOKEN_FILE names {settings.admin_token_file}, which is not a "
+            "file; create it or unset the variable"
+        )
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -150,6 +226,7 @@ def run_stack(settings: Settings) -> int:
     children: list[subprocess.Popen[bytes]] = []
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        preflight(settings)
         check_ports(settings)
         settings.home.mkdir(parents=True, exist_ok=True)
         prepared = _prepare_store(settings)
@@ -163,27 +240,25 @@ def run_stack(settings: Settings) -> int:
             **os.environ,
             "AFTERACTION_TEMPORAL_ADDRESS": settings.effective_temporal_address,
         }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "worker"], env=environment, preexec_fn=os.setpgrp
-        )
         api = subprocess.Popen(
             [sys.executable, "-m", "app.cli.main", "api"], env=environment, preexec_fn=os.setpgrp
         )
-        children[:0] = [api, worker]
+        children.insert(0, api)
+        worker = WorkerSupervisor(environment)
         _announce(settings, prepared)
-        while True:
-            for child in children:
-                if child.poll() is not None:
-                    name = (
-                        "the API"
-                        if child is api
-                        else "the worker"
-                        if child is worker
-                        else "Temporal"
-                    )
-                    console.print(f"[red]{name} exited with code {child.returncode}; stopping[/]")
+        try:
+            while True:
+                for child, name in ((api, "the API"), (server, "Temporal")):
+                    if child is not None and child.poll() is not None:
+                        console.print(
+                            f"[red]{name} exited with code {child.returncode}; stopping[/]"
+                        )
+                        return 1
+                if not worker.keep_running():
                     return 1
-            time.sleep(0.5)
+                time.sleep(0.5)
+        finally:
+            worker.stop()
     except StackError as error:
         console.print(f"[bold red]error:[/] {error}")
         return 1

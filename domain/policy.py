@@ -262,6 +262,17 @@ class Policy(_Strict):
         default_factory=list, description="the pool review facilitators rotate through"
     )
 
+    @field_validator("rubric_scale")
+    @classmethod
+    def _lowest_first(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 0 <= low < high <= 100:
+            raise ValueError(
+                f"[{low}, {high}] is not a scale: give the lowest score first, then a higher "
+                "one, both from 0 to 100, e.g. [1, 5]"
+            )
+        return value
+
     def for_severity(self, severity: Severity) -> SeverityPolicy:
         return self.severities[severity]
 

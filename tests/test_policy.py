@@ -402,3 +402,11 @@ def test_ladder_model_rejects_decreasing_delays_directly() -> None:
 def test_quoted_non_ascii_key_is_located() -> None:
     line = only_problem('[contacts]\nmanager = ["m"]\n\n"sévérité" = 1\n')
     assert line.startswith("policy.toml: line 4: contacts.sévérité: unknown key 'sévérité'")
+
+
+@pytest.mark.parametrize("scale", [[5, 1], [3, 3], [-1, 5], [1, 1000]])
+def test_a_rubric_scale_must_run_from_low_to_high(tmp_path: Path, scale: list[int]) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(f"rubric_scale = {scale}\n")
+    with pytest.raises(PolicyFileError, match="give the lowest score first"):
+        load_policy(path)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
 import stat
 import subprocess
 import time
@@ -301,3 +303,59 @@ async def test_a_configured_temporal_address_skips_the_embedded_server(
     finally:
         output = await asyncio.to_thread(stack.stop)
     assert "starting the Temporal dev server" not in output
+
+
+def worker_pids(home: Path) -> list[int]:
+    """The stack's worker processes: `python -m worker` with this stack's state folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            command[1:3] == [b"-m", b"worker"]
+            and f"AFTERACTION_HOME={home}".encode() in environment
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_stack_restarts_a_worker_that_dies(tmp_path: Path) -> None:
+    stack = Stack(home=tmp_path, env=stack_env(tmp_path))
+    stack.start()
+    try:
+        [first] = worker_pids(tmp_path)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pids = worker_pids(tmp_path)
+            if pids and pids != [first]:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("no new worker after the first was killed")
+        key = declare(stack)
+        assert stack.cli_json("ack", key, "--commander", "bob")["state"] == "mitigating"
+    finally:
+        output = stack.stop()
+    assert "the worker exited with code -9; restarting it in 1s (attempt 1 of 5)" in output
+    assert "restarting the worker …" in output
+    assert "times in a row" not in output and "; stopping" not in output
+
+
+def test_a_bad_policy_file_stops_make_run_before_it_says_running(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("rubric_scale = [5, 1]\n")
+    env = stack_env(tmp_path, AFTERACTION_POLICY_FILE=str(policy))
+    result = subprocess.run(
+        [AFTERACTION, "run"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "rubric_scale" in result.stderr
+    assert "give the lowest score first" in result.stderr
+    assert "afteraction is running" not in result.stderr + result.stdout
+    assert not (tmp_path / "temporal.db").exists(), "nothing was started"
