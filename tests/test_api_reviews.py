@@ -537,12 +537,20 @@ async def test_the_actor_comes_from_the_credential_not_the_body(api: Api) -> Non
     key = created.json()["key"]
     incident = await api.ok("GET", f"/api/incidents/{key}")
     assert incident["declared_by"] == "token:pager-bot"
+    pager_bot = {
+        "kind": "token",
+        "subject": "pager-bot",
+        "display_name": "pager-bot",
+        "via": "token pager-bot",
+    }
+    assert incident["declared_by_actor"] == pager_bot
     mitigated = await api.http.post(
         f"/api/incidents/{key}/mitigate", json={"note": "rolled back"}, headers=responder
     )
     assert mitigated.status_code == 200, mitigated.text
     timeline = (await api.ok("GET", f"/api/incidents/{key}"))["timeline"]
     assert timeline[-1]["author"] == "token:pager-bot"
+    assert timeline[-1]["actor"] == pager_bot
 
     await api.ok("POST", f"/api/incidents/{key}/resolve", json={})
     await api.ok("POST", f"/api/incidents/{key}/review", json=review_json(*TWO_ITEMS))
@@ -562,6 +570,16 @@ async def test_the_actor_comes_from_the_credential_not_the_body(api: Api) -> Non
     assert accepted.status_code == 200, accepted.text
     item_state = await api.ok("GET", f"/api/actions/{key}-1")
     assert item_state["acceptance"]["approver"] == "token:vp-eng"
+    assert item_state["acceptance"]["actor"]["subject"] == "vp-eng"
+    assert item_state["acceptance"]["actor"]["kind"] == "token"
+    review = (await api.ok("GET", f"/api/incidents/{key}"))["review"]
+    assert review["submitted_by_actor"]["subject"] == ADMIN
+    typed_actor = await api.http.post(
+        f"/api/incidents/{key}/timeline",
+        json={"text": "x", "actor": {"kind": "token", "subject": "vp", "display_name": "vp"}},
+        headers=responder,
+    )
+    assert typed_actor.status_code == 422, "nor can a body carry an actor"
 
 
 async def test_a_team_token_acts_only_on_its_teams_work(api: Api) -> None:

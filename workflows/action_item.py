@@ -409,9 +409,11 @@ class ActionItemWorkflow:
             return
         if change.status is TicketStatus.CLOSED and item.state is ActionItemState.OPEN:
             self._ticket_closed(workflow.now())
+            item.closed_by = change.actor
         elif change.status is TicketStatus.OPEN and item.state is ActionItemState.VERIFYING:
             item.state = ActionItemState.OPEN
             item.closed_at = None
+            item.closed_by = None
         self._changed_state()
 
     def _stale(self, change: TicketChanged) -> bool:
@@ -458,6 +460,7 @@ class ActionItemWorkflow:
                 due_at=command.due_at,
                 reason=command.reason,
                 by=command.by,
+                actor=command.actor,
             )
         )
         item.due_at = command.due_at
@@ -488,7 +491,7 @@ class ActionItemWorkflow:
     def verify(self, command: VerifyItem) -> ActionItemSummary:
         item = self.item
         item.verification = Verification(
-            at=workflow.now(), by=command.by, evidence=command.evidence
+            at=workflow.now(), by=command.by, evidence=command.evidence, actor=command.actor
         )
         item.state = ActionItemState.DONE
         self._comment(f"verified by {command.by}: {command.evidence}", key="verification")
@@ -508,7 +511,10 @@ class ActionItemWorkflow:
     def accept_risk(self, command: AcceptRisk) -> ActionItemSummary:
         item = self.item
         item.acceptance = RiskAcceptance(
-            at=workflow.now(), rationale=command.rationale, approver=command.approver
+            at=workflow.now(),
+            rationale=command.rationale,
+            approver=command.approver,
+            actor=command.actor,
         )
         item.state = ActionItemState.ACCEPTED
         item.closed_at = workflow.now()

@@ -20,6 +20,7 @@ from app.cli.common import (
     _run,
     _run_client,
     _settings,
+    acting,
     cli_actor,
     err,
     fail,
@@ -171,7 +172,7 @@ def add(
         success_criteria=criteria,
         slo_link=slo,
     )
-    result = _run(lambda incidents: incidents.add_action_item(key, spec, by=cli_actor().label))
+    result = _run(lambda incidents: incidents.add_action_item(key, spec, actor=cli_actor()))
     _emit(result, as_json, _summary(result))
 
 
@@ -188,9 +189,7 @@ def extend(
     as_json: JsonOption = False,
 ) -> None:
     """Move the due date later, with a reason (kept in the history)."""
-    payload = _model(
-        ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, by=cli_actor().label
-    )
+    payload = _model(ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, **acting())
     _update(item_id, "extend_deadline", payload, as_json)
 
 
@@ -201,7 +200,7 @@ def verify(
     as_json: JsonOption = False,
 ) -> None:
     """Confirm the success criteria of an item whose ticket is closed."""
-    _update(item_id, "verify", _model(VerifyItem, evidence=evidence, by=cli_actor().label), as_json)
+    _update(item_id, "verify", _model(VerifyItem, evidence=evidence, **acting()), as_json)
 
 
 @actions.command()
@@ -213,7 +212,7 @@ def accept(
     """Close an item as won't-do, accepting the risk."""
     # The approver is whoever runs this: the CLI reaches Temporal directly, and whoever can do
     # that may do anything, so its record names the operating-system user on this host.
-    payload = _model(AcceptRisk, rationale=rationale, approver=cli_actor().label)
+    payload = _model(AcceptRisk, rationale=rationale, **acting("approver"))
     _update(item_id, "accept_risk", payload, as_json)
 
 
