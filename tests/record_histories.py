@@ -289,6 +289,23 @@ async def overdue_extended_verified(client: Client, workflow_id: str) -> None:
     )
 
 
+async def overdue_reopened_verified(client: Client, workflow_id: str) -> None:
+    """Overdue (the owner told), closed, reopened while still overdue (the ladder goes on from
+    where it stood), closed again, verified."""
+    item = await item_until(client, workflow_id, lambda i: len(i.escalations) >= 1)
+    assert item.ticket is not None
+    ticket = item.ticket.key
+    await ticket_event(client, workflow_id, ticket, "closed", "close-1")
+    await item_until(client, workflow_id, lambda i: i.state is ActionItemState.VERIFYING)
+    await ticket_event(client, workflow_id, ticket, "reopened", "reopen-1")
+    await item_until(client, workflow_id, lambda i: i.state is ActionItemState.OPEN)
+    await ticket_event(client, workflow_id, ticket, "closed", "close-2")
+    await item_until(client, workflow_id, lambda i: i.state is ActionItemState.VERIFYING)
+    await client.get_workflow_handle(workflow_id).execute_update(
+        "verify", VerifyItem(evidence="pages reached the on-call in a drill", by="dan")
+    )
+
+
 async def refused_then_accepted(client: Client, workflow_id: str) -> None:
     """Routed to a tracker that is not configured: refused, retried on request, refused again,
     then accepted as won't-do without a ticket."""
@@ -302,7 +319,7 @@ async def refused_then_accepted(client: Client, workflow_id: str) -> None:
 
 async def review_to_closed(client: Client, task_queue: str) -> Recorded:
     """Acknowledged, resolved, review scheduled (facilitator proposed from the pool) and
-    submitted with four items, each on its own path, until the incident closes."""
+    submitted with five items, each on its own path, until the incident closes."""
     handle = await declare(client, task_queue, items_policy(), declared_by="alice")
     await handle.execute_update(IncidentWorkflow.acknowledge, Acknowledge(commander="bob"))
     await handle.execute_update(IncidentWorkflow.resolve, Transition(note="rolled back"))
@@ -314,6 +331,7 @@ async def review_to_closed(client: Client, task_queue: str) -> Recorded:
         item_spec("platform", "Alert on pool saturation", kind=ActionKind.LONG_TERM),
         item_spec("payments", "Roll back in under 5 minutes", kind=ActionKind.SHORT_TERM),
         item_spec("mobile", "Retry checkout in the app", kind=ActionKind.LONG_TERM),
+        item_spec("payments", "Page on pool exhaustion", kind=ActionKind.SHORT_TERM),
     )
     routes = {
         "payments": local_route("payments"),
@@ -329,6 +347,7 @@ async def review_to_closed(client: Client, task_queue: str) -> Recorded:
         "risk-accepted": risk_accepted,
         "overdue-extended": overdue_extended_verified,
         "ticket-refused": refused_then_accepted,
+        "overdue-reopened": overdue_reopened_verified,
     }
     ids = [action_workflow_id(key, number) for number in range(1, len(paths) + 1)]
     await asyncio.gather(

@@ -369,6 +369,45 @@ async def test_extension_moves_the_due_date_and_stops_the_ladder_until_the_new_d
     assert "(in 1d)" in reminders[-1]
 
 
+async def test_reopened_overdue_item_goes_on_up_the_ladder_and_never_tells_a_rung_twice(
+    items: Items,
+) -> None:
+    """Overdue, its ticket closed, then reopened a day later: the same due date is still
+    missed, so the ladder goes on from where it stood (the team lead at +2d), and the owner,
+    who heard at the due date, is not told again."""
+    _, [item] = await items.review(ActionKind.SHORT_TERM)
+    due = item.due_at
+    await items.sleep_until(due - 4 * DAY)
+    await items.ticket_activity(item)  # keeps the stall away
+    steps = await items.escalations_at(item, due + MINUTE, expect=1)
+    assert [(s.deadline, s.rung) for s in steps] == [(DUE, Rung.OWNER)]
+
+    await items.ticket_activity(item, "closed")
+    await eventually(
+        lambda: items.state(workflow_id(item)),
+        lambda state: state.state is ActionItemState.VERIFYING,
+        timeout=5,
+    )
+    await items.sleep_until(due + DAY)
+    await items.ticket_activity(item, "reopened")
+    reopened = await eventually(
+        lambda: items.state(workflow_id(item)),
+        lambda state: state.state is ActionItemState.OPEN,
+        timeout=5,
+    )
+    # The reopen and the run loop's pass over the deadlines are one workflow task.
+    assert [(s.deadline, s.rung) for s in reopened.escalations] == [(DUE, Rung.OWNER)]
+
+    steps = await items.escalations_at(item, due + 2 * DAY + MINUTE, expect=2)
+    assert [(s.deadline, s.rung) for s in steps] == [(DUE, Rung.OWNER), (DUE, Rung.TEAM_LEAD)]
+    assert all(step.due_at == due for step in steps)
+    texts = await items.comments(item, 4)  # the 3d and 1d reminders, then one per rung
+    assert [text.split(":")[0] for text in texts if " escalated to " in text] == [
+        "@payments-oncall escalated to owner",
+        "@payments-lead escalated to team lead",
+    ]
+
+
 async def test_item_without_verification_is_done_when_its_ticket_closes(items: Items) -> None:
     # The default SEV4 policy does not ask anyone to confirm the success criteria.
     assert not default_policy().for_severity(Severity.SEV4).action_items.verification_required

@@ -75,6 +75,9 @@ REPORT_ONLY_CHANGES = "report-only-changes-to-incident"
 IGNORE_OTHER_TICKETS = "ignore-changes-to-other-tickets"
 # Histories recorded before this applied every status change in the order it arrived.
 APPLY_NEWER_TICKET_CHANGES = "apply-only-newer-ticket-status-changes"
+# Histories recorded before this forgot a missed deadline's ladder while the ticket was closed,
+# so a reopened item that was still overdue told the owner again.
+LADDER_WAITS_WHILE_CLOSED = "keep-the-ladder-while-the-ticket-is-closed"
 ITEM_DEADLINES = (DeadlineKind.ACTION_DUE, DeadlineKind.ACTION_STALLED)
 
 
@@ -251,6 +254,15 @@ class ActionItemWorkflow:
         ladder = item.policy.escalation
         for kind in ITEM_DEADLINES:
             due_at = self._deadline_due_at(kind)
+            if (
+                due_at is None
+                and kind in self._missed
+                and workflow.patched(LADDER_WAITS_WHILE_CLOSED)
+            ):
+                # Not open (its ticket is closed): the ladder waits where it stands. The same
+                # deadline is still missed when the ticket reopens, so the item goes on up the
+                # ladder from there, and no rung hears of it twice.
+                continue
             if due_at is None or due_at > now:
                 self._missed.pop(kind, None)
                 continue
@@ -465,6 +477,10 @@ class ActionItemWorkflow:
         )
         item.due_at = command.due_at
         item.reminders_sent = []
+        # A new due date is a new deadline: the ladder of the old one ends here, even while
+        # it waits for a closed ticket (histories before this ended it at the next pass of the
+        # run loop, which sees the due date in the future: the same state, the same commands).
+        self._missed.pop(DeadlineKind.ACTION_DUE, None)
         if item.ticket is not None:
             self._update_ticket(TicketChange(due_at=command.due_at))
             self._comment(
