@@ -25,10 +25,11 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def emit_and_exit(result: dict[str, Any]) -> NoReturn:
+def emit_and_exit(result: dict[str, Any], *, status: int = 0) -> NoReturn:
+    """Print `result` and end the process with `status` (non-zero: the run found a miss)."""
     print(json.dumps(result, indent=2))
     # Skip interpreter teardown, as the CLI does: the Temporal client's Rust threads can abort
     # a finishing process ("PyGILState_Release ... finalizing", temporalio/sdk-python#300).
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(status)
