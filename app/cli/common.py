@@ -12,7 +12,7 @@ import getpass
 import json
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NoReturn, Protocol, TypeVar
 
@@ -22,6 +22,7 @@ from rich.console import Console, RenderableType
 from temporalio.client import Client
 
 from app.cli.remote import Api, RemoteIncidents
+from app.cli.words import in_cli_words
 from app.formats.problems import problem_message
 from app.services.incidents import (
     CommandRejected,
@@ -142,10 +143,16 @@ def _run_client(action: Callable[[Client, Settings], Awaitable[T]]) -> T:
             ) from None
         return await action(client, settings)
 
+    return _exit_codes(go)
+
+
+def _exit_codes(go: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run `go`, its refusals in the CLI's words with exit 2, an absent Temporal, worker or API
+    with exit 1."""
     try:
         return asyncio.run(go())
     except (CommandRejected, IncidentNotFound) as error:
-        fail(str(error), 2)
+        fail(in_cli_words(str(error)), 2)
     except TemporalUnavailable as error:
         fail(str(error), 1)
 
@@ -204,12 +211,7 @@ def run_remote(api: Api, action: Callable[[], Awaitable[T]]) -> T:
         finally:
             await api.close()
 
-    try:
-        return asyncio.run(go())
-    except (CommandRejected, IncidentNotFound) as error:
-        fail(str(error), 2)
-    except TemporalUnavailable as error:
-        fail(str(error), 1)
+    return _exit_codes(go)
 
 
 def _run(action: Callable[[IncidentService], Awaitable[T]]) -> T:
