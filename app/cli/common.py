@@ -42,8 +42,20 @@ from domain.severity import Severity
 from integrations.temporal_client import connect
 from settings import Settings, SettingsError, load_settings
 
-out = Console()
-err = Console(stderr=True)
+# Piped or redirected, Rich would cut tables to 80 columns and wrap lines mid-command; there,
+# a line runs as long as it needs (nothing we print expands to the console's width).
+PIPED_WIDTH = 100_000
+
+
+def _console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, width=PIPED_WIDTH, soft_wrap=True)
+
+
+out = _console()
+err = _console(stderr=True)
 T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]

@@ -60,6 +60,7 @@ def status(result: IncidentStatus) -> RenderableType:
 
 def incident(detail: Incident) -> RenderableType:
     header = Table.grid(padding=(0, 2))
+    header.add_row("Title", detail.title)
     header.add_row("Severity", detail.severity.value)
     header.add_row("State", _state(detail.state.value))
     header.add_row("Services", ", ".join(detail.services) or "—")
@@ -99,7 +100,8 @@ def incident(detail: Incident) -> RenderableType:
     parts: list[RenderableType] = [header, clock, roles, timeline]
     if detail.escalations:
         parts.append(escalations(detail.escalations))
-    return Panel(Group(*parts), title=f"{detail.key}: {detail.title}", title_align="left")
+    # Not expanded: piped, the console is as wide as the longest line (see app.cli.common).
+    return Panel(Group(*parts), title=detail.key, title_align="left", expand=False)
 
 
 def escalations(records: list[EscalationRecord]) -> Table:

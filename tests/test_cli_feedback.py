@@ -1,0 +1,77 @@
+"""What `afteraction` tells a person, in a subprocess as they run it, with a real worker on a
+fresh task queue: refusals in the CLI's own words, a missing worker named within seconds,
+commands that say what they did, lists that say when nothing matches, filters, and output
+that survives a pipe."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from settings import Settings
+from tests.cli import Cli, cli_env
+from tests.helpers import eventually
+from worker import build_worker
+
+
+def cli_for(dev_env: WorkflowEnvironment, home: Path, task_queue: str, **variables: str) -> Cli:
+    address = dev_env.client.service_client.config.target_host
+    env = {**cli_env(home, address), "AFTERACTION_TASK_QUEUE": task_queue, **variables}
+    return Cli(home=home, env=env)
+
+
+async def run_json(cli: Cli, *args: str) -> Any:
+    done = await cli(*args, "--json")
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return json.loads(done.stdout)
+
+
+async def ok(cli: Cli, *args: str) -> str:
+    """What a command that must succeed prints, stdout then stderr."""
+    done = await cli(*args)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout + done.stderr
+
+
+@pytest.fixture
+def facilitator() -> str:
+    return f"fac-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def cli(dev_env: WorkflowEnvironment, tmp_path: Path, facilitator: str) -> AsyncIterator[Cli]:
+    """The CLI and a worker on one fresh task queue and one state folder (the local tracker);
+    the CLI's policy names a one-person facilitator pool."""
+    task_queue = f"tq-{uuid.uuid4()}"
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'facilitators = ["{facilitator}"]\n', encoding="utf-8")
+    settings = Settings(home=tmp_path, task_queue=task_queue)
+    async with build_worker(dev_env.client, settings):
+        yield cli_for(dev_env, tmp_path, task_queue, AFTERACTION_POLICY_FILE=str(policy))
+
+
+async def declare(cli: Cli, *extra: str, title: str = "Checkout errors") -> str:
+    created = await run_json(cli, "declare", "--title", title, "--severity", "SEV2", *extra)
+    return str(created["key"])
+
+
+# ---- 8. output that survives a pipe -------------------------------------------------------
+
+
+async def test_piped_output_is_not_cut_to_80_columns(cli: Cli) -> None:
+    title = "Checkout errors in every region after deploy 4182 of the payments gateway, " * 2
+    key = await declare(cli, title=title.strip())
+    narrow = Cli(home=cli.home, env={**cli.env, "COLUMNS": "80"})
+    shown = await ok(narrow, "show", key)
+    assert any(title.strip() in line for line in shown.splitlines()), shown
+    listing = await eventually(
+        lambda: ok(narrow, "list"), lambda printed: key in printed, interval=0.5
+    )
+    [row] = [line for line in listing.splitlines() if key in line]
+    assert title.strip() in row, listing
