@@ -75,3 +75,25 @@ async def test_piped_output_is_not_cut_to_80_columns(cli: Cli) -> None:
     )
     [row] = [line for line in listing.splitlines() if key in line]
     assert title.strip() in row, listing
+
+
+# ---- 9. keys and files as people type and look for them ---------------------------------
+
+
+async def test_a_review_template_says_where_it_wrote(cli: Cli) -> None:
+    key = await declare(cli)
+    await run_json(cli, "resolve", key)
+    written = await cli("review", "template", key.lower())
+    assert written.returncode == 0, written.stderr
+    target = cli.home / f"review-{key}.yaml"
+    assert target.is_file()
+    assert written.stderr.startswith(
+        f"wrote {target}; fill it in, then: afteraction review submit {key} {target}"
+    )
+    assert "risk of migration (not risk mitigation)" in target.read_text(encoding="utf-8")
+
+
+async def test_lowercase_keys_are_the_same_incident(cli: Cli) -> None:
+    key = await declare(cli)
+    assert (await run_json(cli, "show", key.lower()))["key"] == key
+    assert (await run_json(cli, "ack", key.lower(), "--commander", "bob"))["key"] == key

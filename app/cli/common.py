@@ -13,7 +13,7 @@ import json
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, Protocol, TypeVar
 
 import typer
@@ -35,7 +35,8 @@ from domain.action_item import ActionItemSpec, ActionItemSummary
 from domain.commands import NewIncident
 from domain.identity import Actor, ActorKind
 from domain.incident import Incident, IncidentState, IncidentStatus, IncidentSummary
-from domain.policy import Policy, PolicyFileError, load_policy, parse_duration
+from domain.moments import moment
+from domain.policy import Policy, PolicyFileError, load_policy
 from domain.review import Review
 from domain.routing import Routing, RoutingError, load_routing
 from domain.severity import Severity
@@ -95,20 +96,9 @@ def _settings() -> Settings:
 def _moment(text: str, option: str, *, ahead: bool) -> datetime:
     """ISO 8601 (UTC when no zone is given) or a duration: that long ago, or from now."""
     try:
-        duration = parse_duration(text)
+        return moment(text, now=datetime.now(UTC), ahead=ahead)
     except ValueError as error:
         fail(f"{option}: {error}", 2)
-    if isinstance(duration, timedelta):
-        return datetime.now(UTC) + (duration if ahead else -duration)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        relative = "how long from now (7d, 36h)" if ahead else "how long ago (20m, 1h30m)"
-        fail(
-            f"{option} {text!r} is not a time; give ISO 8601 (2026-11-27T14:03:00Z) or {relative}",
-            2,
-        )
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _parse_time(text: str | None, option: str) -> datetime | None:

@@ -28,6 +28,7 @@ from app.formats.review_files import ReviewFileError, parse_review, review_templ
 from app.formats.review_markdown import review_markdown
 from domain.functions import ReviewFunction
 from domain.incident import IncidentStatus
+from domain.keys import normal_key
 from domain.limits import REVIEW_FILE_BYTES
 from domain.review import Participant, ScheduleReview
 
@@ -82,12 +83,14 @@ def template(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a review file to fill in, prefilled from the incident."""
-    target = out or Path(f"review-{key}.yaml")
+    target = (out or Path(f"review-{normal_key(key)}.yaml")).absolute()
     if target.exists() and not force:
         fail(f"{target} exists; fill it in and submit it, or pass --force to start over", 2)
     incident = _run(lambda incidents: incidents.get(key))
     target.write_text(review_template(incident), encoding="utf-8")
-    err.print(f"wrote {target}; fill it in, then: afteraction review submit {key} {target}")
+    err.print(
+        f"wrote {target}; fill it in, then: afteraction review submit {incident.key} {target}"
+    )
 
 
 @review.command()
@@ -131,7 +134,11 @@ def show(key: str, as_json: JsonOption = False) -> None:
     """Render the submitted review as Markdown (executive summary first)."""
     incident = _run(lambda incidents: incidents.get(key))
     if incident.review is None:
-        fail(f"{key} has no review yet; write one with `afteraction review template {key}`", 2)
+        fail(
+            f"{incident.key} has no review yet; write one with "
+            f"`afteraction review template {incident.key}`",
+            2,
+        )
     if as_json:
         _emit(incident.review, True, "")
         return

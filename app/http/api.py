@@ -18,7 +18,7 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
@@ -85,6 +85,7 @@ from domain.incident import (
     IncidentSummary,
     workflow_id_for,
 )
+from domain.keys import normal_key
 from domain.limits import SearchName
 from domain.policy import Policy, PolicyFileError, load_policy
 from domain.review import ReviewRecord, ScheduleReview
@@ -149,8 +150,16 @@ def rule(permission: Permission) -> list[Any]:
     return [Depends(requires(permission))]
 
 
+# Keys and ids in paths are read in any case (inc-261127-7kq2), as people type them.
+IncidentKey = Annotated[
+    str,
+    Path(description="The incident's key, e.g. INC-261127-7KQ2 (any case)."),
+    AfterValidator(normal_key),
+]
 ItemId = Annotated[
-    str, Path(alias="id", description="The action item's id, KEY-N: e.g. INC-261127-7KQ2-1.")
+    str,
+    Path(alias="id", description="The action item's id, KEY-N: e.g. INC-261127-7KQ2-1."),
+    AfterValidator(normal_key),
 ]
 
 
@@ -409,14 +418,14 @@ def create_app(
         responses=_errors(404, 503),
         dependencies=rule(Permission.READ),
     )
-    async def show(key: str, service: Service) -> Incident:
+    async def show(key: IncidentKey, service: Service) -> Incident:
         return await service.get(key)
 
     def command_route(
         path: str, name: str, model: type[BaseModel], summary: str, needs: Permission
     ) -> None:
         async def handler(
-            key: str, payload: BaseModel, service: Service, caller: Caller
+            key: IncidentKey, payload: BaseModel, service: Service, caller: Caller
         ) -> IncidentStatus:
             with structlog.contextvars.bound_contextvars(
                 incident_key=key, workflow_id=workflow_id_for(key), command=name
@@ -472,7 +481,7 @@ def create_app(
             **_errors(404, 503),
         },
     )
-    async def review_file_template(key: str, service: Service) -> YAMLResponse:
+    async def review_file_template(key: IncidentKey, service: Service) -> YAMLResponse:
         incident = await service.get(key)
         return YAMLResponse(
             review_template(incident),
@@ -491,7 +500,7 @@ def create_app(
         openapi_extra={"requestBody": _REVIEW_BODY},
     )
     async def submit_review(
-        key: str, request: Request, service: Service, caller: Caller
+        key: IncidentKey, request: Request, service: Service, caller: Caller
     ) -> IncidentStatus:
         media = media_type(request.headers.get("content-type"))
         if not (is_json(media) or media in YAML_TYPES):
@@ -539,7 +548,7 @@ def create_app(
         },
     )
     async def show_review(
-        key: str, request: Request, response: Response, service: Service
+        key: IncidentKey, request: Request, response: Response, service: Service
     ) -> ReviewRecord | Response:
         incident = await service.get(key)
         if incident.review is None:
@@ -569,7 +578,7 @@ def create_app(
         responses=_errors(404, 409, 422, 503),
     )
     async def add_action_item(
-        key: str, spec: ActionItemSpec, service: Service, caller: Caller
+        key: IncidentKey, spec: ActionItemSpec, service: Service, caller: Caller
     ) -> ActionItemSummary:
         with structlog.contextvars.bound_contextvars(
             incident_key=key, workflow_id=workflow_id_for(key), command="add_action_item"

@@ -34,6 +34,7 @@ from domain.action_item import (
     action_workflow_id,
     parse_action_item_id,
 )
+from domain.keys import normal_key
 from domain.severity import Severity
 
 COMMANDS: dict[str, type[BaseModel]] = {
@@ -58,7 +59,7 @@ class ActionItems:
         now = datetime.now(UTC)
         clauses = ["WorkflowType = 'ActionItemWorkflow'"]
         if incident:
-            clauses.append(f"{sa.INCIDENT_KEY.name} = {sa.quoted(incident)}")
+            clauses.append(f"{sa.INCIDENT_KEY.name} = {sa.quoted(normal_key(incident))}")
         if team:
             clauses.append(f"{sa.TEAMS.name} = {sa.quoted(team)}")
         if overdue:
@@ -75,6 +76,7 @@ class ActionItems:
         return sorted(rows, key=lambda row: (row.due_at, row.id))
 
     async def get(self, item_id: str) -> ActionItem:
+        item_id = normal_key(item_id)
         workflow_id = self._workflow_id(item_id)
         try:
             item: ActionItem = await self._client.get_workflow_handle(workflow_id).query(
@@ -87,6 +89,7 @@ class ActionItems:
             raise await self._explain(item_id, error) from None
 
     async def command(self, item_id: str, name: str, payload: BaseModel) -> ActionItemSummary:
+        item_id = normal_key(item_id)
         model = COMMANDS[name]
         if not isinstance(payload, model):
             raise TypeError(f"{name} takes {model.__name__}, not {type(payload).__name__}")

