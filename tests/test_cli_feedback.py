@@ -61,6 +61,23 @@ async def declare(cli: Cli, *extra: str, title: str = "Checkout errors") -> str:
     return str(created["key"])
 
 
+# ---- 3. refusals in the CLI's words --------------------------------------------------------
+
+
+async def test_a_refusal_names_the_cli_commands_not_the_updates(cli: Cli) -> None:
+    key = await declare(cli)
+    message = await cli.refused("review", "schedule", key, "--at", "2d")
+    assert message == (
+        "cannot run `review schedule` on an incident that is declared; allowed now: `ack`, "
+        "`cancel`, `mitigate`, `resolve`, `role`, `note`, `severity`"
+    )
+    await run_json(cli, "resolve", key)
+    again = await cli.refused("ack", key, "--commander", "bob")
+    assert again.startswith("cannot run `ack` on an incident that is resolved; allowed now: ")
+    assert "`review schedule`, `review submit`" in again
+    assert "_" not in again, "no update name leaks through"
+
+
 # ---- 8. output that survives a pipe -------------------------------------------------------
 
 
