@@ -6,6 +6,7 @@ that survives a pipe."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -76,6 +77,56 @@ async def test_a_refusal_names_the_cli_commands_not_the_updates(cli: Cli) -> Non
     assert again.startswith("cannot run `ack` on an incident that is resolved; allowed now: ")
     assert "`review schedule`, `review submit`" in again
     assert "_" not in again, "no update name leaks through"
+
+
+# ---- 4. a missing worker -------------------------------------------------------------------
+
+
+async def test_a_missing_worker_is_named_with_its_task_queue_within_seconds(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    task_queue = f"tq-{uuid.uuid4()}"
+    cli = cli_for(dev_env, tmp_path, task_queue)
+
+    declared = await cli("declare", "--title", "Checkout errors", "--severity", "SEV2")
+    assert declared.returncode == 0, declared.stderr
+    key = declared.stdout.split()[1]
+    assert f"no worker is polling task queue '{task_queue}'" in declared.stderr
+    assert "`afteraction worker`" in declared.stderr
+
+    started = time.monotonic()
+    shown = await cli("show", key)
+    elapsed = time.monotonic() - started
+    assert shown.returncode == 1, shown.stderr
+    assert shown.stderr.startswith(
+        f"error: Temporal answers, but no worker is polling task queue '{task_queue}'; start one"
+    ), shown.stderr
+    assert "cannot reach Temporal" not in shown.stderr
+    assert elapsed < 6, f"took {elapsed:.1f}s; a query waits 10s for a worker"
+
+    # The same incident, once a worker runs: nothing was lost, and the worker is not missing.
+    async with build_worker(dev_env.client, Settings(home=tmp_path, task_queue=task_queue)):
+        assert (await run_json(cli, "show", key))["state"] == "declared"
+
+
+async def test_a_worker_that_stopped_is_missing_once_work_waits_for_it(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """The queue still remembers the stopped worker's last poll; the new incident's first task,
+    scheduled after that poll and never taken, tells."""
+    task_queue = f"tq-{uuid.uuid4()}"
+    cli = cli_for(dev_env, tmp_path, task_queue)
+    async with build_worker(dev_env.client, Settings(home=tmp_path, task_queue=task_queue)):
+        served = await declare(cli)
+        assert (await run_json(cli, "show", served))["state"] == "declared"
+
+    waiting = await declare(cli)
+    started = time.monotonic()
+    shown = await cli("show", waiting)
+    elapsed = time.monotonic() - started
+    assert shown.returncode == 1, shown.stderr
+    assert f"no worker is polling task queue '{task_queue}': work waiting since" in shown.stderr
+    assert elapsed < 6, f"took {elapsed:.1f}s; a query waits 10s for a worker"
 
 
 # ---- 8. output that survives a pipe -------------------------------------------------------

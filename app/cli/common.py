@@ -86,6 +86,10 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def _settings() -> Settings:
     try:
         return load_settings()
@@ -183,6 +187,8 @@ class IncidentService(Protocol):
         severity: Severity | None = None,
         limit: int = 100,
     ) -> list[IncidentSummary]: ...
+
+    async def missing_worker(self) -> str | None: ...
 
     async def get(self, key: str) -> Incident: ...
 

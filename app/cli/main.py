@@ -17,6 +17,7 @@ from app.cli import render
 from app.cli.actions import actions
 from app.cli.common import (
     AtOption,
+    IncidentService,
     JsonOption,
     NoteOption,
     _emit,
@@ -26,11 +27,13 @@ from app.cli.common import (
     _settings,
     cli_actor,
     fail,
+    warn,
 )
 from app.cli.db import db
 from app.cli.review import review
 from app.cli.tickets import tickets
 from app.cli.tokens import tokens
+from app.services.workers import START_HINT
 from domain.commands import (
     Acknowledge,
     AddTimelineEvent,
@@ -40,7 +43,7 @@ from domain.commands import (
     SetSeverity,
     Transition,
 )
-from domain.incident import IncidentState, Role
+from domain.incident import IncidentState, IncidentStatus, Role
 from domain.severity import Severity
 
 app = typer.Typer(
@@ -97,8 +100,17 @@ def declare(
         started_at=_parse_time(started, "--started"),
         detected_at=_parse_time(detected, "--detected"),
     )
-    result = _run(lambda incidents: incidents.declare(request))
+
+    async def declared(incidents: IncidentService) -> tuple[IncidentStatus, str | None]:
+        return await incidents.declare(request), await incidents.missing_worker()
+
+    result, absent = _run(declared)
     _emit(result, as_json, f"declared {render.status(result)}")
+    if absent is not None:
+        warn(
+            f"{result.key} is declared, but {absent}: it waits for a worker, and until one "
+            f"runs no deadline fires and no command is answered; {START_HINT}"
+        )
 
 
 @app.command("list")

@@ -116,6 +116,11 @@ class RemoteIncidents:
         )
         return rows
 
+    async def missing_worker(self) -> str | None:
+        """Not asked through the API: the deployment behind it runs the workers, and a command
+        that finds none says so (503)."""
+        return None
+
     async def get(self, key: str) -> Incident:
         incident: Incident = await self._api.call("GET", f"/api/incidents/{key}", Incident)
         return incident

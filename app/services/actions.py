@@ -18,6 +18,7 @@ from app.services.incidents import (
     WORKER_TIMEOUT,
     CommandRejected,
     TemporalUnavailable,
+    answered,
     check_size,
     explain_failure,
     rejection_message,
@@ -79,9 +80,10 @@ class ActionItems:
         item_id = normal_key(item_id)
         workflow_id = self._workflow_id(item_id)
         try:
-            item: ActionItem = await self._client.get_workflow_handle(workflow_id).query(
+            query = self._client.get_workflow_handle(workflow_id).query(
                 "state", result_type=ActionItem, rpc_timeout=WORKER_TIMEOUT
             )
+            item: ActionItem = await answered(self._client, workflow_id, query)
             return item
         except WorkflowQueryFailedError as error:
             raise CommandRejected(str(error)) from None
@@ -96,9 +98,10 @@ class ActionItems:
         handle = self._client.get_workflow_handle(self._workflow_id(item_id))
         check_size(self._client, f"the {name} command", payload)
         try:
-            result: ActionItemSummary = await handle.execute_update(
+            update = handle.execute_update(
                 name, payload, result_type=ActionItemSummary, rpc_timeout=WORKER_TIMEOUT
             )
+            result: ActionItemSummary = await answered(self._client, handle.id, update)
             return result
         except WorkflowUpdateFailedError as error:
             raise CommandRejected(rejection_message(error)) from None
@@ -127,8 +130,6 @@ class ActionItems:
             self._workflow_id(item_id),
             what=f"action item {item_id}",
             listing="`afteraction actions list` shows them",
-            no_worker=f"no worker answered within {WORKER_TIMEOUT.seconds}s; "
-            "start one with `make run`",
             error=error,
         )
 
