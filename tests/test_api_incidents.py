@@ -4,13 +4,16 @@ app over httpx's ASGI transport, with a real worker (tests.test_api_reviews.runn
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from tests.helpers import eventually
 from tests.test_api_reviews import Api, running_api
 
 
@@ -60,3 +63,27 @@ async def test_lowercase_keys_name_the_same_incident(api: Api) -> None:
         "POST", f"/api/incidents/{key.lower()}/acknowledge", json={"commander": "b"}
     )
     assert acked["state"] == "mitigating"
+
+
+async def test_the_list_takes_the_clis_filters(api: Api) -> None:
+    service, team = f"svc-{uuid.uuid4().hex[:8]}", f"team-{uuid.uuid4().hex[:8]}"
+    body: dict[str, Any] = {"title": "t", "severity": "SEV2", "services": [service]}
+    ongoing = (await api.ok("POST", "/api/incidents", 201, json={**body, "teams": [team]}))["key"]
+    resolved = (await api.ok("POST", "/api/incidents", 201, json=body))["key"]
+    await api.ok("POST", f"/api/incidents/{resolved}/resolve", json={})
+
+    async def keys(**params: Any) -> set[str]:
+        rows = await api.ok("GET", "/api/incidents", params={"service": service, **params})
+        return {row["key"] for row in rows}
+
+    await eventually(keys, lambda found: found == {ongoing, resolved})
+    await eventually(lambda: keys(active="true"), lambda found: found == {ongoing})
+    assert await keys(team=team) == {ongoing}
+    assert await keys(since="1h") == {ongoing, resolved}
+    assert await keys(until="1h") == set()
+    assert await keys(since="2000-01-01T00:00:00Z", until="2099-01-01T00:00:00Z") == {
+        ongoing,
+        resolved,
+    }
+    bad = await api.http.get("/api/incidents", params={"service": 'a"b'})
+    assert bad.status_code == 422

@@ -129,20 +129,58 @@ async def test_a_worker_that_stopped_is_missing_once_work_waits_for_it(
     assert elapsed < 6, f"took {elapsed:.1f}s; a query waits 10s for a worker"
 
 
+# ---- 5. and 7. lists: what matches, and saying so when nothing does -----------------------
+
+
+async def test_list_filters_and_says_when_nothing_matches(cli: Cli) -> None:
+    service, team = f"svc-{uuid.uuid4().hex[:8]}", f"team-{uuid.uuid4().hex[:8]}"
+    ongoing = await declare(cli, "--service", service, "--team", team)
+    resolved = await declare(cli, "--service", service)
+    await run_json(cli, "resolve", resolved)
+
+    async def keys(*filters: str) -> list[str]:
+        return [row["key"] for row in await run_json(cli, "list", *filters)]
+
+    await eventually(
+        lambda: keys("--service", service),
+        lambda found: set(found) == {ongoing, resolved},
+        interval=0.5,
+    )
+    await eventually(
+        lambda: keys("--service", service, "--active"),
+        lambda found: found == [ongoing],
+        interval=0.5,
+    )
+    assert await keys("--team", team) == [ongoing]
+    assert set(await keys("--service", service, "--since", "1h")) == {ongoing, resolved}
+    assert await keys("--service", service, "--until", "1h") == []
+    assert await keys("--service", service, "--state", "resolved") == [resolved]
+
+    nothing = await ok(cli, "list", "--service", service, "--until", "1h")
+    assert nothing.strip() == f"no incident matches --service {service} --until 1h"
+    no_items = await ok(cli, "actions", "list", "--team", team)
+    assert no_items.strip() == f"no action item matches --team {team}"
+    no_tickets = await ok(cli, "tickets", "list")
+    assert no_tickets.startswith("there is no ticket yet")
+
+
 # ---- 8. output that survives a pipe -------------------------------------------------------
 
 
 async def test_piped_output_is_not_cut_to_80_columns(cli: Cli) -> None:
     title = "Checkout errors in every region after deploy 4182 of the payments gateway, " * 2
-    key = await declare(cli, title=title.strip())
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    key = await declare(cli, "--service", service, title=title.strip())
     narrow = Cli(home=cli.home, env={**cli.env, "COLUMNS": "80"})
-    shown = await ok(narrow, "show", key)
-    assert any(title.strip() in line for line in shown.splitlines()), shown
     listing = await eventually(
-        lambda: ok(narrow, "list"), lambda printed: key in printed, interval=0.5
+        lambda: ok(narrow, "list", "--service", service),
+        lambda printed: key in printed,
+        interval=0.5,
     )
     [row] = [line for line in listing.splitlines() if key in line]
     assert title.strip() in row, listing
+    shown = await ok(narrow, "show", key)
+    assert any(title.strip() in line for line in shown.splitlines()), shown
 
 
 # ---- 9. keys and files as people type and look for them ---------------------------------

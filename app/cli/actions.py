@@ -23,6 +23,7 @@ from app.cli.common import (
     cli_actor,
     err,
     fail,
+    nothing_matches,
     parse_due,
     remote_api,
     run_remote,
@@ -134,7 +135,11 @@ def list_items(
     rows: list[ActionItemRow] = _with_items(
         lambda items: items.list(incident=incident, team=team, overdue=overdue)
     )
-    _emit(rows, as_json, _rows(rows))
+    options = {"incident": incident, "team": team, "overdue": overdue}
+    hint = "they come from a submitted review (`afteraction review submit`)"
+    _emit(
+        rows, as_json, _rows(rows) if rows else nothing_matches("action item", options, hint=hint)
+    )
 
 
 @actions.command()

@@ -24,6 +24,7 @@ from temporalio.client import Client
 from app.cli.remote import Api, RemoteIncidents
 from app.cli.words import in_cli_words
 from app.formats.problems import problem_message
+from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
     IncidentNotFound,
@@ -34,12 +35,11 @@ from app.services.incidents import (
 from domain.action_item import ActionItemSpec, ActionItemSummary
 from domain.commands import NewIncident
 from domain.identity import Actor, ActorKind
-from domain.incident import Incident, IncidentState, IncidentStatus, IncidentSummary
+from domain.incident import Incident, IncidentStatus, IncidentSummary
 from domain.moments import moment
 from domain.policy import Policy, PolicyFileError, load_policy
 from domain.review import Review
 from domain.routing import Routing, RoutingError, load_routing
-from domain.severity import Severity
 from integrations.temporal_client import connect
 from settings import Settings, SettingsError, load_settings
 
@@ -88,6 +88,19 @@ def fail(message: str, code: int) -> NoReturn:
 
 def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def nothing_matches(what: str, options: dict[str, str | bool | None], *, hint: str) -> str:
+    """What a list says instead of an empty table: the options that left nothing in it, or that
+    there is nothing yet (and `hint`, how to make some)."""
+    given = " ".join(
+        f"--{name}" if value is True else f"--{name} {value}"
+        for name, value in options.items()
+        if value is not None and value is not False
+    )
+    if given:
+        return f"no {what} matches {given}"
+    return f"there is no {what} yet; {hint}"
 
 
 def _settings() -> Settings:
@@ -181,11 +194,7 @@ class IncidentService(Protocol):
     async def declare(self, request: NewIncident) -> IncidentStatus: ...
 
     async def list(
-        self,
-        *,
-        state: IncidentState | None = None,
-        severity: Severity | None = None,
-        limit: int = 100,
+        self, filters: IncidentFilter | None = None, *, limit: int = 100
     ) -> list[IncidentSummary]: ...
 
     async def missing_worker(self) -> str | None: ...

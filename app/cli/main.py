@@ -27,12 +27,14 @@ from app.cli.common import (
     _settings,
     cli_actor,
     fail,
+    nothing_matches,
     warn,
 )
 from app.cli.db import db
 from app.cli.review import review
 from app.cli.tickets import tickets
 from app.cli.tokens import tokens
+from app.services.incident_filter import IncidentFilter
 from app.services.workers import START_HINT
 from domain.commands import (
     Acknowledge,
@@ -116,7 +118,27 @@ def declare(
 @app.command("list")
 def list_incidents(
     state: Annotated[IncidentState | None, typer.Option("--state", help="Only this state.")] = None,
+    active: Annotated[
+        bool,
+        typer.Option(
+            "--active", help="Only incidents not yet resolved: declared, mitigating, mitigated."
+        ),
+    ] = False,
     severity: Annotated[str | None, typer.Option("--severity", help="Only this severity.")] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", help="Only incidents naming this service.")
+    ] = None,
+    team: Annotated[
+        str | None, typer.Option("--team", help="Only incidents naming this team.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only those declared since: ISO time, or how long ago (7d)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Only those declared before: ISO time, or how long ago."),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
     as_json: JsonOption = False,
 ) -> None:
@@ -127,8 +149,32 @@ def list_incidents(
             level = Severity.parse(severity)
         except ValueError as error:
             fail(str(error), 2)
-    rows = _run(lambda incidents: incidents.list(state=state, severity=level, limit=limit))
-    _emit(rows, as_json, render.incident_list(rows))
+    filters = _model(
+        IncidentFilter,
+        state=state,
+        active=active,
+        severity=level,
+        service=service,
+        team=team,
+        since=_parse_time(since, "--since"),
+        until=_parse_time(until, "--until"),
+    )
+    rows = _run(lambda incidents: incidents.list(filters, limit=limit))
+    options = {
+        "state": state and state.value,
+        "active": active,
+        "severity": severity,
+        "service": service,
+        "team": team,
+        "since": since,
+        "until": until,
+    }
+    hint = "declare one with `afteraction declare`"
+    _emit(
+        rows,
+        as_json,
+        render.incident_list(rows) if rows else nothing_matches("incident", options, hint=hint),
+    )
 
 
 @app.command()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
     IncidentNotFound,
@@ -20,9 +21,8 @@ from app.services.incidents import (
 )
 from domain.action_item import ActionItem, ActionItemRow, ActionItemSpec, ActionItemSummary
 from domain.commands import NewIncident
-from domain.incident import Incident, IncidentState, IncidentStatus, IncidentSummary
+from domain.incident import Incident, IncidentStatus, IncidentSummary
 from domain.review import Review
-from domain.severity import Severity
 from domain.tickets import Ticket, TicketDetail
 
 T = TypeVar("T")
@@ -100,17 +100,10 @@ class RemoteIncidents:
         return status
 
     async def list(
-        self,
-        *,
-        state: IncidentState | None = None,
-        severity: Severity | None = None,
-        limit: int = 100,
+        self, filters: IncidentFilter | None = None, *, limit: int = 100
     ) -> list[IncidentSummary]:
-        params: dict[str, Any] = {"limit": limit}
-        if state is not None:
-            params["state"] = state.value
-        if severity is not None:
-            params["severity"] = severity.value
+        given = (filters or IncidentFilter()).model_dump(mode="json", exclude_defaults=True)
+        params: dict[str, Any] = {"limit": limit, **given}
         rows: list[IncidentSummary] = await self._api.call(
             "GET", "/api/incidents", list[IncidentSummary], params=params
         )

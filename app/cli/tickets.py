@@ -23,6 +23,7 @@ from app.cli.common import (
     _emit,
     _settings,
     fail,
+    nothing_matches,
     remote_api,
     run_remote,
     warn,
@@ -117,7 +118,12 @@ def list_tickets(
     else:
         tracker = _tracker(settings)
         rows = _call(lambda: tracker.tickets(status=status))
-    _emit(rows, as_json, _ticket_table(rows))
+    nothing = nothing_matches(
+        "ticket",
+        {"status": status and status.value},
+        hint="action items open their tickets here once a review names them",
+    )
+    _emit(rows, as_json, _ticket_table(rows) if rows else nothing)
 
 
 @tickets.command()

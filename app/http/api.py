@@ -32,7 +32,7 @@ from app.http.auth import (
     current_principal,
     requires,
 )
-from app.http.bodies import command, without
+from app.http.bodies import command, counted_from_now, without
 from app.http.limits import BodyLimit
 from app.http.review_requests import (
     YAML_TYPES,
@@ -46,6 +46,7 @@ from app.http.team_scope import check_incident, check_items
 from app.http.webhooks import router as webhooks_router
 from app.services.actions import ActionItems
 from app.services.credentials import CredentialsError, bootstrap_admin_token, check_exposure
+from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
     CommandTooLarge,
@@ -80,17 +81,15 @@ from domain.commands import (
 from domain.identity import Permission
 from domain.incident import (
     Incident,
-    IncidentState,
     IncidentStatus,
     IncidentSummary,
     workflow_id_for,
 )
 from domain.keys import normal_key
-from domain.limits import SearchName
+from domain.limits import Moment, SearchName
 from domain.policy import Policy, PolicyFileError, load_policy
 from domain.review import ReviewRecord, ScheduleReview
 from domain.routing import Routing, RoutingError, load_routing
-from domain.severity import Severity
 from domain.tickets import TicketDetail
 from integrations.local import LocalTracker
 from integrations.oidc import OidcVerifier, RoleMapError, load_role_map
@@ -148,6 +147,17 @@ def rule(permission: Permission) -> list[Any]:
     """A route's only rule: who may call it. Route-level, so it runs before any dependency
     that reaches Temporal or the store, and before the body is validated."""
     return [Depends(requires(permission))]
+
+
+class IncidentQuery(IncidentFilter):
+    """The list's filters as query parameters; `since` and `until` also take how long ago."""
+
+    since: Annotated[Moment | None, counted_from_now(ahead=False)] = Field(
+        default=None, description="only those declared at or after this: ISO 8601, or 7d (ago)"
+    )
+    until: Annotated[Moment | None, counted_from_now(ahead=False)] = Field(
+        default=None, description="only those declared before this: ISO 8601, or 1h (ago)"
+    )
 
 
 # Keys and ids in paths are read in any case (inc-261127-7kq2), as people type them.
@@ -406,11 +416,10 @@ def create_app(
     )
     async def list_incidents(
         service: Service,
-        state: IncidentState | None = None,
-        severity: Severity | None = None,
+        filters: Annotated[IncidentQuery, Query()],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[IncidentSummary]:
-        return await service.list(state=state, severity=severity, limit=limit)
+        return await service.list(filters, limit=limit)
 
     @api.get(
         "/api/incidents/{key}",

@@ -28,6 +28,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from app.services.incident_filter import IncidentFilter
 from app.services.workers import (
     START_HINT,
     NoWorker,
@@ -270,20 +271,12 @@ class Incidents:
         raise CommandRejected("could not draw an unused incident key; try again")
 
     async def list(
-        self,
-        *,
-        state: IncidentState | None = None,
-        severity: Severity | None = None,
-        limit: int = 100,
+        self, filters: IncidentFilter | None = None, *, limit: int = 100
     ) -> list[IncidentSummary]:
-        clauses = ["WorkflowType = 'IncidentWorkflow'"]
-        if state is not None:
-            clauses.append(f"{sa.STATE.name} = '{state.value}'")
-        if severity is not None:
-            clauses.append(f"{sa.SEVERITY.name} = '{severity.value}'")
+        query = (filters or IncidentFilter()).query()
         summaries: list[IncidentSummary] = []
         try:
-            async for execution in self._client.list_workflows(" AND ".join(clauses), limit=limit):
+            async for execution in self._client.list_workflows(query, limit=limit):
                 summary = _summary_of(execution)
                 if summary is not None:
                     summaries.append(summary)
