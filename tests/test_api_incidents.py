@@ -14,6 +14,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.helpers import eventually
+from tests.reviews import full_review, item_spec
 from tests.test_api_reviews import Api, running_api
 
 
@@ -87,3 +88,20 @@ async def test_the_list_takes_the_clis_filters(api: Api) -> None:
     }
     bad = await api.http.get("/api/incidents", params={"service": 'a"b'})
     assert bad.status_code == 422
+
+
+async def test_retry_ticket_says_when_there_was_nothing_to_retry(api: Api) -> None:
+    created = await api.ok("POST", "/api/incidents", 201, json={"title": "t", "severity": "SEV2"})
+    key = created["key"]
+    await api.ok("POST", f"/api/incidents/{key}/resolve", json={})
+    review = full_review(item_spec("payments", "Cap the pool size"))
+    await api.ok("POST", f"/api/incidents/{key}/review", json=review.model_dump(mode="json"))
+    item = await eventually(
+        lambda: api.ok("GET", f"/api/actions/{key}-1"), lambda found: found["ticket"] is not None
+    )
+    answer = await api.ok("POST", f"/api/actions/{key.lower()}-1/retry-ticket", json={})
+    assert answer == {
+        "id": f"{key}-1",
+        "requested": False,
+        "detail": f"nothing to retry: {key}-1 has its ticket, {item['ticket']['key']} in local",
+    }

@@ -6,18 +6,23 @@ that survives a pipe."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from temporalio.testing import WorkflowEnvironment
 
+from app.formats.review_files import dump_yaml
 from settings import Settings
 from tests.cli import Cli, cli_env
 from tests.helpers import eventually
+from tests.reviews import full_review, item_spec
 from worker import build_worker
 
 
@@ -127,6 +132,73 @@ async def test_a_worker_that_stopped_is_missing_once_work_waits_for_it(
     assert shown.returncode == 1, shown.stderr
     assert f"no worker is polling task queue '{task_queue}': work waiting since" in shown.stderr
     assert elapsed < 6, f"took {elapsed:.1f}s; a query waits 10s for a worker"
+
+
+# ---- 5. and 6. commands that say what they did -------------------------------------------
+
+
+async def test_review_schedule_says_when_and_who_the_rotation_chose(
+    cli: Cli, facilitator: str
+) -> None:
+    key = await declare(cli)
+    await run_json(cli, "resolve", key)
+    printed = await ok(cli, "review", "schedule", key, "--at", "2d", "--participant", "ana:product")
+    at = (await run_json(cli, "show", key))["review_schedule"]["at"]
+    when = datetime.fromisoformat(at).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    assert f"review on {when} UTC" in printed
+    assert f"facilitated by {facilitator}, chosen by the rotation" in printed
+    assert "participants: ana (product)" in printed
+
+    other = await declare(cli)
+    await run_json(cli, "resolve", other)
+    named = await ok(cli, "review", "schedule", other, "--at", "1d", "--facilitator", "fran")
+    assert "facilitated by fran\n" in named
+    assert "rotation" not in named
+
+
+async def submitted_with_an_item(cli: Cli, tmp_path: Path) -> str:
+    """A resolved incident whose review names one item (with an SLO link); the item's id."""
+    key = await declare(cli)
+    await run_json(cli, "resolve", key)
+    template = tmp_path / "review.yaml"
+    await ok(cli, "review", "template", key, "--out", str(template))
+    spec = item_spec("payments", "Cap the pool size", slo_link="https://slo.example/checkout")
+    review = full_review(spec)
+    blank = yaml.safe_load(template.read_text(encoding="utf-8"))
+    template.write_text(dump_yaml({**blank, **review.model_dump(mode="json")}), encoding="utf-8")
+    await run_json(cli, "review", "submit", key, str(template))
+    return f"{key}-1"
+
+
+async def test_action_item_commands_say_what_they_did(cli: Cli, tmp_path: Path) -> None:
+    item_id = await submitted_with_an_item(cli, tmp_path)
+    item = await eventually(
+        lambda: run_json(cli, "actions", "show", item_id),
+        lambda found: found["ticket"] is not None,
+        interval=0.5,
+    )
+    shown = await ok(cli, "actions", "show", item_id)
+    assert "https://slo.example/checkout" in shown
+    assert "Extensions: none" in shown and "Escalations: none" in shown
+
+    # retry-ticket on an item with its ticket asks nothing.
+    retried = await ok(cli, "actions", "retry-ticket", item_id)
+    assert retried.strip() == (
+        f"nothing to retry: {item_id} has its ticket, {item['ticket']['key']} in local"
+    )
+    assert (await run_json(cli, "actions", "retry-ticket", item_id))["requested"] is False
+
+    # Evidence and extensions show once there are some.
+    await ok(cli, "tickets", "close", item["ticket"]["key"])
+    await eventually(
+        lambda: run_json(cli, "actions", "show", item_id),
+        lambda found: found["state"] == "verifying",
+        interval=0.5,
+    )
+    await run_json(cli, "actions", "verify", item_id, "--evidence", "https://grafana/d/pool")
+    final = await ok(cli, "actions", "show", item_id)
+    assert re.search(r"Evidence\s+https://grafana/d/pool \(verified by cli:", final), final
+    assert "Extensions: none" in final
 
 
 # ---- 5. and 7. lists: what matches, and saying so when nothing does -----------------------

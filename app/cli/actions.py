@@ -21,7 +21,6 @@ from app.cli.common import (
     _run_client,
     _settings,
     cli_actor,
-    err,
     fail,
     nothing_matches,
     parse_due,
@@ -29,12 +28,13 @@ from app.cli.common import (
     run_remote,
 )
 from app.cli.remote import RemoteActionItems
-from app.services.actions import ActionItems
+from app.services.actions import ActionItems, RetryOutcome
 from domain.action_item import (
     AcceptRisk,
     ActionItem,
     ActionItemRow,
     ActionItemSpec,
+    ActionItemState,
     ActionItemSummary,
     ExtendDeadline,
     Priority,
@@ -69,6 +69,35 @@ def _rows(rows: list[ActionItemRow]) -> RenderableType:
     return table
 
 
+def _evidence(item: ActionItem) -> str:
+    if item.verification is not None:
+        check = item.verification
+        return f"{check.evidence} (verified by {check.by}, {_when(check.at)})"
+    if item.state is ActionItemState.VERIFYING:
+        return f"— (its ticket is closed: `afteraction actions verify {item.id} --evidence ...`)"
+    return "—"
+
+
+def _extensions(item: ActionItem) -> RenderableType:
+    if not item.extensions:
+        return "Extensions: none"
+    return render.records(
+        "Extensions",
+        ("When", "From", "To", "By", "Why"),
+        (
+            (
+                _when(extension.at),
+                _when(extension.previous_due_at),
+                _when(extension.due_at),
+                extension.by or "—",
+                extension.reason,
+            )
+            for extension in item.extensions
+        ),
+        earlier=item.earlier_extensions,
+    )
+
+
 def _item(item: ActionItem) -> RenderableType:
     facts = Table.grid(padding=(0, 2))
     facts.add_row("Id", item.id)
@@ -78,15 +107,23 @@ def _item(item: ActionItem) -> RenderableType:
     facts.add_row("Assignee", item.spec.assignee or item.route.assignee or "—")
     facts.add_row("Kind", item.spec.kind.value)
     facts.add_row("Priority", item.spec.priority.value)
-    facts.add_row("Due", _when(item.due_at))
+    facts.add_row("Due (UTC)", _when(item.due_at))
     facts.add_row("Ticket", f"{item.route.target} {item.ticket.key}" if item.ticket else "—")
     facts.add_row("Success criteria", item.spec.success_criteria)
+    facts.add_row("SLO", item.spec.slo_link or "—")
+    facts.add_row("Evidence", _evidence(item))
+    if item.acceptance is not None:
+        accepted = item.acceptance
+        facts.add_row(
+            "Risk accepted",
+            f"{accepted.rationale} (by {accepted.approver}, {_when(accepted.at)})",
+        )
     if item.ticket_error:
         facts.add_row("Ticket error", f"[red]{item.ticket_error}[/]")
-    parts: list[RenderableType] = [facts]
+    escalations: RenderableType = "Escalations: none"
     if item.escalations:
-        parts.append(render.escalations(item.escalations))
-    return Group(*parts)
+        escalations = render.escalations(item.escalations, earlier=item.earlier_escalations)
+    return Group(facts, _extensions(item), escalations)
 
 
 def _summary(result: ActionItemSummary) -> str:
@@ -105,7 +142,7 @@ class ItemService(Protocol):
 
     async def command(self, item_id: str, name: str, payload: BaseModel) -> ActionItemSummary: ...
 
-    async def retry_ticket(self, item_id: str) -> None: ...
+    async def retry_ticket(self, item_id: str) -> RetryOutcome: ...
 
 
 def _with_items(work: Callable[[ItemService], Awaitable[T]]) -> T:
@@ -223,7 +260,10 @@ def accept(
 
 
 @actions.command("retry-ticket")
-def retry_ticket(item_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Try creating an item's ticket again now (after fixing the tracker's settings)."""
-    _with_items(lambda items: items.retry_ticket(item_id))
-    err.print(f"asked {item_id} to create its ticket again; `afteraction actions show {item_id}`")
+def retry_ticket(
+    item_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
+) -> None:
+    """Try creating an item's ticket again now (after fixing the tracker's settings); an item
+    that has its ticket is left alone."""
+    outcome: RetryOutcome = _with_items(lambda items: items.retry_ticket(item_id))
+    _emit(outcome, as_json, outcome.detail)

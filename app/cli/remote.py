@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from app.services.actions import RetryOutcome
 from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
@@ -179,8 +180,11 @@ class RemoteActionItems:
         )
         return summary
 
-    async def retry_ticket(self, item_id: str) -> None:
-        await self._api.call("POST", f"/api/actions/{item_id}/retry-ticket", dict, json={})
+    async def retry_ticket(self, item_id: str) -> RetryOutcome:
+        outcome: RetryOutcome = await self._api.call(
+            "POST", f"/api/actions/{item_id}/retry-ticket", RetryOutcome, json={}
+        )
+        return outcome
 
 
 class RemoteTickets:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Group
 
 from app.cli.common import (
     IncidentService,
@@ -30,7 +32,7 @@ from domain.functions import ReviewFunction
 from domain.incident import IncidentStatus
 from domain.keys import normal_key
 from domain.limits import REVIEW_FILE_BYTES
-from domain.review import Participant, ScheduleReview
+from domain.review import Participant, ReviewSchedule, ScheduleReview
 
 review = typer.Typer(
     name="review",
@@ -70,8 +72,36 @@ def schedule(
         facilitator=facilitator,
         participants=[_participant(text) for text in participant or []],
     )
-    result = _run(lambda incidents: incidents.command(key, "schedule_review", command))
-    _emit(result, as_json, status(result))
+
+    async def scheduled(incidents: IncidentService) -> tuple[IncidentStatus, ReviewSchedule | None]:
+        result = await incidents.command(key, "schedule_review", command)
+        return result, (await incidents.get(key)).review_schedule
+
+    result, plan = _run(scheduled)
+    _emit(result, as_json, Group(status(result), *_planned(plan)))
+
+
+def _planned(plan: ReviewSchedule | None) -> list[str]:
+    """When the review is, and who facilitates it (and whether the rotation chose them)."""
+    if plan is None:
+        return []
+    lines = [f"review on {plan.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"]
+    if plan.facilitator is None:
+        lines.append(
+            "no facilitator yet: name one with --facilitator, or give the policy a "
+            "`facilitators` pool for the rotation to choose from"
+        )
+    elif plan.facilitator_proposed:
+        lines.append(
+            f"facilitated by {plan.facilitator}, chosen by the rotation: of the policy's "
+            "facilitators, the one who facilitated least recently"
+        )
+    else:
+        lines.append(f"facilitated by {plan.facilitator}")
+    if plan.participants:
+        people = ", ".join(f"{p.name} ({p.function.value})" for p in plan.participants)
+        lines.append(f"participants: {people}")
+    return lines
 
 
 @review.command()

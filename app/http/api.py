@@ -44,7 +44,7 @@ from app.http.review_requests import (
 )
 from app.http.team_scope import check_incident, check_items
 from app.http.webhooks import router as webhooks_router
-from app.services.actions import ActionItems
+from app.services.actions import ActionItems, RetryOutcome
 from app.services.credentials import CredentialsError, bootstrap_admin_token, check_exposure
 from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
@@ -177,11 +177,6 @@ class Health(BaseModel):
     status: str
     temporal: str
     detail: str | None = None
-
-
-class RetryRequested(BaseModel):
-    id: str
-    requested: bool = True
 
 
 class ErrorBody(BaseModel):
@@ -672,17 +667,19 @@ def create_app(
     @api.post(
         "/api/actions/{id}/retry-ticket",
         dependencies=rule(Permission.REVIEW),
-        response_model=RetryRequested,
+        response_model=RetryOutcome,
         summary="Try creating the item's ticket again now (after fixing a tracker's settings)",
+        description="An item that has its ticket, or whose creation no tracker has refused, is "
+        "not asked: `requested` is false and `detail` says why.",
         responses=_errors(404, 503),
     )
-    async def retry_ticket(item_id: ItemId, items: Items, caller: Caller) -> RetryRequested:
+    async def retry_ticket(item_id: ItemId, items: Items, caller: Caller) -> RetryOutcome:
         known = _known_item_id(item_id)
         if caller.team is not None:
             check_items(caller, [(item_id, (await items.get(known)).spec.owning_team)])
-        await items.retry_ticket(known)
-        log.info("action_item.retry_ticket", action_item=item_id)
-        return RetryRequested(id=item_id)
+        outcome = await items.retry_ticket(known)
+        log.info("action_item.retry_ticket", action_item=item_id, requested=outcome.requested)
+        return outcome
 
     # ---- the local tracker, as the owning team uses it -----------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -108,13 +108,25 @@ class ActionItems:
         except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as error:
             raise await self._explain(item_id, error) from None
 
-    async def retry_ticket(self, item_id: str) -> None:
-        """Ask an item whose ticket creation was refused to try again now."""
+    async def retry_ticket(self, item_id: str) -> RetryOutcome:
+        """Ask an item whose ticket creation was refused to try again now; an item with its
+        ticket, one still making its first try, or one closed without a ticket, is not asked."""
+        item_id = normal_key(item_id)
+        item = await self.get(item_id)
+        nothing = _nothing_to_retry(item)
+        if nothing is not None:
+            return RetryOutcome(id=item.id, requested=False, detail=f"nothing to retry: {nothing}")
         handle = self._client.get_workflow_handle(self._workflow_id(item_id))
         try:
             await handle.signal("retry_ticket")
         except RPCError as error:
             raise await self._explain(item_id, error) from None
+        return RetryOutcome(
+            id=item.id,
+            requested=True,
+            detail=f"asked {item.id} to create its ticket again (the last try said: "
+            f"{item.ticket_error}); `afteraction actions show {item.id}` tells how it went",
+        )
 
     @staticmethod
     def _workflow_id(item_id: str) -> str:
@@ -132,6 +144,31 @@ class ActionItems:
             listing="`afteraction actions list` shows them",
             error=error,
         )
+
+
+class RetryOutcome(BaseModel):
+    """What `retry_ticket` did."""
+
+    id: str
+    requested: bool = Field(
+        description="true when the item was asked to create its ticket again; false when there "
+        "was nothing to retry (detail says why)"
+    )
+    detail: str
+
+
+def _nothing_to_retry(item: ActionItem) -> str | None:
+    """Why an item's ticket needs no retry, or None when its creation was refused."""
+    if item.ticket is not None:
+        return f"{item.id} has its ticket, {item.ticket.key} in {item.ticket.target}"
+    if item.state.is_final:
+        return f"{item.id} is {item.state.value}, and needs no ticket now"
+    if item.ticket_error is None:
+        return (
+            f"{item.id} is creating its ticket now, and no try has been refused; "
+            f"`afteraction actions show {item.id}` shows it once it has one"
+        )
+    return None
 
 
 def _row_of(execution: WorkflowExecution, now: datetime) -> ActionItemRow | None:
