@@ -1,6 +1,6 @@
 """Times as people type them: an ISO 8601 time, or a duration counted from now (how long ago
-something happened, how long from now something is due). The CLI's options and the API's
-bodies read them alike.
+something happened, how long from now something is due) or from another time (`+14d` after
+the current due date). The CLI's options and the API's bodies read them alike.
 
 Pure: `now` is always given, so nothing here reads a clock.
 """
@@ -37,3 +37,14 @@ def moment(text: str, *, now: datetime, ahead: bool) -> datetime:
             f"{text!r} is not a time; give ISO 8601 ({ISO_EXAMPLE}) or {duration}"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def later_by(text: str) -> timedelta | None:
+    """How much later `+DURATION` (`+14d`) is than the time it counts from; None for text that
+    does not start with +, ValueError when no duration follows it."""
+    if not text.strip().startswith("+"):
+        return None
+    duration = parse_duration(text.strip().removeprefix("+"))
+    if not isinstance(duration, timedelta):
+        raise ValueError(f"{text!r} is not a duration after +; give one such as +14d or +36h")
+    return duration

@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,20 @@ async def test_action_item_commands_say_what_they_did(cli: Cli, tmp_path: Path) 
     )
     assert (await run_json(cli, "actions", "retry-ticket", item_id))["requested"] is False
 
+    # +14d counts from the current due date, and the new one is printed.
+    due = datetime.fromisoformat(item["due_at"])
+    extended = await ok(cli, "actions", "extend", item_id, "--due", "+14d", "--reason", "vendor")
+    later = due + timedelta(days=14)
+    assert f"now due {later:%Y-%m-%d %H:%M} UTC (was {due:%Y-%m-%d %H:%M} UTC)" in extended
+    after = await run_json(cli, "actions", "show", item_id)
+    assert datetime.fromisoformat(after["due_at"]) == later
+    # A bare duration counts from now: earlier than the current due date, refused with the way.
+    refused = await cli.refused("actions", "extend", item_id, "--due", "1d", "--reason", "x")
+    assert refused.startswith("the new due time must be later than the current one")
+    assert "`--due +14d` counts from the current due date" in refused
+    help_text = await ok(cli, "actions", "extend", "--help")
+    assert "after the current due" in help_text and "from now" in help_text
+
     # Evidence and extensions show once there are some.
     await ok(cli, "tickets", "close", item["ticket"]["key"])
     await eventually(
@@ -198,7 +212,7 @@ async def test_action_item_commands_say_what_they_did(cli: Cli, tmp_path: Path) 
     await run_json(cli, "actions", "verify", item_id, "--evidence", "https://grafana/d/pool")
     final = await ok(cli, "actions", "show", item_id)
     assert re.search(r"Evidence\s+https://grafana/d/pool \(verified by cli:", final), final
-    assert "Extensions: none" in final
+    assert "Extensions" in final and "vendor" in final and "Extensions: none" not in final
 
 
 # ---- 5. and 7. lists: what matches, and saying so when nothing does -----------------------

@@ -47,3 +47,10 @@ def test_a_command_too_large_is_named_as_typed() -> None:
 )
 def test_other_messages_pass_unchanged(said: str) -> None:
     assert in_cli_words(said) == said
+
+
+def test_an_extension_not_later_than_the_due_date_says_how_to_count_from_it() -> None:
+    said = "the new due time must be later than the current one (2026-12-30T00:25+00:00)"
+    assert in_cli_words(said) == (
+        f"{said}; `--due +14d` counts from the current due date, `--due 14d` from now"
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Protocol, TypeVar
 
 import typer
@@ -41,6 +41,7 @@ from domain.action_item import (
     VerifyItem,
 )
 from domain.limits import searchable
+from domain.moments import later_by
 from domain.policy import ActionKind
 from settings import Settings
 
@@ -225,15 +226,43 @@ def _update(item_id: str, name: str, payload: BaseModel, as_json: bool) -> None:
 @actions.command()
 def extend(
     item_id: Annotated[str, typer.Argument(metavar="ID")],
-    due: Annotated[str, typer.Option("--due", help="New due time: ISO, or from now (7d).")],
+    due: Annotated[
+        str,
+        typer.Option(
+            "--due",
+            help="The new due time: +14d is 14 days after the current due date; a bare 14d is "
+            "14 days from now (it must still be later than the current one); or an ISO time.",
+        ),
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why it needs longer.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Move the due date later, with a reason (kept in the history)."""
+    """Move the due date later, with a reason (kept in the history); prints the new one."""
+    later = _later_by(due)
+    if later is None:
+        parse_due(due, "--due")  # a time that cannot be is refused before Temporal is asked
+    before: ActionItem = _with_items(lambda items: items.get(item_id))
+    if later is not None:
+        due = (before.due_at + later).isoformat()
     payload = _model(
         ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, by=cli_actor().label
     )
-    _update(item_id, "extend_deadline", payload, as_json)
+    result: ActionItemSummary = _with_items(
+        lambda items: items.command(item_id, "extend_deadline", payload)
+    )
+    _emit(
+        result,
+        as_json,
+        f"[bold]{result.id}[/] {result.state.value}, now due {_when(result.due_at)} UTC "
+        f"(was {_when(before.due_at)} UTC): {result.title}",
+    )
+
+
+def _later_by(text: str) -> timedelta | None:
+    try:
+        return later_by(text)
+    except ValueError as error:
+        fail(f"--due: {error}", 2)
 
 
 @actions.command()

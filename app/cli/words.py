@@ -34,6 +34,8 @@ _WRONG_STATE = re.compile(
 )
 # app/services/incidents.py, check_size.
 _TOO_LARGE = re.compile(r"^the (?P<command>\w+) command is ")
+# workflows/action_item.py, the extend_deadline validator.
+_NOT_LATER = "the new due time must be later than the current one"
 
 
 def _command(name: str) -> str:
@@ -54,4 +56,6 @@ def in_cli_words(message: str) -> str:
     too_large = _TOO_LARGE.match(message)
     if too_large is not None:
         return f"the {_command(too_large['command'])} command is " + message[too_large.end() :]
+    if message.startswith(_NOT_LATER):
+        return message + "; `--due +14d` counts from the current due date, `--due 14d` from now"
     return message
