@@ -61,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
 # One tracker call (a look-up and a create at most). The server retries an attempt only when
 # this runs out, so it is also how long a ticket waits after a worker dies mid-call: short,
 # but longer than an attempt can take (the adapters bound their calls well under it, see
-# integrations/local.py BUSY_TIMEOUT), so a retry never runs beside a live attempt.
+# store/database.py SQLITE_BUSY_TIMEOUT), so a retry never runs beside a live attempt.
 TRACKER_TIMEOUT = timedelta(seconds=20)
 TRACKER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

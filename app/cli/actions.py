@@ -83,6 +83,14 @@ def _item(item: ActionItem) -> RenderableType:
     facts.add_row("Success criteria", item.spec.success_criteria)
     if item.ticket_error:
         facts.add_row("Ticket error", f"[red]{item.ticket_error}[/]")
+    tries = item.ticket_attempts
+    if tries is not None:
+        next_try = f"; next try {_when(tries.next_attempt_at)} UTC" if tries.next_attempt_at else ""
+        facts.add_row(
+            "Ticket status",
+            f"[yellow]not created yet after {tries.attempts} tries{next_try}[/]: "
+            f"{tries.last_error or 'no error recorded yet'}",
+        )
     parts: list[RenderableType] = [facts]
     if item.escalations:
         parts.append(render.escalations(item.escalations))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio.client import (
     Client,
     WorkflowExecution,
+    WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -30,6 +32,7 @@ from domain.action_item import (
     ActionItemState,
     ActionItemSummary,
     ExtendDeadline,
+    TicketAttempts,
     VerifyItem,
     action_workflow_id,
     parse_action_item_id,
@@ -77,9 +80,12 @@ class ActionItems:
     async def get(self, item_id: str) -> ActionItem:
         workflow_id = self._workflow_id(item_id)
         try:
-            item: ActionItem = await self._client.get_workflow_handle(workflow_id).query(
+            handle = self._client.get_workflow_handle(workflow_id)
+            item: ActionItem = await handle.query(
                 "state", result_type=ActionItem, rpc_timeout=WORKER_TIMEOUT
             )
+            if item.ticket is None and item.state is ActionItemState.CREATING:
+                item.ticket_attempts = await _ticket_attempts(handle)
             return item
         except WorkflowQueryFailedError as error:
             raise CommandRejected(str(error)) from None
@@ -128,6 +134,27 @@ class ActionItems:
             "start one with `make run`",
             error=error,
         )
+
+
+async def _ticket_attempts(handle: WorkflowHandle[Any, Any]) -> TicketAttempts | None:
+    """The ticket create that keeps failing, as Temporal tracks it (the workflow itself only
+    learns of a refusal, not of the retries before one)."""
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_type.name != "ensure_ticket":
+            continue
+        failure = pending.last_failure if pending.HasField("last_failure") else None
+        next_at = (
+            pending.next_attempt_schedule_time.ToDatetime(tzinfo=UTC)
+            if pending.HasField("next_attempt_schedule_time")
+            else None
+        )
+        return TicketAttempts(
+            attempts=pending.attempt,
+            last_error=failure.message if failure is not None and failure.message else None,
+            next_attempt_at=next_at,
+        )
+    return None
 
 
 def _row_of(execution: WorkflowExecution, now: datetime) -> ActionItemRow | None:
