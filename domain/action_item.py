@@ -9,6 +9,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, field_validator
 
 from domain.escalation import DeadlineKind, EscalationRecord
+from domain.identity import ActorField
 from domain.keys import KEY_EXAMPLE, is_incident_key
 from domain.limits import (
     CARRIED_ESCALATIONS,
@@ -102,18 +103,29 @@ class Extension(BaseModel):
     due_at: datetime
     reason: str
     by: str | None = None
+    actor: ActorField = None
 
 
 class Verification(BaseModel):
     at: datetime
     by: str
     evidence: str
+    actor: ActorField = None
 
 
 class RiskAcceptance(BaseModel):
     at: datetime
     rationale: str
     approver: str
+    actor: ActorField = Field(default=None, description="the approver, as their credential proved")
+
+
+class TicketAttempts(BaseModel):
+    """Why an item has no ticket yet: Temporal's record of the create that keeps failing."""
+
+    attempts: int = Field(description="tries so far")
+    last_error: str | None = Field(default=None, description="what the last try met")
+    next_attempt_at: datetime | None = Field(default=None, description="when it tries again")
 
 
 class ActionItem(BaseModel):
@@ -142,6 +154,9 @@ class ActionItem(BaseModel):
     verification: Verification | None = None
     acceptance: RiskAcceptance | None = None
     closed_at: datetime | None = None
+    closed_by: ActorField = Field(
+        default=None, description="who closed the ticket, where the tracker said"
+    )
     ticket_error: str | None = Field(
         default=None, description="why the ticket could not be created yet, if it could not"
     )
@@ -183,6 +198,13 @@ class ActionItem(BaseModel):
                 "earlier_extensions": earlier_extensions,
             }
         )
+
+    ticket_attempts: TicketAttempts | None = Field(
+        default=None,
+        description="while its ticket is being created and the tracker fails: the tries so far, "
+        "the last error and the next try (filled in by the service from Temporal, never by the "
+        "workflow)",
+    )
 
 
 class MissedStep(BaseModel):
@@ -262,12 +284,16 @@ class TicketChanged(BaseModel):
         "itself wrote (its reminder and escalation comments, its labels), which must not reset "
         "the stall clock",
     )
+    actor: ActorField = Field(
+        default=None, description="the tracker's user who made the change, where it says"
+    )
 
 
 class ExtendDeadline(BaseModel):
     due_at: Moment
     reason: Text
     by: Name | None = None
+    actor: ActorField = None
 
     _check_reason = field_validator("reason")(_required_text)
 
@@ -275,6 +301,7 @@ class ExtendDeadline(BaseModel):
 class VerifyItem(BaseModel):
     evidence: Text = Field(description="a link or a sentence showing the success criteria hold")
     by: Name
+    actor: ActorField = None
 
     _check_text = field_validator("evidence", "by")(_required_text)
 
@@ -282,6 +309,7 @@ class VerifyItem(BaseModel):
 class AcceptRisk(BaseModel):
     rationale: Text
     approver: Name
+    actor: ActorField = None
 
     _check_text = field_validator("rationale", "approver")(_required_text)
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from domain.deadlines import DeadlineTracker
+from domain.identity import ActorField
 from domain.incident import Incident, Role
 from domain.keys import INCIDENT_KEY
 from domain.limits import NAMES_ITEMS, TITLE_CHARS, Moment, Name, Note, SearchName, Text
@@ -30,6 +31,7 @@ class NewIncident(BaseModel):
     teams: list[SearchName] = Field(default_factory=list, max_length=NAMES_ITEMS)
     summary: Note | None = None
     declared_by: Name = "unknown"
+    actor: ActorField = None
     started_at: Moment | None = Field(
         default=None, description="when impact began, if earlier than the declaration"
     )
@@ -84,6 +86,7 @@ class DeclareIncident(NewIncident):
 class Acknowledge(BaseModel):
     commander: Name
     by: Name | None = None
+    actor: ActorField = None
 
     _check_commander = field_validator("commander")(_person)
 
@@ -92,6 +95,7 @@ class AssignRole(BaseModel):
     role: Role
     person: Name
     by: Name | None = None
+    actor: ActorField = None
 
     _check_person = field_validator("person")(_person)
 
@@ -100,12 +104,14 @@ class SetSeverity(BaseModel):
     severity: Severity
     reason: Text | None = None
     by: Name | None = None
+    actor: ActorField = None
 
 
 class AddTimelineEvent(BaseModel):
     text: Note
     at: Moment | None = None
     by: Name | None = None
+    actor: ActorField = None
 
     @field_validator("text")
     @classmethod
@@ -121,8 +127,10 @@ class Transition(BaseModel):
     note: Note | None = None
     at: Moment | None = None
     by: Name | None = None
+    actor: ActorField = None
 
 
 class Cancel(BaseModel):
     reason: Text
     by: Name | None = None
+    actor: ActorField = None

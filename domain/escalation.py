@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from domain.identity import SCHEDULES, Actor
 from domain.policy import Rung
 
 
@@ -28,3 +29,7 @@ class EscalationRecord(BaseModel):
     rung: Rung
     notified: list[str]
     reason: str
+    actor: Actor = Field(
+        default_factory=lambda: SCHEDULES,
+        description="afteraction's own timers: every escalation is the system's, never a person's",
+    )

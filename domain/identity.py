@@ -8,6 +8,7 @@ schedules), never from a field a caller types.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -85,3 +86,17 @@ class Actor(BaseModel):
         oidc:Alice Smith (an OIDC subject is an opaque id, so its display name stands in)."""
         name = self.display_name if self.kind is ActorKind.OIDC else self.subject
         return f"{self.kind.value}:{name}"
+
+
+# Escalations, reminders and closings that afteraction's own timers make.
+SCHEDULES = Actor(
+    kind=ActorKind.SCHEDULE,
+    subject="deadlines",
+    display_name="afteraction deadlines",
+    via="durable timers",
+)
+
+# A command's or a record's actor; None in histories from before actors were recorded.
+ActorField = Annotated[
+    Actor | None, Field(default=None, description="who did it, as their credential proved")
+]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from domain.action_item import ActionItemSummary
 from domain.escalation import EscalationRecord
+from domain.identity import ActorField
 from domain.limits import (
     CARRIED_ESCALATIONS,
     CARRIED_TIMELINE_CHARS,
@@ -90,6 +91,7 @@ class TimelineEvent(BaseModel):
     kind: TimelineKind
     text: str
     author: str | None = None
+    actor: ActorField = None
 
 
 class Incident(BaseModel):
@@ -101,6 +103,7 @@ class Incident(BaseModel):
     teams: list[str] = Field(default_factory=list)
     summary: str | None = None
     declared_by: str
+    declared_by_actor: ActorField = None
     clock: IncidentClock
     roles: Roles = Field(default_factory=Roles)
     timeline: list[TimelineEvent] = Field(default_factory=list)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from domain.action_item import ActionItemSpec, TeamRoute
 from domain.functions import ReviewFunction
+from domain.identity import ActorField
 from domain.limits import (
     NAMES_ITEMS,
     REVIEW_ACTION_ITEMS,
@@ -169,6 +170,7 @@ class ScheduleReview(BaseModel):
     at: Moment
     facilitator: Name | None = None
     participants: list[Participant] = Field(default_factory=list, max_length=NAMES_ITEMS)
+    actor: ActorField = None
 
 
 class ReviewSchedule(BaseModel):
@@ -178,6 +180,7 @@ class ReviewSchedule(BaseModel):
         default=False, description="true when the rotation chose the facilitator"
     )
     participants: list[Participant] = Field(default_factory=list)
+    scheduled_by: ActorField = None
 
 
 class SubmitReview(BaseModel):
@@ -186,6 +189,7 @@ class SubmitReview(BaseModel):
     review: Review
     routes: dict[str, TeamRoute]
     by: Name | None = None
+    actor: ActorField = None
 
 
 class ReviewRecord(BaseModel):
@@ -194,6 +198,7 @@ class ReviewRecord(BaseModel):
     review: Review
     submitted_at: datetime
     submitted_by: str | None = None
+    submitted_by_actor: ActorField = None
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -203,3 +208,4 @@ class AddActionItem(BaseModel):
     spec: ActionItemSpec
     route: TeamRoute
     by: Name | None = None
+    actor: ActorField = None

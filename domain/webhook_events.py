@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from domain.action_item import TicketChanged, TicketStatus
+from domain.identity import ActorField
 from domain.limits import Key, Name
 
 Tracker = Literal["github", "jira"]
@@ -29,6 +30,7 @@ class TrackerEvent(BaseModel):
         description="whether it shows someone working on the item (afteraction's own comments "
         "and labels do not)",
     )
+    actor: ActorField = Field(default=None, description="the tracker's user who made the change")
 
     def signal(self) -> TicketChanged:
         return TicketChanged(
@@ -39,6 +41,7 @@ class TrackerEvent(BaseModel):
             source=f"webhook:{self.tracker}",
             delivery_id=self.delivery_id,
             activity=self.activity,
+            actor=self.actor,
         )
 
 

@@ -38,6 +38,7 @@ from urllib.parse import parse_qs
 from pydantic import ValidationError
 
 from domain.action_item import TicketStatus
+from domain.identity import Actor, ActorKind
 from domain.webhook_events import IgnoredDelivery, Tracker, TrackerEvent
 from integrations.ticket_markers import (
     is_own_comment,
@@ -169,6 +170,18 @@ def _event(**fields: Any) -> TrackerEvent:
         raise MalformedPayload(f"{field}: {problem['msg']}") from None
 
 
+def _tracker_user(tracker: str, user: Any, subject: str, name: str) -> Actor | None:
+    """The tracker's user who made the change, as the signed delivery names them."""
+    if not isinstance(user, dict):
+        return None
+    login, display = user.get(subject), user.get(name) or user.get(subject)
+    if not isinstance(login, str) or not login or not isinstance(display, str):
+        return None
+    return Actor(
+        kind=ActorKind.TRACKER, subject=login[:255], display_name=display[:255], via=tracker
+    )
+
+
 def _label_names(labels: Any) -> list[str]:
     """GitHub labels are objects with a name (or plain names); Jira labels are strings."""
     names: list[str] = []
@@ -246,6 +259,7 @@ def parse_github(
         delivery_id=delivery,
         at=at or datetime.now(UTC),
         activity=activity,
+        actor=_tracker_user("github", data.get("sender"), "login", "login"),
     )
 
 
@@ -354,6 +368,8 @@ def parse_jira(body: bytes, delivery_id: str | None, content_type: str | None = 
         delivery_id=delivery,
         at=at,
         activity=not is_own_comment(comment_text),
+        actor=_tracker_user("jira", data.get("user"), "accountId", "displayName")
+        or _tracker_user("jira", data.get("user"), "name", "displayName"),
     )
 
 

@@ -210,7 +210,13 @@ async def item_until(
 
 
 async def ticket_event(
-    client: Client, workflow_id: str, ticket: str, event: str, delivery: str
+    client: Client,
+    workflow_id: str,
+    ticket: str,
+    event: str,
+    delivery: str,
+    *,
+    at: datetime | None = None,
 ) -> None:
     status = {"closed": TicketStatus.CLOSED, "reopened": TicketStatus.OPEN}.get(event)
     await client.get_workflow_handle(workflow_id).signal(
@@ -219,7 +225,7 @@ async def ticket_event(
             ticket_key=ticket,
             event=event,
             status=status,
-            at=datetime.now(UTC),
+            at=at or datetime.now(UTC),
             source="local",
             delivery_id=delivery,
         ),
@@ -234,8 +240,9 @@ async def failed_activities(client: Client, workflow_id: str) -> int:
 
 
 async def closed_reopened_verified(client: Client, workflow_id: str) -> None:
-    """Verify refused while open; closed, reopened, closed again (a repeated delivery among
-    the signals), then verified."""
+    """Verify refused while open; closed, reopened, closed again (a repeated delivery, and a
+    captured close older than the reopen under a new delivery id, among the signals), then
+    verified."""
     item = await item_until(client, workflow_id, lambda i: i.state is ActionItemState.OPEN)
     assert item.ticket is not None
     ticket = item.ticket.key
@@ -248,6 +255,8 @@ async def closed_reopened_verified(client: Client, workflow_id: str) -> None:
     await ticket_event(client, workflow_id, ticket, "reopened", "reopen-1")
     await item_until(client, workflow_id, lambda i: i.state is ActionItemState.OPEN)
     await ticket_event(client, workflow_id, ticket, "closed", "close-1")  # a webhook retry
+    stale = datetime.now(UTC) - timedelta(hours=1)
+    await ticket_event(client, workflow_id, ticket, "closed", "close-replayed", at=stale)
     await ticket_event(client, workflow_id, ticket, "commented", "comment-1")
     await ticket_event(client, workflow_id, ticket, "closed", "close-2")
     await item_until(client, workflow_id, lambda i: i.state is ActionItemState.VERIFYING)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import getpass
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -71,6 +73,11 @@ def test_cli_walks_an_incident_from_declared_to_resolved(stack: Stack) -> None:
     assert final["roles"]["commander"] == "bob"
     assert clock["declared_at"] <= clock["acknowledged_at"] <= clock["resolved_at"]
     assert [e["kind"] for e in final["timeline"]][-1] == "resolved"
+    # The CLI reached Temporal directly: the record names the OS user on this host.
+    me = f"{getpass.getuser()}@{socket.gethostname()}"
+    assert final["declared_by"] == f"cli:{me}"
+    assert final["declared_by_actor"]["kind"] == "cli"
+    assert {e["actor"]["subject"] for e in final["timeline"] if e["actor"]} == {me}
     human = stack.cli("show", key)
     assert human.returncode == 0
     assert "Timeline" in human.stdout and "rolled back deploy 42" in human.stdout

@@ -523,6 +523,11 @@ async def test_signed_github_deliveries_move_a_real_action_item(
         }
         verifying = await item(api, item_id, "verifying")
         assert "delivery-1" in verifying.seen_deliveries
+        assert verifying.closed_by is not None, "the tracker's user closed it"
+        assert (verifying.closed_by.kind.value, verifying.closed_by.subject) == (
+            "tracker",
+            "danagain",
+        )
 
         # The same delivery again (GitHub's "Redeliver"): accepted, and nothing changes.
         reopened = github_routed("issues.closed.json", workflow_id)

@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         steps_due,
     )
     from domain.escalation import DeadlineKind, EscalationRecord
+    from domain.identity import SCHEDULES, Actor
     from domain.incident import (
         Incident,
         IncidentClock,
@@ -173,6 +174,7 @@ class IncidentWorkflow:
             teams=declaration.teams,
             summary=declaration.summary,
             declared_by=declaration.declared_by,
+            declared_by_actor=declaration.actor,
             clock=IncidentClock(started_at=started, detected_at=detected, declared_at=now),
             policy=declaration.policy,
         )
@@ -182,6 +184,7 @@ class IncidentWorkflow:
                 kind=TimelineKind.DECLARED,
                 text=f"declared {declaration.severity}: {declaration.title}",
                 author=declaration.declared_by,
+                actor=declaration.actor,
             )
         )
         return incident
@@ -232,6 +235,7 @@ class IncidentWorkflow:
             TimelineKind.ESCALATED,
             f"{reason}; escalated to {rung.value.replace('_', ' ')}: {', '.join(notified)}",
             None,
+            SCHEDULES,
         )
         workflow.logger.warning(
             "deadline missed: %s; escalating to %s (%s)", reason, rung.value, ", ".join(notified)
@@ -284,6 +288,7 @@ class IncidentWorkflow:
             TimelineKind.ACKNOWLEDGED,
             f"acknowledged; commander {command.commander}",
             command.by or command.commander,
+            command.actor,
         )
         return self._changed_state()
 
@@ -303,6 +308,7 @@ class IncidentWorkflow:
             TimelineKind.ROLE_ASSIGNED,
             f"{command.role.value.replace('_', ' ')}: {command.person}",
             command.by,
+            command.actor,
         )
         return self._changed_state()
 
@@ -343,7 +349,7 @@ class IncidentWorkflow:
         text = f"severity {previous} -> {command.severity}"
         if command.reason:
             text += f": {command.reason}"
-        self._record(workflow.now(), TimelineKind.SEVERITY_CHANGED, text, command.by)
+        self._record(workflow.now(), TimelineKind.SEVERITY_CHANGED, text, command.by, command.actor)
         return self._changed_state()
 
     @set_severity.validator
@@ -357,7 +363,9 @@ class IncidentWorkflow:
 
     @workflow.update
     def add_timeline_event(self, command: AddTimelineEvent) -> IncidentStatus:
-        self._record(command.at or workflow.now(), TimelineKind.NOTE, command.text, command.by)
+        self._record(
+            command.at or workflow.now(), TimelineKind.NOTE, command.text, command.by, command.actor
+        )
         return self._changed_state()
 
     @add_timeline_event.validator
@@ -372,7 +380,13 @@ class IncidentWorkflow:
         self._stamp_acknowledged(at)
         incident.clock.mitigated_at = at
         incident.state = IncidentState.MITIGATED
-        self._record(at, TimelineKind.MITIGATED, command.note or "impact mitigated", command.by)
+        self._record(
+            at,
+            TimelineKind.MITIGATED,
+            command.note or "impact mitigated",
+            command.by,
+            command.actor,
+        )
         return self._changed_state()
 
     @mitigate.validator
@@ -390,7 +404,9 @@ class IncidentWorkflow:
             incident.clock.mitigated_at = at
         incident.clock.resolved_at = at
         incident.state = IncidentState.RESOLVED
-        self._record(at, TimelineKind.RESOLVED, command.note or "resolved", command.by)
+        self._record(
+            at, TimelineKind.RESOLVED, command.note or "resolved", command.by, command.actor
+        )
         return self._changed_state()
 
     @resolve.validator
@@ -411,7 +427,11 @@ class IncidentWorkflow:
         incident.cancel_reason = command.reason.strip()
         incident.clock.cancelled_at = now
         self._record(
-            now, TimelineKind.CANCELLED, f"cancelled: {incident.cancel_reason}", command.by
+            now,
+            TimelineKind.CANCELLED,
+            f"cancelled: {incident.cancel_reason}",
+            command.by,
+            command.actor,
         )
         return self._changed_state()
 
@@ -444,6 +464,7 @@ class IncidentWorkflow:
                 facilitator=facilitator,
                 facilitator_proposed=proposed,
                 participants=command.participants,
+                scheduled_by=command.actor,
             )
             incident.state = IncidentState.IN_REVIEW
             who = f" with facilitator {facilitator}" if facilitator else ""
@@ -451,7 +472,8 @@ class IncidentWorkflow:
                 workflow.now(),
                 TimelineKind.REVIEW_SCHEDULED,
                 f"review scheduled for {command.at.isoformat(timespec='minutes')}{who}",
-                None,
+                command.actor.label if command.actor else None,
+                command.actor,
             )
             return self._changed_state()
 
@@ -499,11 +521,15 @@ class IncidentWorkflow:
                     f"{review.missing_function_waiver}"
                 )
             incident.review = ReviewRecord(
-                review=review, submitted_at=now, submitted_by=command.by, warnings=warnings
+                review=review,
+                submitted_at=now,
+                submitted_by=command.by,
+                submitted_by_actor=command.actor,
+                warnings=warnings,
             )
             incident.clock.review_held_at = now
             incident.state = IncidentState.REVIEWED
-            self._record(now, TimelineKind.REVIEWED, "review submitted", command.by)
+            self._record(now, TimelineKind.REVIEWED, "review submitted", command.by, command.actor)
             for spec in review.action_items:
                 await self._start_action_item(spec, command.routes[spec.owning_team])
             incident.state = IncidentState.TRACKING
@@ -625,7 +651,9 @@ class IncidentWorkflow:
             now = workflow.now()
             incident.state = IncidentState.CLOSED
             incident.clock.closed_at = now
-            self._record(now, TimelineKind.CLOSED, "every action item is done or accepted", None)
+            self._record(
+                now, TimelineKind.CLOSED, "every action item is done or accepted", None, SCHEDULES
+            )
         self._changed_state()
 
     # ---- helpers ---------------------------------------------------------------------
@@ -684,9 +712,16 @@ class IncidentWorkflow:
                 "give a time no earlier than that, or leave the time out to mean now"
             )
 
-    def _record(self, at: datetime, kind: TimelineKind, text: str, author: str | None) -> None:
+    def _record(
+        self,
+        at: datetime,
+        kind: TimelineKind,
+        text: str,
+        author: str | None,
+        actor: Actor | None = None,
+    ) -> None:
         # Kept in time order: a backdated event lands where it happened, after its equals.
-        event = TimelineEvent(at=at, kind=kind, text=text, author=author)
+        event = TimelineEvent(at=at, kind=kind, text=text, author=author, actor=actor)
         bisect.insort_right(self.incident.timeline, event, key=lambda e: e.at)
         if kind is not TimelineKind.ESCALATED:
             # Any word from the responders counts as a status update.

@@ -20,6 +20,7 @@ from app.cli.common import (
     _run,
     _run_client,
     _settings,
+    acting,
     cli_actor,
     fail,
     nothing_matches,
@@ -121,6 +122,14 @@ def _item(item: ActionItem) -> RenderableType:
         )
     if item.ticket_error:
         facts.add_row("Ticket error", f"[red]{item.ticket_error}[/]")
+    tries = item.ticket_attempts
+    if tries is not None:
+        next_try = f"; next try {_when(tries.next_attempt_at)} UTC" if tries.next_attempt_at else ""
+        facts.add_row(
+            "Ticket status",
+            f"[yellow]not created yet after {tries.attempts} tries{next_try}[/]: "
+            f"{tries.last_error or 'no error recorded yet'}",
+        )
     escalations: RenderableType = "Escalations: none"
     if item.escalations:
         escalations = render.escalations(item.escalations, earlier=item.earlier_escalations)
@@ -214,7 +223,7 @@ def add(
         success_criteria=criteria,
         slo_link=slo,
     )
-    result = _run(lambda incidents: incidents.add_action_item(key, spec, by=cli_actor().label))
+    result = _run(lambda incidents: incidents.add_action_item(key, spec, actor=cli_actor()))
     _emit(result, as_json, _summary(result))
 
 
@@ -244,9 +253,7 @@ def extend(
     before: ActionItem = _with_items(lambda items: items.get(item_id))
     if later is not None:
         due = (before.due_at + later).isoformat()
-    payload = _model(
-        ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, by=cli_actor().label
-    )
+    payload = _model(ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, **acting())
     result: ActionItemSummary = _with_items(
         lambda items: items.command(item_id, "extend_deadline", payload)
     )
@@ -272,7 +279,7 @@ def verify(
     as_json: JsonOption = False,
 ) -> None:
     """Confirm the success criteria of an item whose ticket is closed."""
-    _update(item_id, "verify", _model(VerifyItem, evidence=evidence, by=cli_actor().label), as_json)
+    _update(item_id, "verify", _model(VerifyItem, evidence=evidence, **acting()), as_json)
 
 
 @actions.command()
@@ -284,7 +291,7 @@ def accept(
     """Close an item as won't-do, accepting the risk."""
     # The approver is whoever runs this: the CLI reaches Temporal directly, and whoever can do
     # that may do anything, so its record names the operating-system user on this host.
-    payload = _model(AcceptRisk, rationale=rationale, approver=cli_actor().label)
+    payload = _model(AcceptRisk, rationale=rationale, **acting("approver"))
     _update(item_id, "accept_risk", payload, as_json)
 
 

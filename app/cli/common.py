@@ -81,6 +81,13 @@ def cli_actor() -> Actor:
     return Actor(kind=ActorKind.CLI, subject=f"{user}@{host}", display_name=user, via=host)
 
 
+def acting(field: str = "by") -> dict[str, Any]:
+    """A command's who-fields for the CLI's actor: the name it records in `field`, and the
+    actor itself."""
+    actor = cli_actor()
+    return {field: actor.label, "actor": actor}
+
+
 def fail(message: str, code: int) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -203,12 +210,10 @@ class IncidentService(Protocol):
 
     async def command(self, key: str, name: str, payload: BaseModel) -> IncidentStatus: ...
 
-    async def submit_review(
-        self, key: str, review: Review, *, by: str | None
-    ) -> IncidentStatus: ...
+    async def submit_review(self, key: str, review: Review, *, actor: Actor) -> IncidentStatus: ...
 
     async def add_action_item(
-        self, key: str, spec: ActionItemSpec, *, by: str | None
+        self, key: str, spec: ActionItemSpec, *, actor: Actor
     ) -> ActionItemSummary: ...
 
 

@@ -25,7 +25,7 @@ from app.cli.common import (
     _parse_time,
     _run,
     _settings,
-    cli_actor,
+    acting,
     fail,
     nothing_matches,
     warn,
@@ -98,7 +98,7 @@ def declare(
         services=service or [],
         teams=team or [],
         summary=summary,
-        declared_by=cli_actor().label,
+        **acting("declared_by"),
         started_at=_parse_time(started, "--started"),
         detected_at=_parse_time(detected, "--detected"),
     )
@@ -191,9 +191,7 @@ def ack(
     as_json: JsonOption = False,
 ) -> None:
     """Acknowledge the incident and name its commander."""
-    _command(
-        key, "acknowledge", _model(Acknowledge, commander=commander, by=cli_actor().label), as_json
-    )
+    _command(key, "acknowledge", _model(Acknowledge, commander=commander, **acting()), as_json)
 
 
 @app.command()
@@ -207,7 +205,7 @@ def role(
     _command(
         key,
         "assign_role",
-        _model(AssignRole, role=role, person=person, by=cli_actor().label),
+        _model(AssignRole, role=role, person=person, **acting()),
         as_json,
     )
 
@@ -215,7 +213,7 @@ def role(
 @app.command()
 def note(key: str, text: str, at: AtOption = None, as_json: JsonOption = False) -> None:
     """Add a timeline event (also counts as a status update)."""
-    payload = _model(AddTimelineEvent, text=text, at=_parse_time(at, "--at"), by=cli_actor().label)
+    payload = _model(AddTimelineEvent, text=text, at=_parse_time(at, "--at"), **acting())
     _command(key, "add_timeline_event", payload, as_json)
 
 
@@ -231,7 +229,7 @@ def severity(
         new_level = Severity.parse(level)
     except ValueError as error:
         fail(str(error), 2)
-    payload = _model(SetSeverity, severity=new_level, reason=reason, by=cli_actor().label)
+    payload = _model(SetSeverity, severity=new_level, reason=reason, **acting())
     _command(key, "set_severity", payload, as_json)
 
 
@@ -244,7 +242,7 @@ def _register_transition(name: str, doc: str) -> None:
         at: AtOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        payload = _model(Transition, note=note, at=_parse_time(at, "--at"), by=cli_actor().label)
+        payload = _model(Transition, note=note, at=_parse_time(at, "--at"), **acting())
         _command(key, name, payload, as_json)
 
     transition.__doc__ = doc
@@ -262,7 +260,7 @@ def cancel(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel an incident that was not one, with the reason."""
-    _command(key, "cancel", _model(Cancel, reason=reason, by=cli_actor().label), as_json)
+    _command(key, "cancel", _model(Cancel, reason=reason, **acting()), as_json)
 
 
 @app.command()

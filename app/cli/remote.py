@@ -22,6 +22,7 @@ from app.services.incidents import (
 )
 from domain.action_item import ActionItem, ActionItemRow, ActionItemSpec, ActionItemSummary
 from domain.commands import NewIncident
+from domain.identity import Actor
 from domain.incident import Incident, IncidentStatus, IncidentSummary
 from domain.review import Review
 from domain.tickets import Ticket, TicketDetail
@@ -29,7 +30,7 @@ from domain.tickets import Ticket, TicketDetail
 T = TypeVar("T")
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 # Fields the API fills in from the credential; a body that sent them would be refused.
-_ACTOR_FIELDS = {"by", "approver", "declared_by"}
+_ACTOR_FIELDS = {"by", "approver", "declared_by", "actor"}
 _INCIDENT_PATHS = {
     "acknowledge": "acknowledge",
     "assign_role": "roles",
@@ -126,7 +127,7 @@ class RemoteIncidents:
         )
         return status
 
-    async def submit_review(self, key: str, review: Review, *, by: str | None) -> IncidentStatus:
+    async def submit_review(self, key: str, review: Review, *, actor: Actor) -> IncidentStatus:
         status: IncidentStatus = await self._api.call(
             "POST", f"/api/incidents/{key}/review", IncidentStatus, json=_body(review)
         )
@@ -144,7 +145,7 @@ class RemoteIncidents:
         return status
 
     async def add_action_item(
-        self, key: str, spec: ActionItemSpec, *, by: str | None
+        self, key: str, spec: ActionItemSpec, *, actor: Actor
     ) -> ActionItemSummary:
         summary: ActionItemSummary = await self._api.call(
             "POST", f"/api/incidents/{key}/actions", ActionItemSummary, json=_body(spec)

@@ -71,6 +71,7 @@ def schedule(
         at=parse_due(at, "--at"),
         facilitator=facilitator,
         participants=[_participant(text) for text in participant or []],
+        actor=cli_actor(),
     )
 
     async def scheduled(incidents: IncidentService) -> tuple[IncidentStatus, ReviewSchedule | None]:
@@ -153,7 +154,7 @@ def submit(key: str, file: Path, as_json: JsonOption = False) -> None:
             )
         except ReviewFileError as error:
             fail(f"{file} cannot be submitted:\n{error}", 2)
-        return await incidents.submit_review(key, parsed, by=cli_actor().label)
+        return await incidents.submit_review(key, parsed, actor=cli_actor())
 
     result = _run(go)
     _emit(result, as_json, f"review accepted: {status(result)}")

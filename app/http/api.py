@@ -383,7 +383,7 @@ def create_app(
         return Health(status="ok", temporal="reachable")
 
     async def declare(body: BaseModel, service: Service, caller: Caller) -> IncidentStatus:
-        request = command(NewIncident, body, declared_by=caller.actor.label)
+        request = command(NewIncident, body, declared_by=caller.actor.label, actor=caller.actor)
         check_incident(caller, "the new incident", request.teams)
         status = await service.declare(request)
         log.info(
@@ -394,7 +394,7 @@ def create_app(
         )
         return status
 
-    declare.__annotations__["body"] = without(NewIncident, "declared_by")
+    declare.__annotations__["body"] = without(NewIncident, "declared_by", "actor")
     api.post(
         "/api/incidents",
         dependencies=rule(Permission.RESPOND),
@@ -434,13 +434,15 @@ def create_app(
             with structlog.contextvars.bound_contextvars(
                 incident_key=key, workflow_id=workflow_id_for(key), command=name
             ):
-                fields = {"by": caller.actor.label} if "by" in model.model_fields else {}
+                fields: dict[str, Any] = {"actor": caller.actor}
+                if "by" in model.model_fields:
+                    fields["by"] = caller.actor.label
                 issued = command(model, payload, **fields)
                 if caller.team is not None:
                     check_incident(caller, key, (await service.get(key)).teams)
                 return await _logged("incident", service.command(key, name, issued))
 
-        handler.__annotations__["payload"] = without(model, "by")
+        handler.__annotations__["payload"] = without(model, "by", "actor")
         api.post(
             f"/api/incidents/{{key}}/{path}",
             dependencies=rule(needs),
@@ -528,7 +530,7 @@ def create_app(
                 log.info("incident.review_invalid", problems=len(error.problems))
                 raise
             try:
-                result = await service.submit_review(key, review, by=caller.actor.label)
+                result = await service.submit_review(key, review, actor=caller.actor)
             except CommandRejected as error:
                 log.info("incident.command_rejected", reason=str(error))
                 raise
@@ -589,7 +591,7 @@ def create_app(
         ):
             check_items(caller, [(spec.title, spec.owning_team)])
             try:
-                result = await service.add_action_item(key, spec, by=caller.actor.label)
+                result = await service.add_action_item(key, spec, actor=caller.actor)
             except CommandRejected as error:
                 log.info("incident.command_rejected", reason=str(error))
                 raise
@@ -634,14 +636,16 @@ def create_app(
             item_id: ItemId, payload: BaseModel, items: Items, caller: Caller
         ) -> ActionItemSummary:
             with structlog.contextvars.bound_contextvars(action_item=item_id, command=name):
-                issued = command(model, payload, **{actor_field: caller.actor.label})
+                issued = command(
+                    model, payload, **{actor_field: caller.actor.label, "actor": caller.actor}
+                )
                 if caller.team is not None:
                     owner = (await items.get(_known_item_id(item_id))).spec.owning_team
                     check_items(caller, [(item_id, owner)])
                 pending = items.command(_known_item_id(item_id), name, issued)
                 return await _logged("action_item", pending)
 
-        handler.__annotations__["payload"] = without(model, actor_field)
+        handler.__annotations__["payload"] = without(model, actor_field, "actor")
         api.post(
             f"/api/actions/{{id}}/{path}",
             dependencies=rule(needs),

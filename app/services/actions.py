@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio.client import (
     Client,
     WorkflowExecution,
+    WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -31,6 +33,7 @@ from domain.action_item import (
     ActionItemState,
     ActionItemSummary,
     ExtendDeadline,
+    TicketAttempts,
     VerifyItem,
     action_workflow_id,
     parse_action_item_id,
@@ -80,10 +83,11 @@ class ActionItems:
         item_id = normal_key(item_id)
         workflow_id = self._workflow_id(item_id)
         try:
-            query = self._client.get_workflow_handle(workflow_id).query(
-                "state", result_type=ActionItem, rpc_timeout=WORKER_TIMEOUT
-            )
+            handle = self._client.get_workflow_handle(workflow_id)
+            query = handle.query("state", result_type=ActionItem, rpc_timeout=WORKER_TIMEOUT)
             item: ActionItem = await answered(self._client, workflow_id, query)
+            if item.ticket is None and item.state is ActionItemState.CREATING:
+                item.ticket_attempts = await _ticket_attempts(handle)
             return item
         except WorkflowQueryFailedError as error:
             raise CommandRejected(str(error)) from None
@@ -164,9 +168,32 @@ def _nothing_to_retry(item: ActionItem) -> str | None:
     if item.state.is_final:
         return f"{item.id} is {item.state.value}, and needs no ticket now"
     if item.ticket_error is None:
+        tries = item.ticket_attempts
+        said = f" (try {tries.attempts}: {tries.last_error})" if tries and tries.last_error else ""
         return (
-            f"{item.id} is creating its ticket now, and no try has been refused; "
-            f"`afteraction actions show {item.id}` shows it once it has one"
+            f"{item.id} is creating its ticket now{said}, and tries again on its own until a "
+            f"tracker refuses it; `afteraction actions show {item.id}` shows how it goes"
+        )
+    return None
+
+
+async def _ticket_attempts(handle: WorkflowHandle[Any, Any]) -> TicketAttempts | None:
+    """The ticket create that keeps failing, as Temporal tracks it (the workflow itself only
+    learns of a refusal, not of the retries before one)."""
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_type.name != "ensure_ticket":
+            continue
+        failure = pending.last_failure if pending.HasField("last_failure") else None
+        next_at = (
+            pending.next_attempt_schedule_time.ToDatetime(tzinfo=UTC)
+            if pending.HasField("next_attempt_schedule_time")
+            else None
+        )
+        return TicketAttempts(
+            attempts=pending.attempt,
+            last_error=failure.message if failure is not None and failure.message else None,
+            next_attempt_at=next_at,
         )
     return None
 

@@ -49,6 +49,7 @@ from domain.commands import (
     SetSeverity,
     Transition,
 )
+from domain.identity import Actor
 from domain.incident import (
     Incident,
     IncidentState,
@@ -323,7 +324,7 @@ class Incidents:
         except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as error:
             raise await self._explain(workflow_id_for(key), f"incident {key}", error) from None
 
-    async def submit_review(self, key: str, review: Review, *, by: str | None) -> IncidentStatus:
+    async def submit_review(self, key: str, review: Review, *, actor: Actor) -> IncidentStatus:
         """Route every item's team first, so an unknown team is refused before anything starts."""
         try:
             routes = {
@@ -333,18 +334,22 @@ class Incidents:
         except RoutingError as error:
             raise UnknownTeam(str(error)) from None
         return await self.command(
-            key, "submit_review", SubmitReview(review=review, routes=routes, by=by)
+            key,
+            "submit_review",
+            SubmitReview(review=review, routes=routes, by=actor.label, actor=actor),
         )
 
     async def add_action_item(
-        self, key: str, spec: ActionItemSpec, *, by: str | None
+        self, key: str, spec: ActionItemSpec, *, actor: Actor
     ) -> ActionItemSummary:
         try:
             route = self._routing.route(spec.owning_team, self._policy)
         except RoutingError as error:
             raise UnknownTeam(str(error)) from None
         result = await self.command(
-            key, "add_action_item", AddActionItem(spec=spec, route=route, by=by)
+            key,
+            "add_action_item",
+            AddActionItem(spec=spec, route=route, by=actor.label, actor=actor),
         )
         return result  # type: ignore[return-value]
 
