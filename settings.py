@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         "missed, e.g. 5m, 90s, 1h; 0 turns it off",
     )
 
+    reconcile_sweep_every: timedelta = Field(
+        default=timedelta(days=1),
+        description="how often the ticket reconciler reads every ticket of the targets with "
+        "open items (a full sweep), e.g. 24h, 12h; 0 turns it off",
+    )
+
     github_token: SecretStr | None = Field(
         default=None,
         description="a GitHub token with Issues read and write on the routed repositories "
@@ -172,12 +178,12 @@ class Settings(BaseSettings):
         default="info", description="one of debug, info, warning, error"
     )
 
-    @field_validator("reconcile_every", mode="before")
+    @field_validator("reconcile_every", "reconcile_sweep_every", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value)
 
-    @field_validator("reconcile_every")
+    @field_validator("reconcile_every", "reconcile_sweep_every")
     @classmethod
     def _not_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):

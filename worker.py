@@ -62,6 +62,9 @@ async def run_worker(settings: Settings) -> None:
     schedule = await ensure_reconcile_schedule(
         client, settings.task_queue, settings.reconcile_every
     )
+    sweep = await ensure_reconcile_schedule(
+        client, settings.task_queue, settings.reconcile_sweep_every, full_sweep=True
+    )
     log.info(
         "worker.started",
         temporal_address=settings.effective_temporal_address,
@@ -69,6 +72,8 @@ async def run_worker(settings: Settings) -> None:
         task_queue=settings.task_queue,
         reconcile_schedule=schedule,
         reconcile_every=str(settings.reconcile_every),
+        sweep_schedule=sweep,
+        sweep_every=str(settings.reconcile_sweep_every),
         database=store.url,
     )
     stop = asyncio.Event()

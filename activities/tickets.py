@@ -26,7 +26,9 @@ log = get_logger("afteraction.tickets")
 class _ReportsCreation(Protocol):
     """An adapter that can tell whether `ensure_ticket` created the ticket or found it."""
 
-    def ensure(self, target: str, draft: TicketDraft) -> tuple[Ticket, bool]: ...
+    def ensure(
+        self, target: str, draft: TicketDraft, *, may_exist: bool = True
+    ) -> tuple[Ticket, bool]: ...
 
 
 @contextmanager
@@ -50,13 +52,18 @@ class TicketActivities:
 
     @activity.defn(name="ensure_ticket")
     def ensure_ticket(self, request: EnsureTicket) -> Ticket:
+        # Only a retry (after an attempt that died, or whose create's outcome was unknown) or a
+        # create the workflow says may follow another (a later run, a retried refusal) can
+        # find the ticket already made; the item's very first attempt skips the look-up: one
+        # call saved on every item.
+        may_exist = request.may_exist or activity.info().attempt > 1
         with classified():
             tracker = self._registry.for_target(request.target)
             if isinstance(tracker, _ReportsCreation):
-                ticket, created = tracker.ensure(request.target, request.draft)
+                ticket, created = tracker.ensure(request.target, request.draft, may_exist=may_exist)
                 event = "ticket.created" if created else "ticket.found"
             else:
-                ticket = tracker.ensure_ticket(request.target, request.draft)
+                ticket = tracker.ensure_ticket(request.target, request.draft, may_exist=may_exist)
                 event = "ticket.ensured"
         log.info(
             event,

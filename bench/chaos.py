@@ -506,7 +506,7 @@ class Driver:
         """Send earlier statuses again under fresh delivery ids, in order, as a tracker
         re-sending captured webhooks would; once the item has taken them in, it must still be
         in the state `stays` (the last status applied is newer than all of them)."""
-        handle = self.client.get_workflow_handle_for(ActionItemWorkflow.run, workflow_id)
+        handle = self.client.get_workflow_handle(workflow_id)
         sent: list[str] = []
         for status, at in events:
             change = TicketChanged(

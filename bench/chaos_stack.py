@@ -138,9 +138,10 @@ class ChaosStack:
             AFTERACTION_TEMPORAL_ADDRESS=self.settings.effective_temporal_address,
             AFTERACTION_TASK_QUEUE=TASK_QUEUE,
             AFTERACTION_POLICY_FILE=str(policy_file),
-            # Off: the run tests how items order the events they are sent; a reconciler run
-            # would repair what a wrongly applied event broke and hide it.
+            # Off, both the frequent runs and the full sweep: the run tests how items order the
+            # events they are sent, and a reconciler run would repair a wrongly applied one.
             AFTERACTION_RECONCILE_EVERY="0",
+            AFTERACTION_RECONCILE_SWEEP_EVERY="0",
             AFTERACTION_API_HOST="127.0.0.1",
             AFTERACTION_API_PORT=str(self.api_port),
             AFTERACTION_ADMIN_TOKEN_FILE=str(token_file),

@@ -120,6 +120,14 @@ class RiskAcceptance(BaseModel):
     actor: ActorField = Field(default=None, description="the approver, as their credential proved")
 
 
+class TicketAttempts(BaseModel):
+    """Why an item has no ticket yet: Temporal's record of the create that keeps failing."""
+
+    attempts: int = Field(description="tries so far")
+    last_error: str | None = Field(default=None, description="what the last try met")
+    next_attempt_at: datetime | None = Field(default=None, description="when it tries again")
+
+
 class ActionItem(BaseModel):
     """The state ActionItemWorkflow keeps and its queries answer."""
 
@@ -190,6 +198,13 @@ class ActionItem(BaseModel):
                 "earlier_extensions": earlier_extensions,
             }
         )
+
+    ticket_attempts: TicketAttempts | None = Field(
+        default=None,
+        description="while its ticket is being created and the tracker fails: the tries so far, "
+        "the last error and the next try (filled in by the service from Temporal, never by the "
+        "workflow)",
+    )
 
 
 class MissedStep(BaseModel):

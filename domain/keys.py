@@ -12,3 +12,9 @@ KEY_EXAMPLE = "INC-261127-7KQ2"
 
 def is_incident_key(text: str) -> bool:
     return INCIDENT_KEY.match(text) is not None
+
+
+def normal_key(text: str) -> str:
+    """An incident key or an action item id as a person may type it (`inc-261127-7kq2`), in the
+    form that names its workflow: upper case, without surrounding spaces."""
+    return text.strip().upper()

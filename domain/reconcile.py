@@ -17,6 +17,7 @@ from domain.action_item import ActionItemState, TicketChanged, TicketStatus
 
 WORKFLOW_NAME = "TicketReconciler"
 SCHEDULE_ID = "afteraction-ticket-reconciler"
+SWEEP_SCHEDULE_ID = "afteraction-ticket-sweep"
 # Each run re-reads this much before the previous run's start: a tracker's clock may be a bit
 # off ours, and a search index (Jira's) may show a ticket a moment after it changed. Reading
 # a ticket twice is harmless: an item is signalled only when its state differs.
@@ -71,6 +72,12 @@ class ReconcileRequest(BaseModel):
     a scheduled run starts from the last successful run's."""
 
     watermarks: dict[str, datetime] = Field(default_factory=dict)
+    full_sweep: bool = Field(
+        default=False,
+        description="read every afteraction ticket of each target since its oldest open item "
+        "started, not only those changed since the last run: repairs drift that no recent "
+        "change shows (a lost signal, a late delivery applied long ago)",
+    )
 
 
 class ReconcileResult(BaseModel):

@@ -42,6 +42,11 @@ class TicketChange(BaseModel):
 class EnsureTicket(BaseModel):
     target: str
     draft: TicketDraft
+    may_exist: bool = Field(
+        default=True,
+        description="whether an earlier create may have made the ticket (false only for the "
+        "first create of an item's first run: then a first attempt skips the look-up)",
+    )
 
 
 class CommentOnTicket(BaseModel):

@@ -166,8 +166,8 @@ class GitHubTracker:
 
     # The Tracker protocol.
 
-    def ensure_ticket(self, target: str, draft: TicketDraft) -> Ticket:
-        return self.ensure(target, draft)[0]
+    def ensure_ticket(self, target: str, draft: TicketDraft, *, may_exist: bool = True) -> Ticket:
+        return self.ensure(target, draft, may_exist=may_exist)[0]
 
     def get(self, target: str, key: str) -> Ticket:
         repo_name, number = self._locate(target, key)
@@ -236,8 +236,12 @@ class GitHubTracker:
 
     # Beyond the protocol.
 
-    def ensure(self, target: str, draft: TicketDraft) -> tuple[Ticket, bool]:
-        """`ensure_ticket`, also saying whether this call created the issue."""
+    def ensure(
+        self, target: str, draft: TicketDraft, *, may_exist: bool = True
+    ) -> tuple[Ticket, bool]:
+        """`ensure_ticket`, also saying whether this call created the issue. With
+        `may_exist=False` (a first attempt: nothing can have created it) the look-up is
+        skipped, a call saved on every item."""
         repo_name = repository_of(target)
         try:
             label = ticket_markers.label_for(draft.idempotency_key)
@@ -246,8 +250,10 @@ class GitHubTracker:
             raise TrackerError(str(error), retryable=False) from None
         with self._errors(repo_name, "looking up the action item's issue"):
             repo = self._repo(repo_name)
-            found = sorted(
-                repo.get_issues(state="all", labels=[label]), key=lambda issue: issue.number
+            found = (
+                sorted(repo.get_issues(state="all", labels=[label]), key=lambda i: i.number)
+                if may_exist
+                else []
             )
             if found:
                 return self._ticket(target, repo_name, found[0]), False

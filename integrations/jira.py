@@ -170,8 +170,8 @@ class JiraTracker:
 
     # The Tracker protocol.
 
-    def ensure_ticket(self, target: str, draft: TicketDraft) -> Ticket:
-        return self.ensure(target, draft)[0]
+    def ensure_ticket(self, target: str, draft: TicketDraft, *, may_exist: bool = True) -> Ticket:
+        return self.ensure(target, draft, may_exist=may_exist)[0]
 
     def get(self, target: str, key: str) -> Ticket:
         project = self._locate(target, key)
@@ -239,17 +239,25 @@ class JiraTracker:
 
     # Beyond the protocol.
 
-    def ensure(self, target: str, draft: TicketDraft) -> tuple[Ticket, bool]:
-        """`ensure_ticket`, also saying whether this call created the issue."""
+    def ensure(
+        self, target: str, draft: TicketDraft, *, may_exist: bool = True
+    ) -> tuple[Ticket, bool]:
+        """`ensure_ticket`, also saying whether this call created the issue. With
+        `may_exist=False` (a first attempt: nothing can have created it) the look-up is
+        skipped; a create whose outcome is unknown is retried, and that retry looks up."""
         project = project_of(target)
         try:
             label = ticket_markers.label_for(draft.idempotency_key)
         except ValueError as error:
             raise TrackerError(str(error), retryable=False) from None
-        with self._call(Call(project, "looking up the action item's issue", "Browse Projects")):
-            found = self._search(
-                f'project = {project} AND labels = "{label}" ORDER BY created ASC', max_results=10
-            )
+        found = []
+        if may_exist:
+            lookup = Call(project, "looking up the action item's issue", "Browse Projects")
+            with self._call(lookup):
+                found = self._search(
+                    f'project = {project} AND labels = "{label}" ORDER BY created ASC',
+                    max_results=10,
+                )
         if found:
             first = min(found, key=lambda raw: (raw["fields"].get("created") or "", raw["id"]))
             return self._ticket(target, first), False

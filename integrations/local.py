@@ -36,8 +36,8 @@ class LocalTracker:
 
     # The Tracker protocol.
 
-    def ensure_ticket(self, target: str, draft: TicketDraft) -> Ticket:
-        return self.ensure(target, draft)[0]
+    def ensure_ticket(self, target: str, draft: TicketDraft, *, may_exist: bool = True) -> Ticket:
+        return self.ensure(target, draft, may_exist=may_exist)[0]
 
     def get(self, target: str, key: str) -> Ticket:
         _check_target(target)
@@ -82,8 +82,11 @@ class LocalTracker:
 
     # Beyond the protocol: for the activities' logs, the CLI, the API and the tests.
 
-    def ensure(self, target: str, draft: TicketDraft) -> tuple[Ticket, bool]:
-        """`ensure_ticket`, also saying whether this call created the ticket."""
+    def ensure(
+        self, target: str, draft: TicketDraft, *, may_exist: bool = True
+    ) -> tuple[Ticket, bool]:
+        """`ensure_ticket`, also saying whether this call created the ticket. `may_exist` is
+        moot here: the unique key settles every create in one transaction."""
         _check_target(target)
         return self._call(
             lambda: self._tickets.create(

@@ -1,8 +1,10 @@
-"""The ticket reconciler's Temporal Schedule, kept in line with the settings by every worker.
+"""The ticket reconciler's Temporal Schedules, kept in line with the settings by every worker.
 
-One schedule per task queue (so two deployments on one namespace do not share one): every
-`AFTERACTION_RECONCILE_EVERY` it starts the TicketReconciler workflow; a run still going when
-the next is due makes the next one skip. Workers call `ensure_reconcile_schedule` at start-up:
+Two schedules per task queue (so two deployments on one namespace do not share them): every
+`AFTERACTION_RECONCILE_EVERY` a TicketReconciler run reads what changed since the last run;
+every `AFTERACTION_RECONCILE_SWEEP_EVERY` (a day by default) a full sweep reads every ticket of
+the targets with open items. A run still going when the next is due makes the next one skip.
+Workers call `ensure_reconcile_schedule` at start-up:
 the first creates the schedule, later ones find it and update it only when the interval or the
 task queue changed; 0 deletes it.
 """
@@ -27,22 +29,22 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.reconcile import SCHEDULE_ID, WORKFLOW_NAME, ReconcileRequest
+from domain.reconcile import SCHEDULE_ID, SWEEP_SCHEDULE_ID, WORKFLOW_NAME, ReconcileRequest
 
 Outcome = Literal["created", "updated", "unchanged", "deleted", "off"]
 RUN_TIMEOUT = timedelta(minutes=15)
 
 
-def schedule_id(task_queue: str) -> str:
-    return f"{SCHEDULE_ID}/{task_queue}"
+def schedule_id(task_queue: str, *, full_sweep: bool = False) -> str:
+    return f"{SWEEP_SCHEDULE_ID if full_sweep else SCHEDULE_ID}/{task_queue}"
 
 
-def reconcile_schedule(task_queue: str, every: timedelta) -> Schedule:
+def reconcile_schedule(task_queue: str, every: timedelta, *, full_sweep: bool = False) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
             WORKFLOW_NAME,
-            ReconcileRequest(),
-            id=schedule_id(task_queue),
+            ReconcileRequest(full_sweep=full_sweep),
+            id=schedule_id(task_queue, full_sweep=full_sweep),
             task_queue=task_queue,
             # A run stuck on a hung tracker must not make every later run skip.
             execution_timeout=RUN_TIMEOUT,
@@ -63,8 +65,12 @@ def _same(current: Schedule, wanted: Schedule) -> bool:
     )
 
 
-async def ensure_reconcile_schedule(client: Client, task_queue: str, every: timedelta) -> Outcome:
-    handle = client.get_schedule_handle(schedule_id(task_queue))
+async def ensure_reconcile_schedule(
+    client: Client, task_queue: str, every: timedelta, *, full_sweep: bool = False
+) -> Outcome:
+    """The frequent schedule, or with `full_sweep` the sweep's; `every` 0 deletes it."""
+    name = schedule_id(task_queue, full_sweep=full_sweep)
+    handle = client.get_schedule_handle(name)
     if every <= timedelta(0):
         try:
             await handle.delete()
@@ -73,9 +79,9 @@ async def ensure_reconcile_schedule(client: Client, task_queue: str, every: time
                 return "off"
             raise
         return "deleted"
-    wanted = reconcile_schedule(task_queue, every)
+    wanted = reconcile_schedule(task_queue, every, full_sweep=full_sweep)
     with contextlib.suppress(ScheduleAlreadyRunningError):
-        await client.create_schedule(schedule_id(task_queue), wanted)
+        await client.create_schedule(name, wanted)
         return "created"
     current = await handle.describe()
     if _same(current.schedule, wanted):

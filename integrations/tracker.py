@@ -29,8 +29,10 @@ class TrackerError(Exception):
 
 
 class Tracker(Protocol):
-    def ensure_ticket(self, target: str, draft: TicketDraft) -> Ticket:
-        """The ticket carrying draft.idempotency_key in `target`, created if there is none."""
+    def ensure_ticket(self, target: str, draft: TicketDraft, *, may_exist: bool = True) -> Ticket:
+        """The ticket carrying draft.idempotency_key in `target`, created if there is none.
+        With `may_exist=False` (a first attempt: no earlier one can have created it) an adapter
+        may skip looking for it."""
         ...
 
     def get(self, target: str, key: str) -> Ticket: ...

@@ -30,6 +30,7 @@ from tests.auth import ADMIN, admin_headers, bearer, token_secret
 from tests.helpers import eventually
 from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec
+from tests.stack import free_port
 from worker import build_worker
 
 TWO_ITEMS = (
@@ -640,3 +641,39 @@ async def test_impossible_times_are_refused_with_what_was_given_and_what_is_allo
     assert submitted.status_code == 409, submitted.text
     assert "action_items.0.due_at: " in submitted.json()["detail"]
     assert "has passed" in submitted.json()["detail"]
+
+
+async def test_an_item_without_a_ticket_says_why_and_when_it_tries_again(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    routing = tmp_path / "routing.toml"
+    routing.write_text('[teams.payments]\ntracker = "github:acme/checkout"\n', encoding="utf-8")
+    unreachable_github: dict[str, Any] = {
+        "github_token": "ghp_test",
+        "github_base_url": f"http://127.0.0.1:{free_port()}",
+        "routing_file": routing,
+    }
+    async with running_api(dev_env, tmp_path, **unreachable_github) as api:
+        key = await resolved_incident(api)
+        await api.ok(
+            "POST",
+            f"/api/incidents/{key}/review",
+            json=review_json(item_spec("payments", "Cap the pool size")),
+        )
+        item = await eventually(
+            lambda: api.ok("GET", f"/api/actions/{key}-1"),
+            lambda found: (found.get("ticket_attempts") or {}).get("attempts", 0) >= 2,
+            timeout=30,
+        )
+        assert item["state"] == "creating" and item["ticket"] is None
+        tries = item["ticket_attempts"]
+        assert tries["last_error"], tries
+        assert datetime.fromisoformat(tries["next_attempt_at"]) > datetime.now(UTC) - timedelta(
+            seconds=5
+        )
+        # Still trying on its own: retry-ticket has nothing to ask, and says why.
+        retried = await api.ok("POST", f"/api/actions/{key}-1/retry-ticket", json={})
+        assert retried["requested"] is False
+        assert retried["detail"].startswith(
+            f"nothing to retry: {key}-1 is creating its ticket now (try "
+        ), retried

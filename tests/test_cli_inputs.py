@@ -43,9 +43,10 @@ ADD = ["--title", "t", "--team", "payments", "--kind", "short_term_mitigation", 
         ["resolve", "INC-1", "--at", HUGE],
         ["review", "schedule", "INC-1", "--at", HUGE],
         ["actions", "extend", "INC-1-1", "--due", HUGE, "--reason", "r"],
+        ["actions", "extend", "INC-1-1", "--due", f"+{HUGE}", "--reason", "r"],
         ["actions", "add", "INC-1", *ADD, "--criteria", "c", "--due", HUGE],
     ],
-    ids=lambda args: " ".join(args[:2]),
+    ids=lambda args: " ".join(args[:2]) + (" +DURATION" if f"+{HUGE}" in args else ""),
 )
 async def test_every_duration_past_ten_years_exits_2(offline: Cli, args: list[str]) -> None:
     message = await offline.refused(*args)

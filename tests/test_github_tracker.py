@@ -32,6 +32,7 @@ TOKEN = "ghp_emulatorTokenDoNotLeak0123456789"
 KEY = "incident/INC-261127-7KQ2/action/2"
 DUE = datetime(2026, 12, 15, 17, 0, tzinfo=UTC)
 CREATE = "POST /repos/{owner}/{repo}/issues"
+LIST = "GET /repos/{owner}/{repo}/issues"
 
 
 @pytest.fixture
@@ -468,11 +469,14 @@ def test_ticket_activities_through_the_registry(emulator: GitHubEmulator, tmp_pa
     )
     activities = TicketActivities(TrackerRegistry(settings))
     env = ActivityEnvironment()
-    request = EnsureTicket(target=TARGET, draft=draft())
+    request = EnsureTicket(target=TARGET, draft=draft(), may_exist=False)  # an item's first
 
     first = env.run(activities.ensure_ticket, request)
-    again = env.run(activities.ensure_ticket, request)
-    assert first == again and first.ref.key == f"{REPO}#1"
+    assert emulator.counts[LIST] == 0, "a first attempt creates without a look-up"
+    again = ActivityEnvironment()  # the server retrying an attempt that died after creating
+    again.info = dataclasses.replace(again.info, attempt=2)
+    assert again.run(activities.ensure_ticket, request) == first
+    assert first.ref.key == f"{REPO}#1"
     assert emulator.counts[CREATE] == 1
 
     comment = CommentOnTicket(

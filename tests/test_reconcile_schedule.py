@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio.client import (
@@ -13,7 +13,7 @@ from temporalio.client import (
 )
 
 from domain.action_item import ActionItemState, action_workflow_id
-from domain.reconcile import WORKFLOW_NAME, ReconcileResult
+from domain.reconcile import WORKFLOW_NAME, ReconcileRequest, ReconcileResult
 from integrations.local import TARGET as LOCAL_TARGET
 from integrations.local import LocalTracker
 from integrations.temporal_schedules import ensure_reconcile_schedule, schedule_id
@@ -22,6 +22,7 @@ from tests.helpers import eventually, new_key
 from tests.reviews import item_state, standalone_item
 from worker import build_worker
 from workflows.action_item import ActionItemWorkflow
+from workflows.reconcile import TicketReconcilerWorkflow
 
 
 async def test_workers_create_the_schedule_once_and_follow_the_interval_setting(
@@ -107,3 +108,67 @@ async def test_triggered_runs_hand_their_watermarks_on_and_catch_a_closed_ticket
             await item.terminate("done")
     finally:
         await schedule.delete()
+
+
+async def test_the_daily_sweep_has_its_own_schedule(client: Client) -> None:
+    task_queue = f"tq-{uuid.uuid4()}"
+    day = timedelta(days=1)
+    assert await ensure_reconcile_schedule(client, task_queue, day, full_sweep=True) == "created"
+    assert await ensure_reconcile_schedule(client, task_queue, timedelta(minutes=5)) == "created"
+    sweep = client.get_schedule_handle(schedule_id(task_queue, full_sweep=True))
+    described = await sweep.describe()
+    assert [i.every for i in described.schedule.spec.intervals] == [day]
+    assert schedule_id(task_queue, full_sweep=True) != schedule_id(task_queue)
+    for full_sweep in (True, False):
+        every = timedelta(0)
+        assert (
+            await ensure_reconcile_schedule(client, task_queue, every, full_sweep=full_sweep)
+            == "deleted"
+        )
+
+
+async def test_a_full_sweep_repairs_drift_that_no_recent_change_shows(
+    client: Client, tmp_path: Path
+) -> None:
+    task_queue = f"tq-{uuid.uuid4()}"
+    key = new_key()
+    item_id = action_workflow_id(key, 1)
+    async with build_worker(client, Settings(home=tmp_path), task_queue=task_queue):
+        item = await client.start_workflow(
+            ActionItemWorkflow.run,
+            standalone_item(key, history_limit=1000),
+            id=item_id,
+            task_queue=task_queue,
+        )
+        opened = await eventually(
+            lambda: item_state(client, item_id), lambda found: found.ticket is not None
+        )
+        assert opened.ticket is not None
+        # Closed without telling the item, and long enough ago that the frequent runs' window
+        # has moved past it: only a sweep can see it.
+        LocalTracker.configured(Settings(home=tmp_path)).close(LOCAL_TARGET, opened.ticket.key)
+        past_the_change = datetime.now(UTC) + timedelta(minutes=10)
+
+        async def reconcile(request: ReconcileRequest) -> ReconcileResult:
+            return await client.execute_workflow(
+                TicketReconcilerWorkflow.run,
+                request,
+                id=f"reconcile-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+
+        frequent = await eventually(
+            lambda: reconcile(ReconcileRequest(watermarks={LOCAL_TARGET: past_the_change})),
+            lambda result: LOCAL_TARGET in result.watermarks,  # visibility lists the item
+        )
+        assert frequent.signalled == 0, "the change is before the window"
+        assert (await item_state(client, item_id)).state is ActionItemState.OPEN
+        swept = await reconcile(ReconcileRequest(full_sweep=True))
+        [report] = swept.reports
+        assert report.since == (await item.describe()).start_time
+        assert swept.signalled == 1
+        await eventually(
+            lambda: item_state(client, item_id),
+            lambda found: found.state is ActionItemState.VERIFYING,
+        )
+        await item.terminate("done")

@@ -296,5 +296,7 @@ async def test_refused_ticket_keeps_the_item_with_its_error_and_retries_on_reque
         )
 
     assert await attempts() == 1
-    await ActionItems(client).retry_ticket(f"{key}-1")
+    outcome = await ActionItems(client).retry_ticket(f"{key}-1")
+    assert outcome.requested
+    assert outcome.detail.startswith(f"asked {key}-1 to create its ticket again (the last try")
     await eventually(attempts, lambda count: count == 2)

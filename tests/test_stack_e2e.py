@@ -89,7 +89,7 @@ def test_out_of_order_command_exits_2_and_says_what_is_allowed(stack: Stack) -> 
     assert result.returncode == 0
     again = stack.cli("mitigate", key)
     assert again.returncode == 2
-    assert "cannot mitigate an incident that is resolved" in again.stderr
+    assert "cannot run `mitigate` on an incident that is resolved" in again.stderr
     assert "allowed now:" in again.stderr
     assert stack.cli_json("show", key)["state"] == "resolved"
 

@@ -42,14 +42,18 @@ class _DieAfterEnsure:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tracker, name)
 
-    def ensure(self, target: str, draft: Any) -> Any:
+    def ensure(self, target: str, draft: Any, **options: Any) -> Any:
         real = getattr(self._tracker, "ensure", None)
-        result = real(target, draft) if real else (self._tracker.ensure_ticket(target, draft), True)
+        result = (
+            real(target, draft, **options)
+            if real
+            else (self._tracker.ensure_ticket(target, draft, **options), True)
+        )
         self._die(draft.idempotency_key)
         return result
 
-    def ensure_ticket(self, target: str, draft: Any) -> Any:
-        return self.ensure(target, draft)[0]
+    def ensure_ticket(self, target: str, draft: Any, **options: Any) -> Any:
+        return self.ensure(target, draft, **options)[0]
 
     def _die(self, idempotency_key: str) -> None:
         try:

@@ -61,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
 # One tracker call (a look-up and a create at most). The server retries an attempt only when
 # this runs out, so it is also how long a ticket waits after a worker dies mid-call: short,
 # but longer than an attempt can take (the adapters bound their calls well under it, see
-# integrations/local.py BUSY_TIMEOUT), so a retry never runs beside a live attempt.
+# store/database.py SQLITE_BUSY_TIMEOUT), so a retry never runs beside a live attempt.
 TRACKER_TIMEOUT = timedelta(seconds=20)
 TRACKER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -150,11 +150,17 @@ class ActionItemWorkflow:
             components=list(item.route.components),
             issue_type=item.route.issue_type,
         )
+        # Only the first execution of the create, in the first run of this item, cannot have
+        # been preceded by another: every later one (after a refusal, in a run that continued
+        # or was reset) looks for the ticket first.
+        info = workflow.info()
+        first_run = info.run_id == info.first_execution_run_id
         while item.ticket is None and not item.state.is_final:
+            may_exist = not first_run or item.ticket_error is not None
             try:
                 ticket: Ticket = await workflow.execute_activity(
                     "ensure_ticket",
-                    EnsureTicket(target=item.route.target, draft=draft),
+                    EnsureTicket(target=item.route.target, draft=draft, may_exist=may_exist),
                     result_type=Ticket,
                     start_to_close_timeout=TRACKER_TIMEOUT,
                     retry_policy=TRACKER_RETRY,

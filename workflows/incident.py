@@ -91,6 +91,8 @@ CLOCK_SKEW = timedelta(minutes=1)
 APPLY_NEWER_REPORTS = "apply-only-newer-action-item-reports"
 # Histories recorded before this let the review commands interleave at their awaits.
 REVIEW_COMMANDS_IN_TURN = "review-commands-in-turn"
+# Histories recorded before this started a review's action items one workflow task each.
+START_ITEMS_TOGETHER = "start-review-items-together"
 
 _TRANSITIONS: dict[str, tuple[IncidentState, ...]] = {
     "schedule_review": (IncidentState.RESOLVED, IncidentState.IN_REVIEW),
@@ -530,8 +532,17 @@ class IncidentWorkflow:
             incident.clock.review_held_at = now
             incident.state = IncidentState.REVIEWED
             self._record(now, TimelineKind.REVIEWED, "review submitted", command.by, command.actor)
-            for spec in review.action_items:
-                await self._start_action_item(spec, command.routes[spec.owning_team])
+            starts = [
+                self._start_action_item(spec, command.routes[spec.owning_team])
+                for spec in review.action_items
+            ]
+            if workflow.patched(START_ITEMS_TOGETHER):
+                # Each start takes its number before its first await, so they stay 1..N, and
+                # all of them go out in one workflow task instead of one task each.
+                await asyncio.gather(*starts)
+            else:
+                for start in starts:
+                    await start
             incident.state = IncidentState.TRACKING
             return self._changed_state()
 

@@ -2,7 +2,9 @@
 
 Each run lists the targets that have open action items, reads each target's tickets updated
 since its watermark (targets in parallel, one activity each), and signals `ticket_changed` to
-the items whose ticket disagrees with them. The watermarks travel to the next run as this
+the items whose ticket disagrees with them. A full sweep (its own, daily schedule) reads every
+ticket since each target's oldest open item instead, to repair drift no recent change shows.
+The watermarks travel to the next run as this
 run's result (`workflow.get_last_completion_result`): a target that failed keeps its old
 watermark, so nothing it missed is skipped; a target seen for the first time is read from when
 its oldest open item started.
@@ -53,7 +55,15 @@ class TicketReconcilerWorkflow:
             retry_policy=RECONCILE_RETRY,
         )
         reports = await asyncio.gather(
-            *(self._read(t, watermarks.get(t.target, t.oldest_open_at)) for t in targets)
+            *(
+                self._read(
+                    t,
+                    t.oldest_open_at
+                    if request.full_sweep
+                    else watermarks.get(t.target, t.oldest_open_at),
+                )
+                for t in targets
+            )
         )
         signalled = 0
         for report in reports:

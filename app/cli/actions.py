@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Protocol, TypeVar
 
 import typer
@@ -22,25 +22,27 @@ from app.cli.common import (
     _settings,
     acting,
     cli_actor,
-    err,
     fail,
+    nothing_matches,
     parse_due,
     remote_api,
     run_remote,
 )
 from app.cli.remote import RemoteActionItems
-from app.services.actions import ActionItems
+from app.services.actions import ActionItems, RetryOutcome
 from domain.action_item import (
     AcceptRisk,
     ActionItem,
     ActionItemRow,
     ActionItemSpec,
+    ActionItemState,
     ActionItemSummary,
     ExtendDeadline,
     Priority,
     VerifyItem,
 )
 from domain.limits import searchable
+from domain.moments import later_by
 from domain.policy import ActionKind
 from settings import Settings
 
@@ -69,6 +71,35 @@ def _rows(rows: list[ActionItemRow]) -> RenderableType:
     return table
 
 
+def _evidence(item: ActionItem) -> str:
+    if item.verification is not None:
+        check = item.verification
+        return f"{check.evidence} (verified by {check.by}, {_when(check.at)})"
+    if item.state is ActionItemState.VERIFYING:
+        return f"— (its ticket is closed: `afteraction actions verify {item.id} --evidence ...`)"
+    return "—"
+
+
+def _extensions(item: ActionItem) -> RenderableType:
+    if not item.extensions:
+        return "Extensions: none"
+    return render.records(
+        "Extensions",
+        ("When", "From", "To", "By", "Why"),
+        (
+            (
+                _when(extension.at),
+                _when(extension.previous_due_at),
+                _when(extension.due_at),
+                extension.by or "—",
+                extension.reason,
+            )
+            for extension in item.extensions
+        ),
+        earlier=item.earlier_extensions,
+    )
+
+
 def _item(item: ActionItem) -> RenderableType:
     facts = Table.grid(padding=(0, 2))
     facts.add_row("Id", item.id)
@@ -78,15 +109,31 @@ def _item(item: ActionItem) -> RenderableType:
     facts.add_row("Assignee", item.spec.assignee or item.route.assignee or "—")
     facts.add_row("Kind", item.spec.kind.value)
     facts.add_row("Priority", item.spec.priority.value)
-    facts.add_row("Due", _when(item.due_at))
+    facts.add_row("Due (UTC)", _when(item.due_at))
     facts.add_row("Ticket", f"{item.route.target} {item.ticket.key}" if item.ticket else "—")
     facts.add_row("Success criteria", item.spec.success_criteria)
+    facts.add_row("SLO", item.spec.slo_link or "—")
+    facts.add_row("Evidence", _evidence(item))
+    if item.acceptance is not None:
+        accepted = item.acceptance
+        facts.add_row(
+            "Risk accepted",
+            f"{accepted.rationale} (by {accepted.approver}, {_when(accepted.at)})",
+        )
     if item.ticket_error:
         facts.add_row("Ticket error", f"[red]{item.ticket_error}[/]")
-    parts: list[RenderableType] = [facts]
+    tries = item.ticket_attempts
+    if tries is not None:
+        next_try = f"; next try {_when(tries.next_attempt_at)} UTC" if tries.next_attempt_at else ""
+        facts.add_row(
+            "Ticket status",
+            f"[yellow]not created yet after {tries.attempts} tries{next_try}[/]: "
+            f"{tries.last_error or 'no error recorded yet'}",
+        )
+    escalations: RenderableType = "Escalations: none"
     if item.escalations:
-        parts.append(render.escalations(item.escalations))
-    return Group(*parts)
+        escalations = render.escalations(item.escalations, earlier=item.earlier_escalations)
+    return Group(facts, _extensions(item), escalations)
 
 
 def _summary(result: ActionItemSummary) -> str:
@@ -105,7 +152,7 @@ class ItemService(Protocol):
 
     async def command(self, item_id: str, name: str, payload: BaseModel) -> ActionItemSummary: ...
 
-    async def retry_ticket(self, item_id: str) -> None: ...
+    async def retry_ticket(self, item_id: str) -> RetryOutcome: ...
 
 
 def _with_items(work: Callable[[ItemService], Awaitable[T]]) -> T:
@@ -135,7 +182,11 @@ def list_items(
     rows: list[ActionItemRow] = _with_items(
         lambda items: items.list(incident=incident, team=team, overdue=overdue)
     )
-    _emit(rows, as_json, _rows(rows))
+    options = {"incident": incident, "team": team, "overdue": overdue}
+    hint = "they come from a submitted review (`afteraction review submit`)"
+    _emit(
+        rows, as_json, _rows(rows) if rows else nothing_matches("action item", options, hint=hint)
+    )
 
 
 @actions.command()
@@ -184,13 +235,41 @@ def _update(item_id: str, name: str, payload: BaseModel, as_json: bool) -> None:
 @actions.command()
 def extend(
     item_id: Annotated[str, typer.Argument(metavar="ID")],
-    due: Annotated[str, typer.Option("--due", help="New due time: ISO, or from now (7d).")],
+    due: Annotated[
+        str,
+        typer.Option(
+            "--due",
+            help="The new due time: +14d is 14 days after the current due date; a bare 14d is "
+            "14 days from now (it must still be later than the current one); or an ISO time.",
+        ),
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why it needs longer.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Move the due date later, with a reason (kept in the history)."""
+    """Move the due date later, with a reason (kept in the history); prints the new one."""
+    later = _later_by(due)
+    if later is None:
+        parse_due(due, "--due")  # a time that cannot be is refused before Temporal is asked
+    before: ActionItem = _with_items(lambda items: items.get(item_id))
+    if later is not None:
+        due = (before.due_at + later).isoformat()
     payload = _model(ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, **acting())
-    _update(item_id, "extend_deadline", payload, as_json)
+    result: ActionItemSummary = _with_items(
+        lambda items: items.command(item_id, "extend_deadline", payload)
+    )
+    _emit(
+        result,
+        as_json,
+        f"[bold]{result.id}[/] {result.state.value}, now due {_when(result.due_at)} UTC "
+        f"(was {_when(before.due_at)} UTC): {result.title}",
+    )
+
+
+def _later_by(text: str) -> timedelta | None:
+    try:
+        return later_by(text)
+    except ValueError as error:
+        fail(f"--due: {error}", 2)
 
 
 @actions.command()
@@ -217,7 +296,10 @@ def accept(
 
 
 @actions.command("retry-ticket")
-def retry_ticket(item_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Try creating an item's ticket again now (after fixing the tracker's settings)."""
-    _with_items(lambda items: items.retry_ticket(item_id))
-    err.print(f"asked {item_id} to create its ticket again; `afteraction actions show {item_id}`")
+def retry_ticket(
+    item_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
+) -> None:
+    """Try creating an item's ticket again now (after fixing the tracker's settings); an item
+    that has its ticket is left alone."""
+    outcome: RetryOutcome = _with_items(lambda items: items.retry_ticket(item_id))
+    _emit(outcome, as_json, outcome.detail)

@@ -12,8 +12,8 @@ import getpass
 import json
 import socket
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, Protocol, TypeVar
 
 import typer
@@ -22,7 +22,9 @@ from rich.console import Console, RenderableType
 from temporalio.client import Client
 
 from app.cli.remote import Api, RemoteIncidents
+from app.cli.words import in_cli_words
 from app.formats.problems import problem_message
+from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
     IncidentNotFound,
@@ -33,16 +35,28 @@ from app.services.incidents import (
 from domain.action_item import ActionItemSpec, ActionItemSummary
 from domain.commands import NewIncident
 from domain.identity import Actor, ActorKind
-from domain.incident import Incident, IncidentState, IncidentStatus, IncidentSummary
-from domain.policy import Policy, PolicyFileError, load_policy, parse_duration
+from domain.incident import Incident, IncidentStatus, IncidentSummary
+from domain.moments import moment
+from domain.policy import Policy, PolicyFileError, load_policy
 from domain.review import Review
 from domain.routing import Routing, RoutingError, load_routing
-from domain.severity import Severity
 from integrations.temporal_client import connect
 from settings import Settings, SettingsError, load_settings
 
-out = Console()
-err = Console(stderr=True)
+# Piped or redirected, Rich would cut tables to 80 columns and wrap lines mid-command; there,
+# a line runs as long as it needs (nothing we print expands to the console's width).
+PIPED_WIDTH = 100_000
+
+
+def _console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, width=PIPED_WIDTH, soft_wrap=True)
+
+
+out = _console()
+err = _console(stderr=True)
 T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -79,6 +93,23 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def nothing_matches(what: str, options: dict[str, str | bool | None], *, hint: str) -> str:
+    """What a list says instead of an empty table: the options that left nothing in it, or that
+    there is nothing yet (and `hint`, how to make some)."""
+    given = " ".join(
+        f"--{name}" if value is True else f"--{name} {value}"
+        for name, value in options.items()
+        if value is not None and value is not False
+    )
+    if given:
+        return f"no {what} matches {given}"
+    return f"there is no {what} yet; {hint}"
+
+
 def _settings() -> Settings:
     try:
         return load_settings()
@@ -89,20 +120,9 @@ def _settings() -> Settings:
 def _moment(text: str, option: str, *, ahead: bool) -> datetime:
     """ISO 8601 (UTC when no zone is given) or a duration: that long ago, or from now."""
     try:
-        duration = parse_duration(text)
+        return moment(text, now=datetime.now(UTC), ahead=ahead)
     except ValueError as error:
         fail(f"{option}: {error}", 2)
-    if isinstance(duration, timedelta):
-        return datetime.now(UTC) + (duration if ahead else -duration)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        relative = "how long from now (7d, 36h)" if ahead else "how long ago (20m, 1h30m)"
-        fail(
-            f"{option} {text!r} is not a time; give ISO 8601 (2026-11-27T14:03:00Z) or {relative}",
-            2,
-        )
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _parse_time(text: str | None, option: str) -> datetime | None:
@@ -149,10 +169,16 @@ def _run_client(action: Callable[[Client, Settings], Awaitable[T]]) -> T:
             ) from None
         return await action(client, settings)
 
+    return _exit_codes(go)
+
+
+def _exit_codes(go: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run `go`, its refusals in the CLI's words with exit 2, an absent Temporal, worker or API
+    with exit 1."""
     try:
         return asyncio.run(go())
     except (CommandRejected, IncidentNotFound) as error:
-        fail(str(error), 2)
+        fail(in_cli_words(str(error)), 2)
     except TemporalUnavailable as error:
         fail(str(error), 1)
 
@@ -175,12 +201,10 @@ class IncidentService(Protocol):
     async def declare(self, request: NewIncident) -> IncidentStatus: ...
 
     async def list(
-        self,
-        *,
-        state: IncidentState | None = None,
-        severity: Severity | None = None,
-        limit: int = 100,
+        self, filters: IncidentFilter | None = None, *, limit: int = 100
     ) -> list[IncidentSummary]: ...
+
+    async def missing_worker(self) -> str | None: ...
 
     async def get(self, key: str) -> Incident: ...
 
@@ -209,12 +233,7 @@ def run_remote(api: Api, action: Callable[[], Awaitable[T]]) -> T:
         finally:
             await api.close()
 
-    try:
-        return asyncio.run(go())
-    except (CommandRejected, IncidentNotFound) as error:
-        fail(str(error), 2)
-    except TemporalUnavailable as error:
-        fail(str(error), 1)
+    return _exit_codes(go)
 
 
 def _run(action: Callable[[IncidentService], Awaitable[T]]) -> T:

@@ -17,6 +17,7 @@ from app.cli import render
 from app.cli.actions import actions
 from app.cli.common import (
     AtOption,
+    IncidentService,
     JsonOption,
     NoteOption,
     _emit,
@@ -26,11 +27,15 @@ from app.cli.common import (
     _settings,
     acting,
     fail,
+    nothing_matches,
+    warn,
 )
 from app.cli.db import db
 from app.cli.review import review
 from app.cli.tickets import tickets
 from app.cli.tokens import tokens
+from app.services.incident_filter import IncidentFilter
+from app.services.workers import START_HINT
 from domain.commands import (
     Acknowledge,
     AddTimelineEvent,
@@ -40,7 +45,7 @@ from domain.commands import (
     SetSeverity,
     Transition,
 )
-from domain.incident import IncidentState, Role
+from domain.incident import IncidentState, IncidentStatus, Role
 from domain.severity import Severity
 
 app = typer.Typer(
@@ -97,14 +102,43 @@ def declare(
         started_at=_parse_time(started, "--started"),
         detected_at=_parse_time(detected, "--detected"),
     )
-    result = _run(lambda incidents: incidents.declare(request))
+
+    async def declared(incidents: IncidentService) -> tuple[IncidentStatus, str | None]:
+        return await incidents.declare(request), await incidents.missing_worker()
+
+    result, absent = _run(declared)
     _emit(result, as_json, f"declared {render.status(result)}")
+    if absent is not None:
+        warn(
+            f"{result.key} is declared, but {absent}: it waits for a worker, and until one "
+            f"runs no deadline fires and no command is answered; {START_HINT}"
+        )
 
 
 @app.command("list")
 def list_incidents(
     state: Annotated[IncidentState | None, typer.Option("--state", help="Only this state.")] = None,
+    active: Annotated[
+        bool,
+        typer.Option(
+            "--active", help="Only incidents not yet resolved: declared, mitigating, mitigated."
+        ),
+    ] = False,
     severity: Annotated[str | None, typer.Option("--severity", help="Only this severity.")] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", help="Only incidents naming this service.")
+    ] = None,
+    team: Annotated[
+        str | None, typer.Option("--team", help="Only incidents naming this team.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only those declared since: ISO time, or how long ago (7d)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Only those declared before: ISO time, or how long ago."),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
     as_json: JsonOption = False,
 ) -> None:
@@ -115,8 +149,32 @@ def list_incidents(
             level = Severity.parse(severity)
         except ValueError as error:
             fail(str(error), 2)
-    rows = _run(lambda incidents: incidents.list(state=state, severity=level, limit=limit))
-    _emit(rows, as_json, render.incident_list(rows))
+    filters = _model(
+        IncidentFilter,
+        state=state,
+        active=active,
+        severity=level,
+        service=service,
+        team=team,
+        since=_parse_time(since, "--since"),
+        until=_parse_time(until, "--until"),
+    )
+    rows = _run(lambda incidents: incidents.list(filters, limit=limit))
+    options = {
+        "state": state and state.value,
+        "active": active,
+        "severity": severity,
+        "service": service,
+        "team": team,
+        "since": since,
+        "until": until,
+    }
+    hint = "declare one with `afteraction declare`"
+    _emit(
+        rows,
+        as_json,
+        render.incident_list(rows) if rows else nothing_matches("incident", options, hint=hint),
+    )
 
 
 @app.command()

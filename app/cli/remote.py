@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from app.services.actions import RetryOutcome
+from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
     IncidentNotFound,
@@ -21,9 +23,8 @@ from app.services.incidents import (
 from domain.action_item import ActionItem, ActionItemRow, ActionItemSpec, ActionItemSummary
 from domain.commands import NewIncident
 from domain.identity import Actor
-from domain.incident import Incident, IncidentState, IncidentStatus, IncidentSummary
+from domain.incident import Incident, IncidentStatus, IncidentSummary
 from domain.review import Review
-from domain.severity import Severity
 from domain.tickets import Ticket, TicketDetail
 
 T = TypeVar("T")
@@ -101,21 +102,19 @@ class RemoteIncidents:
         return status
 
     async def list(
-        self,
-        *,
-        state: IncidentState | None = None,
-        severity: Severity | None = None,
-        limit: int = 100,
+        self, filters: IncidentFilter | None = None, *, limit: int = 100
     ) -> list[IncidentSummary]:
-        params: dict[str, Any] = {"limit": limit}
-        if state is not None:
-            params["state"] = state.value
-        if severity is not None:
-            params["severity"] = severity.value
+        given = (filters or IncidentFilter()).model_dump(mode="json", exclude_defaults=True)
+        params: dict[str, Any] = {"limit": limit, **given}
         rows: list[IncidentSummary] = await self._api.call(
             "GET", "/api/incidents", list[IncidentSummary], params=params
         )
         return rows
+
+    async def missing_worker(self) -> str | None:
+        """Not asked through the API: the deployment behind it runs the workers, and a command
+        that finds none says so (503)."""
+        return None
 
     async def get(self, key: str) -> Incident:
         incident: Incident = await self._api.call("GET", f"/api/incidents/{key}", Incident)
@@ -182,8 +181,11 @@ class RemoteActionItems:
         )
         return summary
 
-    async def retry_ticket(self, item_id: str) -> None:
-        await self._api.call("POST", f"/api/actions/{item_id}/retry-ticket", dict, json={})
+    async def retry_ticket(self, item_id: str) -> RetryOutcome:
+        outcome: RetryOutcome = await self._api.call(
+            "POST", f"/api/actions/{item_id}/retry-ticket", RetryOutcome, json={}
+        )
+        return outcome
 
 
 class RemoteTickets:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from rich.console import Group, RenderableType
@@ -60,6 +61,7 @@ def status(result: IncidentStatus) -> RenderableType:
 
 def incident(detail: Incident) -> RenderableType:
     header = Table.grid(padding=(0, 2))
+    header.add_row("Title", detail.title)
     header.add_row("Severity", detail.severity.value)
     header.add_row("State", _state(detail.state.value))
     header.add_row("Services", ", ".join(detail.services) or "—")
@@ -82,36 +84,59 @@ def incident(detail: Incident) -> RenderableType:
     roles.add_row("communications lead", detail.roles.communications_lead or "—")
     roles.add_row("subject-matter experts", ", ".join(detail.roles.subject_matter_experts) or "—")
 
-    earlier = detail.earlier_timeline_events
-    timeline = Table(
-        title="Timeline",
-        title_justify="left",
-        caption=f"and {earlier} earlier events, in the history of the incident's earlier runs"
-        if earlier
-        else None,
-        caption_justify="left",
+    timeline = records(
+        "Timeline",
+        ("When", "What", "Who", "Text"),
+        (
+            (_when(event.at), event.kind.value, event.author or "", event.text)
+            for event in detail.timeline
+        ),
+        earlier=detail.earlier_timeline_events,
     )
-    for column in ("When", "What", "Who", "Text"):
-        timeline.add_column(column)
-    for event in detail.timeline:
-        timeline.add_row(_when(event.at), event.kind.value, event.author or "", event.text)
 
     parts: list[RenderableType] = [header, clock, roles, timeline]
     if detail.escalations:
-        parts.append(escalations(detail.escalations))
-    return Panel(Group(*parts), title=f"{detail.key}: {detail.title}", title_align="left")
+        parts.append(escalations(detail.escalations, earlier=detail.earlier_escalations))
+    # Not expanded: piped, the console is as wide as the longest line (see app.cli.common).
+    return Panel(Group(*parts), title=detail.key, title_align="left", expand=False)
 
 
-def escalations(records: list[EscalationRecord]) -> Table:
-    table = Table(title="Escalations", title_justify="left")
-    for column in ("When", "Deadline", "Rung", "Notified", "Why"):
+def records(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    earlier: int = 0,
+) -> Table:
+    """A titled table of what a workflow keeps a list of (timeline events, escalations,
+    extensions); the `earlier` ones a run handed over only as a count are in the history."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=f"and {earlier} earlier, in the history of the earlier runs" if earlier else None,
+        caption_justify="left",
+    )
+    for column in columns:
         table.add_column(column)
-    for record in records:
-        table.add_row(
-            _when(record.at),
-            record.deadline.value,
-            record.rung.value,
-            ", ".join(record.notified),
-            record.reason,
-        )
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def escalations(escalated: list[EscalationRecord], *, earlier: int = 0) -> Table:
+    """An incident's or an item's escalations."""
+    return records(
+        "Escalations",
+        ("When", "Deadline", "Rung", "Notified", "Why"),
+        (
+            (
+                _when(record.at),
+                record.deadline.value,
+                record.rung.value,
+                ", ".join(record.notified),
+                record.reason,
+            )
+            for record in escalated
+        ),
+        earlier=earlier,
+    )

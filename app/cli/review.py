@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Group
 
 from app.cli.common import (
     IncidentService,
@@ -28,8 +30,9 @@ from app.formats.review_files import ReviewFileError, parse_review, review_templ
 from app.formats.review_markdown import review_markdown
 from domain.functions import ReviewFunction
 from domain.incident import IncidentStatus
+from domain.keys import normal_key
 from domain.limits import REVIEW_FILE_BYTES
-from domain.review import Participant, ScheduleReview
+from domain.review import Participant, ReviewSchedule, ScheduleReview
 
 review = typer.Typer(
     name="review",
@@ -70,8 +73,36 @@ def schedule(
         participants=[_participant(text) for text in participant or []],
         actor=cli_actor(),
     )
-    result = _run(lambda incidents: incidents.command(key, "schedule_review", command))
-    _emit(result, as_json, status(result))
+
+    async def scheduled(incidents: IncidentService) -> tuple[IncidentStatus, ReviewSchedule | None]:
+        result = await incidents.command(key, "schedule_review", command)
+        return result, (await incidents.get(key)).review_schedule
+
+    result, plan = _run(scheduled)
+    _emit(result, as_json, Group(status(result), *_planned(plan)))
+
+
+def _planned(plan: ReviewSchedule | None) -> list[str]:
+    """When the review is, and who facilitates it (and whether the rotation chose them)."""
+    if plan is None:
+        return []
+    lines = [f"review on {plan.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"]
+    if plan.facilitator is None:
+        lines.append(
+            "no facilitator yet: name one with --facilitator, or give the policy a "
+            "`facilitators` pool for the rotation to choose from"
+        )
+    elif plan.facilitator_proposed:
+        lines.append(
+            f"facilitated by {plan.facilitator}, chosen by the rotation: of the policy's "
+            "facilitators, the one who facilitated least recently"
+        )
+    else:
+        lines.append(f"facilitated by {plan.facilitator}")
+    if plan.participants:
+        people = ", ".join(f"{p.name} ({p.function.value})" for p in plan.participants)
+        lines.append(f"participants: {people}")
+    return lines
 
 
 @review.command()
@@ -83,12 +114,14 @@ def template(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a review file to fill in, prefilled from the incident."""
-    target = out or Path(f"review-{key}.yaml")
+    target = (out or Path(f"review-{normal_key(key)}.yaml")).absolute()
     if target.exists() and not force:
         fail(f"{target} exists; fill it in and submit it, or pass --force to start over", 2)
     incident = _run(lambda incidents: incidents.get(key))
     target.write_text(review_template(incident), encoding="utf-8")
-    err.print(f"wrote {target}; fill it in, then: afteraction review submit {key} {target}")
+    err.print(
+        f"wrote {target}; fill it in, then: afteraction review submit {incident.key} {target}"
+    )
 
 
 @review.command()
@@ -132,7 +165,11 @@ def show(key: str, as_json: JsonOption = False) -> None:
     """Render the submitted review as Markdown (executive summary first)."""
     incident = _run(lambda incidents: incidents.get(key))
     if incident.review is None:
-        fail(f"{key} has no review yet; write one with `afteraction review template {key}`", 2)
+        fail(
+            f"{incident.key} has no review yet; write one with "
+            f"`afteraction review template {incident.key}`",
+            2,
+        )
     if as_json:
         _emit(incident.review, True, "")
         return

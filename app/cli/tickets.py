@@ -18,7 +18,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from temporalio.client import Client
 
-from app.cli.common import JsonOption, _emit, _settings, err, fail, remote_api, run_remote
+from app.cli.common import (
+    JsonOption,
+    _emit,
+    _settings,
+    fail,
+    nothing_matches,
+    remote_api,
+    run_remote,
+    warn,
+)
 from app.cli.remote import RemoteTickets
 from app.services.incidents import TemporalUnavailable, unavailable_message
 from app.services.tickets import StatusChange, set_status
@@ -109,7 +118,12 @@ def list_tickets(
     else:
         tracker = _tracker(settings)
         rows = _call(lambda: tracker.tickets(status=status))
-    _emit(rows, as_json, _ticket_table(rows))
+    nothing = nothing_matches(
+        "ticket",
+        {"status": status and status.value},
+        hint="action items open their tickets here once a review names them",
+    )
+    _emit(rows, as_json, _ticket_table(rows) if rows else nothing)
 
 
 @tickets.command()
@@ -175,7 +189,7 @@ def _change_status(key: str, status: TicketStatus, as_json: bool) -> None:
 
 def _report(change: StatusChange, as_json: bool) -> None:
     if change.warning:
-        err.print(f"[yellow]warning:[/] {change.warning}", highlight=False, soft_wrap=True)
+        warn(change.warning)
     ticket = change.ticket
     human = f"{change.event} {ticket.ref.key}: {ticket.title}"
     if change.told:

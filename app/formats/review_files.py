@@ -43,7 +43,10 @@ QUESTIONS: dict[str, str] = {
 RUBRIC_MEANING: dict[str, str] = {
     "severity": "how bad the impact was",
     "exposure": "how widely and how long users and systems were exposed",
-    "risk_migration": "how much of the risk the action items retire",
+    # The design's "risk migration": the risk of migration, not "risk mitigation". Stored
+    # reviews carry the name, so it stays.
+    "risk_migration": "the risk of migration (not risk mitigation), how risky the changes this "
+    "review asks for are to roll out: migrations, rewrites, moved configuration",
 }
 
 

@@ -18,7 +18,7 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
@@ -32,7 +32,7 @@ from app.http.auth import (
     current_principal,
     requires,
 )
-from app.http.bodies import command, without
+from app.http.bodies import command, counted_from_now, without
 from app.http.limits import BodyLimit
 from app.http.review_requests import (
     YAML_TYPES,
@@ -44,8 +44,9 @@ from app.http.review_requests import (
 )
 from app.http.team_scope import check_incident, check_items
 from app.http.webhooks import router as webhooks_router
-from app.services.actions import ActionItems
+from app.services.actions import ActionItems, RetryOutcome
 from app.services.credentials import CredentialsError, bootstrap_admin_token, check_exposure
+from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
     CommandTooLarge,
@@ -80,16 +81,15 @@ from domain.commands import (
 from domain.identity import Permission
 from domain.incident import (
     Incident,
-    IncidentState,
     IncidentStatus,
     IncidentSummary,
     workflow_id_for,
 )
-from domain.limits import SearchName
+from domain.keys import normal_key
+from domain.limits import Moment, SearchName
 from domain.policy import Policy, PolicyFileError, load_policy
 from domain.review import ReviewRecord, ScheduleReview
 from domain.routing import Routing, RoutingError, load_routing
-from domain.severity import Severity
 from domain.tickets import TicketDetail
 from integrations.local import LocalTracker
 from integrations.oidc import OidcVerifier, RoleMapError, load_role_map
@@ -149,8 +149,27 @@ def rule(permission: Permission) -> list[Any]:
     return [Depends(requires(permission))]
 
 
+class IncidentQuery(IncidentFilter):
+    """The list's filters as query parameters; `since` and `until` also take how long ago."""
+
+    since: Annotated[Moment | None, counted_from_now(ahead=False)] = Field(
+        default=None, description="only those declared at or after this: ISO 8601, or 7d (ago)"
+    )
+    until: Annotated[Moment | None, counted_from_now(ahead=False)] = Field(
+        default=None, description="only those declared before this: ISO 8601, or 1h (ago)"
+    )
+
+
+# Keys and ids in paths are read in any case (inc-261127-7kq2), as people type them.
+IncidentKey = Annotated[
+    str,
+    Path(description="The incident's key, e.g. INC-261127-7KQ2 (any case)."),
+    AfterValidator(normal_key),
+]
 ItemId = Annotated[
-    str, Path(alias="id", description="The action item's id, KEY-N: e.g. INC-261127-7KQ2-1.")
+    str,
+    Path(alias="id", description="The action item's id, KEY-N: e.g. INC-261127-7KQ2-1."),
+    AfterValidator(normal_key),
 ]
 
 
@@ -158,11 +177,6 @@ class Health(BaseModel):
     status: str
     temporal: str
     detail: str | None = None
-
-
-class RetryRequested(BaseModel):
-    id: str
-    requested: bool = True
 
 
 class ErrorBody(BaseModel):
@@ -397,11 +411,10 @@ def create_app(
     )
     async def list_incidents(
         service: Service,
-        state: IncidentState | None = None,
-        severity: Severity | None = None,
+        filters: Annotated[IncidentQuery, Query()],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[IncidentSummary]:
-        return await service.list(state=state, severity=severity, limit=limit)
+        return await service.list(filters, limit=limit)
 
     @api.get(
         "/api/incidents/{key}",
@@ -409,14 +422,14 @@ def create_app(
         responses=_errors(404, 503),
         dependencies=rule(Permission.READ),
     )
-    async def show(key: str, service: Service) -> Incident:
+    async def show(key: IncidentKey, service: Service) -> Incident:
         return await service.get(key)
 
     def command_route(
         path: str, name: str, model: type[BaseModel], summary: str, needs: Permission
     ) -> None:
         async def handler(
-            key: str, payload: BaseModel, service: Service, caller: Caller
+            key: IncidentKey, payload: BaseModel, service: Service, caller: Caller
         ) -> IncidentStatus:
             with structlog.contextvars.bound_contextvars(
                 incident_key=key, workflow_id=workflow_id_for(key), command=name
@@ -474,7 +487,7 @@ def create_app(
             **_errors(404, 503),
         },
     )
-    async def review_file_template(key: str, service: Service) -> YAMLResponse:
+    async def review_file_template(key: IncidentKey, service: Service) -> YAMLResponse:
         incident = await service.get(key)
         return YAMLResponse(
             review_template(incident),
@@ -493,7 +506,7 @@ def create_app(
         openapi_extra={"requestBody": _REVIEW_BODY},
     )
     async def submit_review(
-        key: str, request: Request, service: Service, caller: Caller
+        key: IncidentKey, request: Request, service: Service, caller: Caller
     ) -> IncidentStatus:
         media = media_type(request.headers.get("content-type"))
         if not (is_json(media) or media in YAML_TYPES):
@@ -541,7 +554,7 @@ def create_app(
         },
     )
     async def show_review(
-        key: str, request: Request, response: Response, service: Service
+        key: IncidentKey, request: Request, response: Response, service: Service
     ) -> ReviewRecord | Response:
         incident = await service.get(key)
         if incident.review is None:
@@ -571,7 +584,7 @@ def create_app(
         responses=_errors(404, 409, 422, 503),
     )
     async def add_action_item(
-        key: str, spec: ActionItemSpec, service: Service, caller: Caller
+        key: IncidentKey, spec: ActionItemSpec, service: Service, caller: Caller
     ) -> ActionItemSummary:
         with structlog.contextvars.bound_contextvars(
             incident_key=key, workflow_id=workflow_id_for(key), command="add_action_item"
@@ -658,17 +671,19 @@ def create_app(
     @api.post(
         "/api/actions/{id}/retry-ticket",
         dependencies=rule(Permission.REVIEW),
-        response_model=RetryRequested,
+        response_model=RetryOutcome,
         summary="Try creating the item's ticket again now (after fixing a tracker's settings)",
+        description="An item that has its ticket, or whose creation no tracker has refused, is "
+        "not asked: `requested` is false and `detail` says why.",
         responses=_errors(404, 503),
     )
-    async def retry_ticket(item_id: ItemId, items: Items, caller: Caller) -> RetryRequested:
+    async def retry_ticket(item_id: ItemId, items: Items, caller: Caller) -> RetryOutcome:
         known = _known_item_id(item_id)
         if caller.team is not None:
             check_items(caller, [(item_id, (await items.get(known)).spec.owning_team)])
-        await items.retry_ticket(known)
-        log.info("action_item.retry_ticket", action_item=item_id)
-        return RetryRequested(id=item_id)
+        outcome = await items.retry_ticket(known)
+        log.info("action_item.retry_ticket", action_item=item_id, requested=outcome.requested)
+        return outcome
 
     # ---- the local tracker, as the owning team uses it -----------------------------------
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio.client import (
     Client,
     WorkflowExecution,
+    WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -18,6 +20,7 @@ from app.services.incidents import (
     WORKER_TIMEOUT,
     CommandRejected,
     TemporalUnavailable,
+    answered,
     check_size,
     explain_failure,
     rejection_message,
@@ -30,10 +33,12 @@ from domain.action_item import (
     ActionItemState,
     ActionItemSummary,
     ExtendDeadline,
+    TicketAttempts,
     VerifyItem,
     action_workflow_id,
     parse_action_item_id,
 )
+from domain.keys import normal_key
 from domain.severity import Severity
 
 COMMANDS: dict[str, type[BaseModel]] = {
@@ -58,7 +63,7 @@ class ActionItems:
         now = datetime.now(UTC)
         clauses = ["WorkflowType = 'ActionItemWorkflow'"]
         if incident:
-            clauses.append(f"{sa.INCIDENT_KEY.name} = {sa.quoted(incident)}")
+            clauses.append(f"{sa.INCIDENT_KEY.name} = {sa.quoted(normal_key(incident))}")
         if team:
             clauses.append(f"{sa.TEAMS.name} = {sa.quoted(team)}")
         if overdue:
@@ -75,11 +80,14 @@ class ActionItems:
         return sorted(rows, key=lambda row: (row.due_at, row.id))
 
     async def get(self, item_id: str) -> ActionItem:
+        item_id = normal_key(item_id)
         workflow_id = self._workflow_id(item_id)
         try:
-            item: ActionItem = await self._client.get_workflow_handle(workflow_id).query(
-                "state", result_type=ActionItem, rpc_timeout=WORKER_TIMEOUT
-            )
+            handle = self._client.get_workflow_handle(workflow_id)
+            query = handle.query("state", result_type=ActionItem, rpc_timeout=WORKER_TIMEOUT)
+            item: ActionItem = await answered(self._client, workflow_id, query)
+            if item.ticket is None and item.state is ActionItemState.CREATING:
+                item.ticket_attempts = await _ticket_attempts(handle)
             return item
         except WorkflowQueryFailedError as error:
             raise CommandRejected(str(error)) from None
@@ -87,28 +95,42 @@ class ActionItems:
             raise await self._explain(item_id, error) from None
 
     async def command(self, item_id: str, name: str, payload: BaseModel) -> ActionItemSummary:
+        item_id = normal_key(item_id)
         model = COMMANDS[name]
         if not isinstance(payload, model):
             raise TypeError(f"{name} takes {model.__name__}, not {type(payload).__name__}")
         handle = self._client.get_workflow_handle(self._workflow_id(item_id))
         check_size(self._client, f"the {name} command", payload)
         try:
-            result: ActionItemSummary = await handle.execute_update(
+            update = handle.execute_update(
                 name, payload, result_type=ActionItemSummary, rpc_timeout=WORKER_TIMEOUT
             )
+            result: ActionItemSummary = await answered(self._client, handle.id, update)
             return result
         except WorkflowUpdateFailedError as error:
             raise CommandRejected(rejection_message(error)) from None
         except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as error:
             raise await self._explain(item_id, error) from None
 
-    async def retry_ticket(self, item_id: str) -> None:
-        """Ask an item whose ticket creation was refused to try again now."""
+    async def retry_ticket(self, item_id: str) -> RetryOutcome:
+        """Ask an item whose ticket creation was refused to try again now; an item with its
+        ticket, one still making its first try, or one closed without a ticket, is not asked."""
+        item_id = normal_key(item_id)
+        item = await self.get(item_id)
+        nothing = _nothing_to_retry(item)
+        if nothing is not None:
+            return RetryOutcome(id=item.id, requested=False, detail=f"nothing to retry: {nothing}")
         handle = self._client.get_workflow_handle(self._workflow_id(item_id))
         try:
             await handle.signal("retry_ticket")
         except RPCError as error:
             raise await self._explain(item_id, error) from None
+        return RetryOutcome(
+            id=item.id,
+            requested=True,
+            detail=f"asked {item.id} to create its ticket again (the last try said: "
+            f"{item.ticket_error}); `afteraction actions show {item.id}` tells how it went",
+        )
 
     @staticmethod
     def _workflow_id(item_id: str) -> str:
@@ -124,10 +146,56 @@ class ActionItems:
             self._workflow_id(item_id),
             what=f"action item {item_id}",
             listing="`afteraction actions list` shows them",
-            no_worker=f"no worker answered within {WORKER_TIMEOUT.seconds}s; "
-            "start one with `make run`",
             error=error,
         )
+
+
+class RetryOutcome(BaseModel):
+    """What `retry_ticket` did."""
+
+    id: str
+    requested: bool = Field(
+        description="true when the item was asked to create its ticket again; false when there "
+        "was nothing to retry (detail says why)"
+    )
+    detail: str
+
+
+def _nothing_to_retry(item: ActionItem) -> str | None:
+    """Why an item's ticket needs no retry, or None when its creation was refused."""
+    if item.ticket is not None:
+        return f"{item.id} has its ticket, {item.ticket.key} in {item.ticket.target}"
+    if item.state.is_final:
+        return f"{item.id} is {item.state.value}, and needs no ticket now"
+    if item.ticket_error is None:
+        tries = item.ticket_attempts
+        said = f" (try {tries.attempts}: {tries.last_error})" if tries and tries.last_error else ""
+        return (
+            f"{item.id} is creating its ticket now{said}, and tries again on its own until a "
+            f"tracker refuses it; `afteraction actions show {item.id}` shows how it goes"
+        )
+    return None
+
+
+async def _ticket_attempts(handle: WorkflowHandle[Any, Any]) -> TicketAttempts | None:
+    """The ticket create that keeps failing, as Temporal tracks it (the workflow itself only
+    learns of a refusal, not of the retries before one)."""
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_type.name != "ensure_ticket":
+            continue
+        failure = pending.last_failure if pending.HasField("last_failure") else None
+        next_at = (
+            pending.next_attempt_schedule_time.ToDatetime(tzinfo=UTC)
+            if pending.HasField("next_attempt_schedule_time")
+            else None
+        )
+        return TicketAttempts(
+            attempts=pending.attempt,
+            last_error=failure.message if failure is not None and failure.message else None,
+            next_attempt_at=next_at,
+        )
+    return None
 
 
 def _row_of(execution: WorkflowExecution, now: datetime) -> ActionItemRow | None:

@@ -9,13 +9,16 @@ worker is not there, and how to start it).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import (
     Client,
     WorkflowExecution,
+    WorkflowExecutionDescription,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -25,6 +28,15 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from app.services.incident_filter import IncidentFilter
+from app.services.workers import (
+    START_HINT,
+    NoWorker,
+    absence,
+    last_poll,
+    no_worker,
+    unless_absent,
+)
 from domain import search_attributes as sa
 from domain.action_item import ActionItemSpec, ActionItemSummary
 from domain.commands import (
@@ -46,7 +58,7 @@ from domain.incident import (
     key_from_workflow_id,
     workflow_id_for,
 )
-from domain.keys import KEY_EXAMPLE, is_incident_key
+from domain.keys import KEY_EXAMPLE, is_incident_key, normal_key
 from domain.limits import COMMAND_BYTES, kib
 from domain.policy import Policy
 from domain.review import AddActionItem, Review, ScheduleReview, SubmitReview
@@ -57,6 +69,7 @@ from workflows.incident import IncidentWorkflow
 # A command waits this long for a worker to run its validator before we call the worker missing.
 WORKER_TIMEOUT = timedelta(seconds=10)
 _KEY_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O or 1/I to misread on a call
+T = TypeVar("T")
 
 
 class IncidentNotFound(Exception):
@@ -118,13 +131,48 @@ def rejection_message(error: WorkflowUpdateFailedError) -> str:
     return cause.message if isinstance(cause, ApplicationError) else str(cause)
 
 
+async def worker_absence(client: Client, workflow_id: str) -> str | None:
+    """Why no worker serves the task queue of a running workflow, or None: one may (perhaps
+    busy), or the workflow is not running (the call's own error says so). Raises RPCError."""
+    description = await client.get_workflow_handle(workflow_id).describe()
+    if description.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
+        return None
+    return await _absence(client, description)
+
+
+async def _absence(client: Client, description: WorkflowExecutionDescription) -> str | None:
+    raw = description.raw_description
+    pending = raw.pending_workflow_task if raw.HasField("pending_workflow_task") else None
+    latest = await last_poll(client, description.task_queue)
+    return absence(description.task_queue, latest, now=datetime.now(UTC), pending=pending)
+
+
+async def answered(client: Client, workflow_id: str, call: Awaitable[T]) -> T:
+    """The answer of a query or an update of `workflow_id`; TemporalUnavailable within about a
+    second when no worker serves its task queue, instead of waiting out WORKER_TIMEOUT."""
+    try:
+        return await unless_absent(call, lambda: worker_absence(client, workflow_id))
+    except NoWorker as error:
+        raise TemporalUnavailable(str(error)) from None
+
+
+# What a query or an update fails with when no worker answers it in time (the server's "no
+# poller seen" is FAILED_PRECONDITION; the client's own deadline CANCELLED or DEADLINE_EXCEEDED).
+_NO_ANSWER = (
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.FAILED_PRECONDITION,
+    RPCStatusCode.NOT_FOUND,
+)
+
+
 async def explain_failure(
-    client: Client, workflow_id: str, *, what: str, listing: str, no_worker: str, error: Exception
+    client: Client, workflow_id: str, *, what: str, listing: str, error: Exception
 ) -> Exception:
     """Why a call to `what` (e.g. 'incident INC-1') failed, as an error a person can act on.
 
     The workflow's description decides: missing, closed (a command raced its completion),
-    or running with no worker to answer.
+    or running with no worker to answer (its task queue named).
     """
     try:
         description = await client.get_workflow_handle(workflow_id).describe()
@@ -136,14 +184,21 @@ async def explain_failure(
         )
     if description.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
         return CommandRejected(f"{what} is closed; nothing about it can change now")
-    if isinstance(error, RPCError) and error.status not in (
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.NOT_FOUND,
-    ):
+    if isinstance(error, RPCError) and error.status not in _NO_ANSWER:
         return TemporalUnavailable(
             unavailable_message(client.service_client.config.target_host, error.message)
         )
-    return TemporalUnavailable(no_worker)
+    try:
+        absent = await _absence(client, description)
+    except RPCError:
+        absent = None
+    if absent is not None:
+        return TemporalUnavailable(no_worker(absent))
+    return TemporalUnavailable(
+        f"no worker answered within {WORKER_TIMEOUT.seconds}s on task queue "
+        f"{description.task_queue!r}, though one polled it lately: if it runs, it is overloaded "
+        f"or stuck (see its log); if not, {START_HINT}"
+    )
 
 
 def new_incident_key(now: datetime | None = None) -> str:
@@ -217,20 +272,12 @@ class Incidents:
         raise CommandRejected("could not draw an unused incident key; try again")
 
     async def list(
-        self,
-        *,
-        state: IncidentState | None = None,
-        severity: Severity | None = None,
-        limit: int = 100,
+        self, filters: IncidentFilter | None = None, *, limit: int = 100
     ) -> list[IncidentSummary]:
-        clauses = ["WorkflowType = 'IncidentWorkflow'"]
-        if state is not None:
-            clauses.append(f"{sa.STATE.name} = '{state.value}'")
-        if severity is not None:
-            clauses.append(f"{sa.SEVERITY.name} = '{severity.value}'")
+        query = (filters or IncidentFilter()).query()
         summaries: list[IncidentSummary] = []
         try:
-            async for execution in self._client.list_workflows(" AND ".join(clauses), limit=limit):
+            async for execution in self._client.list_workflows(query, limit=limit):
                 summary = _summary_of(execution)
                 if summary is not None:
                     summaries.append(summary)
@@ -240,26 +287,36 @@ class Incidents:
         return sorted(summaries, key=lambda s: s.declared_at or epoch, reverse=True)
 
     async def get(self, key: str) -> Incident:
+        key = normal_key(key)
         handle = self._handle(key)
         try:
-            return await handle.query(IncidentWorkflow.state, rpc_timeout=WORKER_TIMEOUT)
+            return await answered(
+                self._client,
+                handle.id,
+                handle.query(IncidentWorkflow.state, rpc_timeout=WORKER_TIMEOUT),
+            )
         except WorkflowQueryFailedError as error:
             raise CommandRejected(str(error)) from None
         except RPCError as error:
             raise await self._explain(workflow_id_for(key), f"incident {key}", error) from None
 
     async def command(self, key: str, name: str, payload: BaseModel) -> IncidentStatus:
+        key = normal_key(key)
         model = COMMANDS[name]
         if not isinstance(payload, model):
             raise TypeError(f"{name} takes {model.__name__}, not {type(payload).__name__}")
         handle = self._handle(key)
         check_size(self._client, f"the {name} command", payload)
         try:
-            result: IncidentStatus = await handle.execute_update(
-                name,
-                payload,
-                result_type=RESULTS.get(name, IncidentStatus),
-                rpc_timeout=WORKER_TIMEOUT,
+            result: IncidentStatus = await answered(
+                self._client,
+                handle.id,
+                handle.execute_update(
+                    name,
+                    payload,
+                    result_type=RESULTS.get(name, IncidentStatus),
+                    rpc_timeout=WORKER_TIMEOUT,
+                ),
             )
             return result
         except WorkflowUpdateFailedError as error:
@@ -296,6 +353,15 @@ class Incidents:
         )
         return result  # type: ignore[return-value]
 
+    async def missing_worker(self) -> str | None:
+        """Why no worker serves this deployment's task queue, or None: one polled it lately (or
+        Temporal could not say). A declared incident waits for one: no deadline, no command."""
+        try:
+            latest = await last_poll(self._client, self._task_queue)
+        except RPCError:
+            return None
+        return absence(self._task_queue, latest, now=datetime.now(UTC))
+
     def _handle(self, key: str) -> WorkflowHandle[IncidentWorkflow, Incident]:
         if not is_incident_key(key):
             # Not sent: Temporal would refuse a long one as an invalid id, which reads as an outage.
@@ -311,19 +377,12 @@ class Incidents:
             workflow_id,
             what=what,
             listing="`afteraction list` shows the incidents",
-            no_worker=self._no_worker(),
             error=error,
         )
 
     def _unavailable(self, error: RPCError) -> TemporalUnavailable:
         return TemporalUnavailable(
             unavailable_message(self._client.service_client.config.target_host, error.message)
-        )
-
-    def _no_worker(self) -> str:
-        return (
-            f"no worker answered within {WORKER_TIMEOUT.seconds}s on task queue "
-            f"{self._task_queue!r}; start one with `make run` (or `python worker.py`)"
         )
 
     @staticmethod
