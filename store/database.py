@@ -70,17 +70,18 @@ class Store:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:
-        with self._guard(), self._sessions() as session:
+        with self.failures_explained(), self._sessions() as session:
             yield session
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Session]:
         """A transaction that commits when the block ends and rolls back when it raises."""
-        with self._guard(), self._writer() as session, session.begin():
+        with self.failures_explained(), self._writer() as session, session.begin():
             yield session
 
     @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
+    def failures_explained(self) -> Iterator[None]:
+        """The database's own failures as StoreError: its URL (no password) and what to do."""
         try:
             yield
         except OperationalError as error:  # unreachable, locked past the timeout, disk full

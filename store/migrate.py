@@ -84,14 +84,14 @@ def _current(connection: Connection) -> tuple[str, ...]:
 
 def schema_status(store: Store) -> SchemaStatus:
     """Where the database is, without changing it."""
-    with store._guard(), store.engine.connect() as connection:
+    with store.failures_explained(), store.engine.connect() as connection:
         return SchemaStatus(url=store.url, current=_current(connection), head=head())
 
 
 def upgrade(store: Store) -> SchemaStatus:
     """Migrate to the newest revision this release knows; refuse a database that is newer."""
     with (
-        store._guard(),
+        store.failures_explained(),
         store.engine.connect() as plain,
         plain.execution_options(**_BEGIN_IMMEDIATE) as connection,
         connection.begin(),
