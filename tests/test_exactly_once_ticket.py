@@ -57,14 +57,17 @@ def start_worker(
     log: Path,
     *,
     die_marker: Path | None = None,
+    die_on: str = "",
     settings: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A worker process; `settings` are AFTERACTION_* variables (e.g. a tracker's token)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERACTION_")}
     env.update(settings or {})
     env.pop(worker_process.DIE_AFTER_TICKET, None)
+    env.pop(worker_process.DIE_ON_TARGET, None)
     if die_marker is not None:
         env[worker_process.DIE_AFTER_TICKET] = str(die_marker)
+        env[worker_process.DIE_ON_TARGET] = die_on
     command = [sys.executable, "-m", "tests.worker_process", "--address", address]
     command += ["--task-queue", task_queue, "--home", str(home)]
     with log.open("wb") as out:

@@ -173,8 +173,15 @@ async def test_worker_killed_after_jira_created_the_issue_leaves_one_issue(
     policy = slow_policy()
     with worker_processes() as workers:
         workers.append(
+            # Only the Jira create kills it: the local item's create runs at the same time.
             start_worker(
-                address, task_queue, home, tmp_path / "first.log", die_marker=marker, settings=env
+                address,
+                task_queue,
+                home,
+                tmp_path / "first.log",
+                die_marker=marker,
+                die_on="jira:",
+                settings=env,
             )
         )
         handle = await declare(client, task_queue, policy, key=key)

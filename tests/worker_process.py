@@ -29,6 +29,8 @@ from telemetry.logs import configure_logging
 from worker import build_worker
 
 DIE_AFTER_TICKET = "DIE_AFTER_TICKET"
+# With it, only trackers of targets starting with this (e.g. "jira:") carry the kill switch.
+DIE_ON_TARGET = "DIE_ON_TARGET"
 READY = "worker ready"
 
 
@@ -66,12 +68,16 @@ class _DieAfterEnsure:
         raise AssertionError("unreachable: SIGKILL sent to self")
 
 
-def install_kill_switch(marker: Path) -> None:
-    """Every tracker the registry hands out (local, GitHub, Jira) dies after its first create."""
+def install_kill_switch(marker: Path, only: str = "") -> None:
+    """Every tracker the registry hands out (local, GitHub, Jira; or only those of targets
+    starting with `only`) dies after its first create."""
     real_for_target = TrackerRegistry.for_target
 
     def for_target(self: TrackerRegistry, target: str) -> Tracker:
-        return cast(Tracker, _DieAfterEnsure(real_for_target(self, target), marker))
+        tracker = real_for_target(self, target)
+        if not target.startswith(only):
+            return tracker
+        return cast(Tracker, _DieAfterEnsure(tracker, marker))
 
     TrackerRegistry.for_target = for_target  # type: ignore[method-assign]
 
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     marker = os.environ.get(DIE_AFTER_TICKET)
     if marker:
-        install_kill_switch(Path(marker))
+        install_kill_switch(Path(marker), os.environ.get(DIE_ON_TARGET, ""))
     configure_logging(log_format="json", level="info")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(args.address, args.namespace, args.task_queue, args.home))
