@@ -266,6 +266,15 @@ async def _logged(subject: str, command: Awaitable[Answer]) -> Answer:
     return result
 
 
+async def _check_own_item(
+    caller: Principal, items: ActionItems, item_id: str, *, shown: str | None = None
+) -> None:
+    """A team-scoped caller acts only on its team's items: one item read, and only for them."""
+    if caller.team is not None:
+        owner = (await items.get(item_id)).spec.owning_team
+        check_items(caller, [(shown or item_id, owner)])
+
+
 def _known_item_id(item_id: str) -> str:
     try:
         parse_action_item_id(item_id)
@@ -639,10 +648,9 @@ def create_app(
                 issued = command(
                     model, payload, **{actor_field: caller.actor.label, "actor": caller.actor}
                 )
-                if caller.team is not None:
-                    owner = (await items.get(_known_item_id(item_id))).spec.owning_team
-                    check_items(caller, [(item_id, owner)])
-                pending = items.command(_known_item_id(item_id), name, issued)
+                known = _known_item_id(item_id)
+                await _check_own_item(caller, items, known)
+                pending = items.command(known, name, issued)
                 return await _logged("action_item", pending)
 
         handler.__annotations__["payload"] = without(model, actor_field, "actor")
@@ -679,8 +687,7 @@ def create_app(
     )
     async def retry_ticket(item_id: ItemId, items: Items, caller: Caller) -> RetryOutcome:
         known = _known_item_id(item_id)
-        if caller.team is not None:
-            check_items(caller, [(item_id, (await items.get(known)).spec.owning_team)])
+        await _check_own_item(caller, items, known)
         outcome = await items.retry_ticket(known)
         log.info("action_item.retry_ticket", action_item=item_id, requested=outcome.requested)
         return outcome
@@ -714,8 +721,10 @@ def create_app(
             if caller.team is not None:
                 ticket = await asyncio.to_thread(tracker.get, "local", key)
                 item_id = item_id_of_workflow(ticket.idempotency_key or "")
-                owner = (await items.get(item_id)).spec.owning_team if item_id else "nobody"
-                check_items(caller, [(key, owner)])
+                if item_id is None:  # opened by hand: no team owns it
+                    check_items(caller, [(key, "nobody")])
+                else:
+                    await _check_own_item(caller, items, item_id, shown=key)
             change = await set_status(
                 tracker,
                 key,
