@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.facilitators import FacilitatorRotation
+from activities.facts import FactsRecorder
 from activities.log_context import LogContextInterceptor
 from activities.notify import Notifier
 from activities.reconcile import TicketReconciler
@@ -35,6 +36,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     registry = TrackerRegistry(settings)
     tickets = TicketActivities(registry)
     reconciler = TicketReconciler(client, registry)
+    facts = FactsRecorder(settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -47,6 +49,8 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             tickets.update_ticket,
             reconciler.list_targets,
             reconciler.reconcile_target,
+            facts.record_incident_facts,
+            facts.record_action_item_facts,
         ],
         # The tracker libraries are synchronous; their activities will run in this pool.
         activity_executor=ThreadPoolExecutor(max_workers=16),

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
 
-from domain.escalation import DeadlineKind, EscalationRecord
+from domain.escalation import DeadlineKind, EscalationRecord, rungs_left_out
 from domain.identity import ActorField
 from domain.keys import KEY_EXAMPLE, is_incident_key
 from domain.limits import (
@@ -176,6 +176,19 @@ class ActionItem(BaseModel):
         default=0,
         description="extensions before the first one listed, kept in the earlier runs' history",
     )
+    earlier_escalation_rungs: dict[Rung, int] = Field(
+        default_factory=dict,
+        description="the earlier escalations counted by rung (from runs that carried over "
+        "before this was kept, only those since)",
+    )
+    first_due_at: datetime | None = Field(
+        default=None,
+        description="the due date the item started with; None in items started before it was kept",
+    )
+    reopened: int = Field(default=0, description="times its ticket reopened while verifying")
+    facts_written: int = Field(
+        default=0, description="how many times the item's facts went to the read model"
+    )
 
     @property
     def escalation_count(self) -> int:
@@ -196,6 +209,9 @@ class ActionItem(BaseModel):
                 "extensions": extensions,
                 "earlier_escalations": earlier_escalations,
                 "earlier_extensions": earlier_extensions,
+                "earlier_escalation_rungs": rungs_left_out(
+                    self.earlier_escalation_rungs, self.escalations, kept=len(escalations)
+                ),
             }
         )
 
@@ -231,6 +247,9 @@ class StartActionItem(BaseModel):
     route: TeamRoute
     policy: ActionItemPolicy
     history_limit: int = Field(default=10_000, ge=20)
+    record_facts: bool = Field(
+        default=True, description="whether the item writes its facts to the insights read model"
+    )
     carried_over: ActionItemCarriedOver | None = None
 
 

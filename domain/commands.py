@@ -73,6 +73,11 @@ class DeclareIncident(NewIncident):
     history_limit: int = Field(
         default=10_000, ge=20, description="events in one run before it continues as new"
     )
+    record_facts: bool = Field(
+        default=True,
+        description="whether the incident and its items write their facts to the insights read "
+        "model; off only to measure what the writes cost (bench/insights.py)",
+    )
     carried_over: CarriedOver | None = None
 
     @field_validator("key")

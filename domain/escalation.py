@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from enum import StrEnum
 
@@ -33,3 +34,13 @@ class EscalationRecord(BaseModel):
         default_factory=lambda: SCHEDULES,
         description="afteraction's own timers: every escalation is the system's, never a person's",
     )
+
+
+def rungs_left_out(
+    earlier: dict[Rung, int], escalations: list[EscalationRecord], *, kept: int
+) -> dict[Rung, int]:
+    """`earlier` counts by rung, plus the escalations a run leaves out of what it carries over
+    (all but the latest `kept`)."""
+    counts = Counter(earlier)
+    counts.update(record.rung for record in escalations[: len(escalations) - kept])
+    return {rung: counts[rung] for rung in Rung if counts[rung]}

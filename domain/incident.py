@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from domain.action_item import ActionItemSummary
-from domain.escalation import EscalationRecord
+from domain.escalation import EscalationRecord, rungs_left_out
 from domain.identity import ActorField
 from domain.limits import (
     CARRIED_ESCALATIONS,
@@ -16,7 +16,7 @@ from domain.limits import (
     CARRIED_TIMELINE_EVENTS,
     latest,
 )
-from domain.policy import Policy
+from domain.policy import Policy, Rung
 from domain.review import ReviewRecord, ReviewSchedule
 from domain.severity import Severity
 
@@ -68,6 +68,16 @@ class IncidentClock(BaseModel):
     review_held_at: datetime | None = None
     closed_at: datetime | None = None
     cancelled_at: datetime | None = None
+    started_reported: bool | None = Field(
+        default=None,
+        description="whether the declaration said when impact began (else started_at is the "
+        "detection); None in incidents declared before this was kept",
+    )
+    detected_reported: bool | None = Field(
+        default=None,
+        description="whether the declaration said when it was detected (else detected_at is "
+        "the declaration); None in incidents declared before this was kept",
+    )
 
 
 class TimelineKind(StrEnum):
@@ -122,6 +132,14 @@ class Incident(BaseModel):
         default=0,
         description="escalations before the first one listed, kept in the earlier runs' history",
     )
+    earlier_escalation_rungs: dict[Rung, int] = Field(
+        default_factory=dict,
+        description="the earlier escalations counted by rung (from runs that carried over "
+        "before this was kept, only those since)",
+    )
+    facts_written: int = Field(
+        default=0, description="how many times the incident's facts went to the read model"
+    )
 
     @property
     def escalation_count(self) -> int:
@@ -147,6 +165,9 @@ class Incident(BaseModel):
                 "escalations": escalations,
                 "earlier_timeline_events": earlier_events,
                 "earlier_escalations": earlier_escalations,
+                "earlier_escalation_rungs": rungs_left_out(
+                    self.earlier_escalation_rungs, self.escalations, kept=len(escalations)
+                ),
             }
         )
 

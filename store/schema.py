@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Dialect,
     ForeignKey,
@@ -122,3 +123,74 @@ class ApiTokenRow(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# ---- the insights read model ------------------------------------------------------------------
+# Times are epoch milliseconds: the metrics subtract them, and integers load far faster than
+# datetimes over tens of thousands of rows. Lists and counts by rung are JSON text, which the
+# metrics parse only for the groups they need.
+
+
+class IncidentFactRow(Base):
+    """domain.facts.IncidentFacts: one row per incident, replaced by each newer revision."""
+
+    __tablename__ = "incident_facts"
+    __table_args__ = (
+        Index("ix_incident_facts_declared_ms", "declared_ms"),
+        Index("ix_incident_facts_state", "state"),
+    )
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    services: Mapped[str] = mapped_column(Text)
+    teams: Mapped[str] = mapped_column(Text)
+    started_ms: Mapped[int | None] = mapped_column(BigInteger)
+    detected_ms: Mapped[int | None] = mapped_column(BigInteger)
+    declared_ms: Mapped[int] = mapped_column(BigInteger)
+    acknowledged_ms: Mapped[int | None] = mapped_column(BigInteger)
+    mitigated_ms: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_ms: Mapped[int | None] = mapped_column(BigInteger)
+    review_submitted_ms: Mapped[int | None] = mapped_column(BigInteger)
+    review_due_ms: Mapped[int | None] = mapped_column(BigInteger)
+    closed_ms: Mapped[int | None] = mapped_column(BigInteger)
+    cancelled_ms: Mapped[int | None] = mapped_column(BigInteger)
+    escalations: Mapped[int] = mapped_column(Integer)
+    escalations_by_rung: Mapped[str] = mapped_column(Text)
+    action_items: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ActionItemFactRow(Base):
+    """domain.facts.ActionItemFacts: one row per action item, replaced by each newer revision."""
+
+    __tablename__ = "action_item_facts"
+    __table_args__ = (
+        Index("ix_action_item_facts_incident_key", "incident_key"),
+        Index("ix_action_item_facts_state", "state"),
+        Index("ix_action_item_facts_created_ms", "created_ms"),
+    )
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    incident_key: Mapped[str] = mapped_column(String(255))
+    number: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)
+    owning_team: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(255))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    first_due_ms: Mapped[int] = mapped_column(BigInteger)
+    due_ms: Mapped[int] = mapped_column(BigInteger)
+    extensions: Mapped[int] = mapped_column(Integer)
+    completed_ms: Mapped[int | None] = mapped_column(BigInteger)
+    accepted_ms: Mapped[int | None] = mapped_column(BigInteger)
+    reopened: Mapped[int] = mapped_column(Integer)
+    escalations: Mapped[int] = mapped_column(Integer)
+    escalations_by_rung: Mapped[str] = mapped_column(Text)
+    rung: Mapped[str | None] = mapped_column(String(16))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -79,7 +79,8 @@ def worker_with(client: Client, task_queue: str, *activities: Callable[..., Any]
 
 async def resolved(client: Client, task_queue: str) -> Handle:
     policy = slow_policy().model_copy(update={"facilitators": POOL})
-    handle = await declare(client, task_queue, policy)
+    # The stand-in workers register no read model: the incident writes no facts.
+    handle = await declare(client, task_queue, policy, record_facts=False)
     await handle.execute_update(IncidentWorkflow.acknowledge, Acknowledge(commander="bob"))
     await handle.execute_update(IncidentWorkflow.resolve, Transition())
     return handle

@@ -276,7 +276,8 @@ async def refusing_notifier(notice: EscalationNotice) -> None:
 def worker_with(
     client: Client, task_queue: str, notifier: Callable[[EscalationNotice], Awaitable[None]]
 ) -> Worker:
-    """The product's workflows with a stand-in notification activity."""
+    """The product's workflows with a stand-in notification activity, and no read model:
+    incidents on it are declared with record_facts=False."""
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=[notifier])
 
 
@@ -294,7 +295,7 @@ async def test_cancel_while_a_notification_is_in_flight_ends_the_workflow(
     client: Client, task_queue: str
 ) -> None:
     async with worker_with(client, task_queue, slow_notifier):
-        handle = await declare(client, task_queue, fast_policy())
+        handle = await declare(client, task_queue, fast_policy(), record_facts=False)
         await wait_for_escalations(handle, ACK, 1)
         assert (await activity_events(handle))[1] == 0  # the owner's notice is still in flight
 
@@ -311,7 +312,7 @@ async def test_undeliverable_notification_neither_fails_the_incident_nor_stops_t
     client: Client, task_queue: str
 ) -> None:
     async with worker_with(client, task_queue, refusing_notifier):
-        handle = await declare(client, task_queue, fast_policy())
+        handle = await declare(client, task_queue, fast_policy(), record_facts=False)
 
         # owner (+0s) is refused; team lead (+1s) and manager (+2s) still follow.
         incident = await wait_for_escalations(handle, ACK, 3)

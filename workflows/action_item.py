@@ -24,6 +24,7 @@ from workflows.common import (
     notify_escalation,
     rejected,
 )
+from workflows.facts import FactsWriter
 from workflows.upserts import SearchAttributeWriter
 
 with workflow.unsafe.imports_passed_through():
@@ -47,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.deadlines import rung_for_step, step_at, steps_due
     from domain.escalation import DeadlineKind, EscalationRecord
+    from domain.facts import action_item_facts
     from domain.notifications import EscalationNotice
     from domain.policy import Rung, format_duration
     from domain.tickets import (
@@ -101,6 +103,7 @@ class ActionItemWorkflow:
                 policy=start.policy,
                 created_at=now,
                 last_activity_at=now,
+                first_due_at=start.due_at,
             )
             self._missed = {}
         self._changed = False
@@ -108,6 +111,13 @@ class ActionItemWorkflow:
         self._reported: ActionItemSummary | None = None
         self._retry_ticket = False
         self._background = Background()
+        self._facts = FactsWriter(
+            self._background,
+            activity="record_action_item_facts",
+            state=lambda: self.item,
+            derive=lambda revision: action_item_facts(self.item, revision=revision),
+            enabled=start.record_facts,
+        )
 
     @property
     def item(self) -> ActionItem:
@@ -119,6 +129,7 @@ class ActionItemWorkflow:
     async def run(self, start: StartActionItem) -> ActionItem:
         item = self.item
         self._upsert_search_attributes()
+        self._facts.changed()
         run_length = RunLength(start.history_limit)
         if item.ticket is None:
             await self._create_ticket(start)
@@ -186,6 +197,7 @@ class ActionItemWorkflow:
             if ticket.status is TicketStatus.CLOSED and item.state is ActionItemState.OPEN:
                 self._ticket_closed(workflow.now())
         self._upsert_search_attributes()
+        self._facts.changed()
         await self._report_to_incident()
 
     def _ticket_body(self, start: StartActionItem) -> str:
@@ -278,6 +290,7 @@ class ActionItemWorkflow:
                 self._escalate(kind, due_at, step, now, start)
                 missed.steps_taken = step + 1
         self._upsert_search_attributes()
+        self._facts.changed()
 
     def _escalate(
         self, kind: DeadlineKind, due_at: datetime, step: int, now: datetime, start: StartActionItem
@@ -400,6 +413,7 @@ class ActionItemWorkflow:
     def _changed_state(self) -> ActionItemSummary:
         self._changed = True
         self._upsert_search_attributes()
+        self._facts.changed()
         self._background.spawn(self._report_to_incident())
         return ActionItemSummary.of(self.item)
 
@@ -432,6 +446,7 @@ class ActionItemWorkflow:
             item.state = ActionItemState.OPEN
             item.closed_at = None
             item.closed_by = None
+            item.reopened += 1
         self._changed_state()
 
     def _stale(self, change: TicketChanged) -> bool:

@@ -27,6 +27,7 @@ from workflows.common import (
     notify_escalation,
     rejected,
 )
+from workflows.facts import FactsWriter
 from workflows.upserts import SearchAttributeWriter
 
 with workflow.unsafe.imports_passed_through():
@@ -62,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         steps_due,
     )
     from domain.escalation import DeadlineKind, EscalationRecord
+    from domain.facts import incident_facts
     from domain.identity import SCHEDULES, Actor
     from domain.incident import (
         Incident,
@@ -122,6 +124,14 @@ class IncidentWorkflow:
         self._background = Background()
         # The review commands await (the facilitator, the items' starts): one at a time.
         self._review_turn = asyncio.Lock()
+        self._record_facts = declaration.record_facts
+        self._facts = FactsWriter(
+            self._background,
+            activity="record_incident_facts",
+            state=lambda: self.incident,
+            derive=lambda revision: incident_facts(self.incident, revision=revision),
+            enabled=declaration.record_facts,
+        )
 
     # ---- run loop: the durable timers -------------------------------------------------
 
@@ -129,6 +139,7 @@ class IncidentWorkflow:
     async def run(self, declaration: DeclareIncident) -> Incident:
         incident = self.incident
         self._upsert_search_attributes()
+        self._facts.changed()
         run_length = RunLength(declaration.history_limit)
         while not incident.state.is_final:
             if run_length.exceeded():
@@ -177,7 +188,13 @@ class IncidentWorkflow:
             summary=declaration.summary,
             declared_by=declaration.declared_by,
             declared_by_actor=declaration.actor,
-            clock=IncidentClock(started_at=started, detected_at=detected, declared_at=now),
+            clock=IncidentClock(
+                started_at=started,
+                detected_at=detected,
+                declared_at=now,
+                started_reported=declaration.started_at is not None,
+                detected_reported=declaration.detected_at is not None,
+            ),
             policy=declaration.policy,
         )
         incident.timeline.append(
@@ -218,6 +235,7 @@ class IncidentWorkflow:
                 missed.steps_taken = step + 1
         if notices:
             self._upsert_search_attributes()
+            self._facts.changed()
         return notices
 
     def _escalate(
@@ -631,6 +649,7 @@ class IncidentWorkflow:
                 due_at=due_at,
                 route=route,
                 policy=policy,
+                record_facts=self._record_facts,
             ),
             id=action_workflow_id(incident.key, number),
             # Items outlive the run that started them: the incident may continue as new.
@@ -741,14 +760,17 @@ class IncidentWorkflow:
             tracker.status_misses = 0
 
     def _stamp_acknowledged(self, at: datetime) -> None:
-        """Mitigating or resolving an unacknowledged incident acknowledges it (MTTA)."""
+        """Mitigating or resolving an unacknowledged incident acknowledges it (MTTA), no
+        earlier than it was declared: a declaration after the fact, with the mitigation in the
+        past, was acknowledged when it was declared."""
         clock = self.incident.clock
         if clock.acknowledged_at is None:
-            clock.acknowledged_at = min(at, workflow.now())
+            clock.acknowledged_at = max(min(at, workflow.now()), clock.declared_at)
 
     def _changed_state(self) -> IncidentStatus:
         self._changed = True
         self._upsert_search_attributes()
+        self._facts.changed()
         return IncidentStatus.of(self.incident)
 
     def _upsert_search_attributes(self) -> None:

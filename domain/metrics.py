@@ -1,0 +1,475 @@
+"""The metrics: their definitions as data, and the figures computed from the read model's facts.
+
+The definitions are versioned: a change to what a figure means (a field, a fallback, an
+exclusion) raises DEFINITIONS_VERSION, and every figure set names the version it was computed
+by, so two reports are comparable only when their versions agree.
+
+Pure: the facts come in as rows (anything with the attributes of `IncidentRow` and `ItemRow`,
+times in epoch milliseconds, as the store keeps them), and the window is given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+DEFINITIONS_VERSION = 1
+NO_GROUP = "(none)"
+FINAL_ITEM_STATES = ("done", "accepted")
+CANCELLED = "cancelled"
+
+
+class Unit(StrEnum):
+    SECONDS = "seconds"
+    COUNT = "count"
+
+
+class Grouping(StrEnum):
+    SEVERITY = "severity"
+    SERVICE = "service"
+    TEAM = "team"
+
+
+class Definition(BaseModel):
+    """One metric: what it measures, from which facts, and what it leaves out."""
+
+    name: str
+    title: str
+    start: list[str] = Field(
+        default_factory=list, description="the start fact; when unknown, the next one (fallbacks)"
+    )
+    end: list[str] = Field(default_factory=list, description="the end fact, then its fallbacks")
+    window: str = Field(description="the fact that places a subject in the window")
+    counts: str = Field(description="what is counted, in words")
+    excludes: list[str] = Field(default_factory=list)
+    unit: Unit
+
+
+_EXCLUDED_EVERYWHERE = "cancelled incidents (counted apart as `cancelled`)"
+_STATISTICS = "count, p50 and p90 (nearest rank: an observed value), and the mean"
+
+DURATIONS: tuple[Definition, ...] = (
+    Definition(
+        name="mttd",
+        title="time to detect",
+        start=["started_at"],
+        end=["detected_at", "declared_at"],
+        window="declared_at",
+        counts=f"detected - started, per incident: {_STATISTICS}",
+        excludes=[
+            _EXCLUDED_EVERYWHERE,
+            "incidents whose start was not reported (a fallback would measure zero)",
+        ],
+        unit=Unit.SECONDS,
+    ),
+    Definition(
+        name="mtta",
+        title="time to acknowledge",
+        start=["declared_at"],
+        end=["acknowledged_at"],
+        window="declared_at",
+        counts=f"acknowledged - declared, per incident: {_STATISTICS}",
+        excludes=[_EXCLUDED_EVERYWHERE, "incidents not acknowledged yet"],
+        unit=Unit.SECONDS,
+    ),
+    Definition(
+        name="mttm",
+        title="time to mitigate",
+        start=["started_at", "detected_at", "declared_at"],
+        end=["mitigated_at"],
+        window="declared_at",
+        counts=f"mitigated - started, per incident: {_STATISTICS}; `fallbacks` counts the "
+        "incidents measured from a later start",
+        excludes=[_EXCLUDED_EVERYWHERE, "incidents not mitigated yet"],
+        unit=Unit.SECONDS,
+    ),
+    Definition(
+        name="mttr",
+        title="time to resolve",
+        start=["started_at", "detected_at", "declared_at"],
+        end=["resolved_at"],
+        window="declared_at",
+        counts=f"resolved - started, per incident: {_STATISTICS}; `fallbacks` counts the "
+        "incidents measured from a later start",
+        excludes=[_EXCLUDED_EVERYWHERE, "incidents not resolved yet"],
+        unit=Unit.SECONDS,
+    ),
+    Definition(
+        name="time_to_review",
+        title="time to review",
+        start=["resolved_at"],
+        end=["review_submitted_at"],
+        window="declared_at",
+        counts=f"review submitted - resolved, per incident: {_STATISTICS}",
+        excludes=[_EXCLUDED_EVERYWHERE, "incidents whose review is not submitted yet"],
+        unit=Unit.SECONDS,
+    ),
+)
+
+COUNTS: tuple[Definition, ...] = (
+    Definition(
+        name="reviews",
+        title="reviews against the policy's deadline",
+        start=["resolved_at"],
+        end=["review_submitted_at"],
+        window="declared_at",
+        counts="on_time: submitted on or before review_due_at (the policy's business-day "
+        "deadline from resolution); late: submitted after it; overdue: not submitted and "
+        "past it at the end of the window; pending: not submitted, not due yet",
+        excludes=[_EXCLUDED_EVERYWHERE, "incidents not resolved yet"],
+        unit=Unit.COUNT,
+    ),
+    Definition(
+        name="action_items_closed",
+        title="action items closed on time",
+        end=["completed_at", "accepted_at"],
+        window="completed_at or accepted_at",
+        counts="closed: done or accepted in the window; on_time: done (verified, or its "
+        "ticket closed where no verification is required) on or before the due date in force "
+        "when it closed; of those, extended: met only a due date that was extended; late: done "
+        "after it; accepted: risk accepted (won't do), never counted as on time",
+        excludes=["items still open", "items of cancelled incidents"],
+        unit=Unit.COUNT,
+    ),
+    Definition(
+        name="action_items_open",
+        title="open and overdue action items",
+        window="open at the end of the window",
+        counts="open: not done nor accepted; overdue: open and past the due date in force; "
+        "both also by the rung of the item's latest escalation (`none` before any)",
+        excludes=["items created after the end of the window"],
+        unit=Unit.COUNT,
+    ),
+    Definition(
+        name="escalations",
+        title="escalations",
+        window="declared_at (incidents), created_at (action items)",
+        counts="escalations fired for the incidents and for the action items in the window, "
+        "in all and by rung; per_incident and per_item are their means",
+        excludes=[_EXCLUDED_EVERYWHERE],
+        unit=Unit.COUNT,
+    ),
+)
+
+DEFINITIONS: tuple[Definition, ...] = DURATIONS + COUNTS
+
+
+class IncidentRow(Protocol):
+    """An incident's facts as the store hands them to the metrics (times in epoch ms)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def services(self) -> str: ...  # a JSON list
+    @property
+    def teams(self) -> str: ...  # a JSON list
+    @property
+    def started_ms(self) -> int | None: ...
+    @property
+    def detected_ms(self) -> int | None: ...
+    @property
+    def declared_ms(self) -> int: ...
+    @property
+    def acknowledged_ms(self) -> int | None: ...
+    @property
+    def mitigated_ms(self) -> int | None: ...
+    @property
+    def resolved_ms(self) -> int | None: ...
+    @property
+    def review_submitted_ms(self) -> int | None: ...
+    @property
+    def review_due_ms(self) -> int | None: ...
+    @property
+    def escalations(self) -> int: ...
+    @property
+    def escalations_by_rung(self) -> str: ...  # a JSON object
+
+
+class ItemRow(Protocol):
+    @property
+    def incident_key(self) -> str: ...
+    @property
+    def owning_team(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def created_ms(self) -> int: ...
+    @property
+    def due_ms(self) -> int: ...
+    @property
+    def extensions(self) -> int: ...
+    @property
+    def completed_ms(self) -> int | None: ...
+    @property
+    def accepted_ms(self) -> int | None: ...
+    @property
+    def escalations(self) -> int: ...
+    @property
+    def escalations_by_rung(self) -> str: ...  # a JSON object
+    @property
+    def rung(self) -> str | None: ...
+    @property
+    def services(self) -> str | None: ...  # its incident's, a JSON list (None: not known)
+
+
+# ---- the figures ------------------------------------------------------------------------------
+
+
+class Distribution(BaseModel):
+    count: int = 0
+    p50: float | None = Field(default=None, description="seconds")
+    p90: float | None = Field(default=None, description="seconds")
+    mean: float | None = Field(default=None, description="seconds")
+    fallbacks: dict[str, int] = Field(
+        default_factory=dict, description="measured from a later start: how many, by its fact"
+    )
+
+
+class ReviewFigures(BaseModel):
+    on_time: int = 0
+    late: int = 0
+    overdue: int = 0
+    pending: int = 0
+
+
+class ActionItemFigures(BaseModel):
+    closed: int = 0
+    on_time: int = 0
+    extended: int = Field(default=0, description="of on_time: met only an extended due date")
+    late: int = 0
+    accepted: int = 0
+    open: int = 0
+    overdue: int = 0
+    open_by_rung: dict[str, int] = Field(default_factory=dict)
+    overdue_by_rung: dict[str, int] = Field(default_factory=dict)
+
+
+class EscalationFigures(BaseModel):
+    incidents: int = Field(default=0, description="escalations of the incidents in the window")
+    action_items: int = Field(default=0, description="escalations of the items in the window")
+    per_incident: float | None = None
+    per_item: float | None = None
+    by_rung: dict[str, int] = Field(default_factory=dict)
+
+
+class GroupFigures(BaseModel):
+    group: str
+    incidents: int = Field(default=0, description="declared in the window, not cancelled")
+    cancelled: int = 0
+    durations: dict[str, Distribution] = Field(default_factory=dict)
+    reviews: ReviewFigures = Field(default_factory=ReviewFigures)
+    action_items: ActionItemFigures = Field(default_factory=ActionItemFigures)
+    escalations: EscalationFigures = Field(default_factory=EscalationFigures)
+
+
+class MetricsReport(BaseModel):
+    definitions_version: int = DEFINITIONS_VERSION
+    since: datetime
+    until: datetime
+    by: Grouping | None = None
+    total: GroupFigures
+    groups: list[GroupFigures] = Field(default_factory=list)
+
+
+def nearest_rank(ordered: Sequence[float], percent: int) -> float:
+    """The smallest value with at least `percent`% of the values at or below it."""
+    rank = max(1, math.ceil(percent / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def distribution(seconds: list[float], fallbacks: dict[str, int]) -> Distribution:
+    if not seconds:
+        return Distribution(fallbacks=fallbacks)
+    ordered = sorted(seconds)
+    return Distribution(
+        count=len(ordered),
+        p50=nearest_rank(ordered, 50),
+        p90=nearest_rank(ordered, 90),
+        mean=round(sum(ordered) / len(ordered), 3),
+        fallbacks=fallbacks,
+    )
+
+
+def _first_known(row: object, facts: list[str]) -> tuple[int | None, str | None]:
+    for fact in facts:
+        value = getattr(row, fact.removesuffix("_at") + "_ms")
+        if value is not None:
+            return value, fact
+    return None, None
+
+
+class _Group:
+    """The facts of one group, gathered before its figures are computed."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.incidents: list[IncidentRow] = []
+        self.cancelled = 0
+        self.items: list[ItemRow] = []
+
+    def figures(self, since_ms: int, until_ms: int) -> GroupFigures:
+        return GroupFigures(
+            group=self.name,
+            incidents=len(self.incidents),
+            cancelled=self.cancelled,
+            durations={d.name: _duration(d, self.incidents) for d in DURATIONS},
+            reviews=_reviews(self.incidents, until_ms),
+            action_items=_action_items(self.items, since_ms, until_ms),
+            escalations=_escalations(self.incidents, self.items, since_ms, until_ms),
+        )
+
+
+def _duration(definition: Definition, incidents: list[IncidentRow]) -> Distribution:
+    seconds: list[float] = []
+    fallbacks: dict[str, int] = defaultdict(int)
+    for row in incidents:
+        start, start_fact = _first_known(row, definition.start)
+        end, _ = _first_known(row, definition.end)
+        if start is None or end is None or end < start:
+            continue
+        seconds.append((end - start) / 1000)
+        if start_fact != definition.start[0]:
+            fallbacks[str(start_fact)] += 1
+    return distribution(seconds, dict(fallbacks))
+
+
+def _reviews(incidents: list[IncidentRow], until_ms: int) -> ReviewFigures:
+    figures = ReviewFigures()
+    for row in incidents:
+        due = row.review_due_ms
+        if due is None:
+            continue
+        submitted = row.review_submitted_ms
+        if submitted is not None:
+            if submitted <= due:
+                figures.on_time += 1
+            else:
+                figures.late += 1
+        elif due < until_ms:
+            figures.overdue += 1
+        else:
+            figures.pending += 1
+    return figures
+
+
+def _action_items(items: list[ItemRow], since_ms: int, until_ms: int) -> ActionItemFigures:
+    figures = ActionItemFigures()
+    for row in items:
+        closed_ms = row.completed_ms if row.completed_ms is not None else row.accepted_ms
+        if closed_ms is not None and since_ms <= closed_ms <= until_ms:
+            figures.closed += 1
+            if row.accepted_ms is not None:
+                figures.accepted += 1
+            elif closed_ms <= row.due_ms:
+                figures.on_time += 1
+                figures.extended += row.extensions > 0
+            else:
+                figures.late += 1
+        still_open = closed_ms is None or closed_ms > until_ms
+        if still_open and row.created_ms <= until_ms and row.state not in FINAL_ITEM_STATES:
+            rung = row.rung or "none"
+            figures.open += 1
+            figures.open_by_rung[rung] = figures.open_by_rung.get(rung, 0) + 1
+            if row.due_ms < until_ms:
+                figures.overdue += 1
+                figures.overdue_by_rung[rung] = figures.overdue_by_rung.get(rung, 0) + 1
+    return figures
+
+
+def _escalations(
+    incidents: list[IncidentRow], items: list[ItemRow], since_ms: int, until_ms: int
+) -> EscalationFigures:
+    figures = EscalationFigures()
+    by_rung: dict[str, int] = defaultdict(int)
+    for incident in incidents:
+        figures.incidents += incident.escalations
+        for rung, count in json.loads(incident.escalations_by_rung).items():
+            by_rung[rung] += count
+    created = [item for item in items if since_ms <= item.created_ms <= until_ms]
+    for item in created:
+        figures.action_items += item.escalations
+        for rung, count in json.loads(item.escalations_by_rung).items():
+            by_rung[rung] += count
+    if incidents:
+        figures.per_incident = round(figures.incidents / len(incidents), 3)
+    if created:
+        figures.per_item = round(figures.action_items / len(created), 3)
+    figures.by_rung = dict(sorted(by_rung.items()))
+    return figures
+
+
+def _incident_groups(row: IncidentRow, by: Grouping) -> list[str]:
+    if by is Grouping.SEVERITY:
+        return [row.severity]
+    names: list[str] = json.loads(row.services if by is Grouping.SERVICE else row.teams)
+    return names or [NO_GROUP]
+
+
+def compute(
+    incidents: Iterable[IncidentRow],
+    items: Iterable[ItemRow],
+    *,
+    since: datetime,
+    until: datetime,
+    by: Grouping | None = None,
+) -> MetricsReport:
+    """The figures of the incidents declared in [since, until] and of the action items the
+    definitions place there (`items` may hold more: each figure picks its own)."""
+    since_ms, until_ms = _ms(since), _ms(until)
+    total = _Group("all")
+    groups: dict[str, _Group] = {}
+
+    def group(name: str) -> _Group:
+        if name not in groups:
+            groups[name] = _Group(name)
+        return groups[name]
+
+    for row in incidents:
+        if not since_ms <= row.declared_ms <= until_ms:
+            continue
+        names = _incident_groups(row, by) if by is not None else []
+        targets = [total, *(group(name) for name in names)]
+        for target in targets:
+            if row.state == CANCELLED:
+                target.cancelled += 1
+            else:
+                target.incidents.append(row)
+    item_groups = _item_grouping(by)
+    for item in items:
+        total.items.append(item)
+        for name in item_groups(item):
+            group(name).items.append(item)
+    return MetricsReport(
+        since=since,
+        until=until,
+        by=by,
+        total=total.figures(since_ms, until_ms),
+        groups=[groups[name].figures(since_ms, until_ms) for name in sorted(groups)],
+    )
+
+
+def _item_grouping(by: Grouping | None) -> Callable[[ItemRow], list[str]]:
+    if by is None:
+        return lambda item: []
+    if by is Grouping.TEAM:
+        return lambda item: [item.owning_team]
+    if by is Grouping.SEVERITY:
+        return lambda item: [item.severity]
+    return lambda item: json.loads(item.services or "[]") or [NO_GROUP]
+
+
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)

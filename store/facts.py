@@ -1,0 +1,265 @@
+"""The insights read model's SQL: record facts (a newer revision replaces an older one, the same
+revision rewrites identical values, an older one changes nothing), and read them back for the
+metrics, the Prometheus gauges and `insights check`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from domain.facts import ActionItemFacts, IncidentFacts
+from store.database import Store
+from store.schema import ActionItemFactRow, IncidentFactRow
+
+# When a row was written: not a fact, and not something a workflow knows.
+_BOOKKEEPING = frozenset({"recorded_at"})
+FINAL_INCIDENT_STATES = ("closed", "cancelled")
+FINAL_ITEM_STATES = ("done", "accepted")
+
+
+def epoch_ms(moment: datetime | None) -> int | None:
+    return None if moment is None else round(moment.timestamp() * 1000)
+
+
+def from_epoch_ms(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def incident_columns(facts: IncidentFacts) -> dict[str, Any]:
+    """The row that stores `facts` (bookkeeping aside)."""
+    return {
+        "key": facts.key,
+        "title": facts.title,
+        "severity": facts.severity.value,
+        "state": facts.state.value,
+        "services": _json(facts.services),
+        "teams": _json(facts.teams),
+        "started_ms": epoch_ms(facts.started_at),
+        "detected_ms": epoch_ms(facts.detected_at),
+        "declared_ms": epoch_ms(facts.declared_at),
+        "acknowledged_ms": epoch_ms(facts.acknowledged_at),
+        "mitigated_ms": epoch_ms(facts.mitigated_at),
+        "resolved_ms": epoch_ms(facts.resolved_at),
+        "review_submitted_ms": epoch_ms(facts.review_submitted_at),
+        "review_due_ms": epoch_ms(facts.review_due_at),
+        "closed_ms": epoch_ms(facts.closed_at),
+        "cancelled_ms": epoch_ms(facts.cancelled_at),
+        "escalations": facts.escalations,
+        "escalations_by_rung": _json({r.value: n for r, n in facts.escalations_by_rung.items()}),
+        "action_items": facts.action_items,
+    }
+
+
+def action_item_columns(facts: ActionItemFacts) -> dict[str, Any]:
+    return {
+        "id": facts.id,
+        "incident_key": facts.incident_key,
+        "number": facts.number,
+        "title": facts.title,
+        "owning_team": facts.owning_team,
+        "kind": facts.kind.value,
+        "severity": facts.severity.value,
+        "state": facts.state.value,
+        "target": facts.target,
+        "created_ms": epoch_ms(facts.created_at),
+        "first_due_ms": epoch_ms(facts.first_due_at),
+        "due_ms": epoch_ms(facts.due_at),
+        "extensions": facts.extensions,
+        "completed_ms": epoch_ms(facts.completed_at),
+        "accepted_ms": epoch_ms(facts.accepted_at),
+        "reopened": facts.reopened,
+        "escalations": facts.escalations,
+        "escalations_by_rung": _json({r.value: n for r, n in facts.escalations_by_rung.items()}),
+        "rung": facts.rung.value if facts.rung is not None else None,
+    }
+
+
+def stored_columns(row: IncidentFactRow | ActionItemFactRow) -> dict[str, Any]:
+    """A stored row's facts and revision, in the form `incident_columns` and
+    `action_item_columns` give."""
+    return {
+        column.key: getattr(row, column.key)
+        for column in row.__table__.columns
+        if column.key not in _BOOKKEEPING
+    }
+
+
+class FactsRepository:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def record_incident(self, facts: IncidentFacts, *, at: datetime) -> bool:
+        """Keep `facts` unless a newer revision is stored; whether the row was written."""
+        return self._upsert(IncidentFactRow, "key", incident_columns(facts), facts.revision, at)
+
+    def record_action_item(self, facts: ActionItemFacts, *, at: datetime) -> bool:
+        return self._upsert(ActionItemFactRow, "id", action_item_columns(facts), facts.revision, at)
+
+    def _upsert(
+        self,
+        table: type[IncidentFactRow] | type[ActionItemFactRow],
+        key: str,
+        columns: dict[str, Any],
+        revision: int,
+        at: datetime,
+    ) -> bool:
+        values = {**columns, "revision": revision, "recorded_at": at}
+        insert: Any = (
+            postgresql_insert(table)
+            if self._store.dialect == "postgresql"
+            else sqlite_insert(table)
+        )
+        statement = insert.values(**values)
+        changed = {name: statement.excluded[name] for name in values if name != key}
+        statement = statement.on_conflict_do_update(
+            index_elements=[key],
+            set_=changed,
+            # The same revision again (a retry, a rebuild) writes the same facts; an older one
+            # (a late write) must not replace a newer one.
+            where=table.revision <= statement.excluded.revision,
+        )
+        with self._store.writing() as session:
+            result = session.execute(statement)
+        return bool(getattr(result, "rowcount", 0))
+
+    def forget_incident(self, key: str) -> None:
+        """Drop an incident's facts and its items' (an administrator's repair, and the test
+        that proves `insights check` notices a missing row)."""
+        with self._store.writing() as session:
+            session.execute(delete(ActionItemFactRow).where(ActionItemFactRow.incident_key == key))
+            session.execute(delete(IncidentFactRow).where(IncidentFactRow.key == key))
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def incidents(self, keys: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Stored incident facts by key (all of them, or those of `keys`)."""
+        with self._store.reading() as session:
+            query = select(IncidentFactRow)
+            if keys is not None:
+                query = query.where(IncidentFactRow.key.in_(keys))
+            return {row.key: stored_columns(row) for row in session.scalars(query)}
+
+    def action_items(self, ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        with self._store.reading() as session:
+            query = select(ActionItemFactRow)
+            if ids is not None:
+                query = query.where(ActionItemFactRow.id.in_(ids))
+            return {row.id: stored_columns(row) for row in session.scalars(query)}
+
+    def revisions(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Every incident's and item's stored revision, by key and by id."""
+        with self._store.reading() as session:
+            incidents = session.execute(select(IncidentFactRow.key, IncidentFactRow.revision))
+            items = session.execute(select(ActionItemFactRow.id, ActionItemFactRow.revision))
+            return dict(incidents.tuples().all()), dict(items.tuples().all())
+
+    def measured_incidents(self, since_ms: int, until_ms: int) -> Sequence[Any]:
+        """The columns the metrics read, of the incidents declared in the window."""
+        table = IncidentFactRow
+        query = select(
+            table.key,
+            table.severity,
+            table.state,
+            table.services,
+            table.teams,
+            table.started_ms,
+            table.detected_ms,
+            table.declared_ms,
+            table.acknowledged_ms,
+            table.mitigated_ms,
+            table.resolved_ms,
+            table.review_submitted_ms,
+            table.review_due_ms,
+            table.escalations,
+            table.escalations_by_rung,
+        ).where(table.declared_ms.between(since_ms, until_ms))
+        with self._store.reading() as session:
+            return session.execute(query).all()
+
+    def measured_items(self, since_ms: int, until_ms: int) -> Sequence[Any]:
+        """The items some figure of the window counts: created in it, closed in it, or open at
+        its end; with their incident's services."""
+        item, incident = ActionItemFactRow, IncidentFactRow
+        query = (
+            select(
+                item.incident_key,
+                item.owning_team,
+                item.severity,
+                item.state,
+                item.created_ms,
+                item.due_ms,
+                item.extensions,
+                item.completed_ms,
+                item.accepted_ms,
+                item.escalations,
+                item.escalations_by_rung,
+                item.rung,
+                incident.services,
+            )
+            .outerjoin(incident, incident.key == item.incident_key)
+            .where(
+                or_(
+                    item.created_ms.between(since_ms, until_ms),
+                    item.completed_ms.between(since_ms, until_ms),
+                    item.accepted_ms.between(since_ms, until_ms),
+                    and_(item.created_ms <= until_ms, item.state.not_in(FINAL_ITEM_STATES)),
+                    and_(item.created_ms <= until_ms, item.completed_ms > until_ms),
+                    and_(item.created_ms <= until_ms, item.accepted_ms > until_ms),
+                )
+            )
+        )
+        with self._store.reading() as session:
+            return session.execute(query).all()
+
+    # ---- what Prometheus shows ---------------------------------------------------------------
+
+    def open_incidents(self) -> list[tuple[str, str, int]]:
+        """(severity, state, count) of the incidents not closed nor cancelled."""
+        table = IncidentFactRow
+        query = (
+            select(table.severity, table.state, func.count())
+            .where(table.state.not_in(FINAL_INCIDENT_STATES))
+            .group_by(table.severity, table.state)
+        )
+        with self._store.reading() as session:
+            return [(s, st, n) for s, st, n in session.execute(query).tuples()]
+
+    def open_items(self, now_ms: int) -> list[tuple[str, int, int]]:
+        """(team, open, overdue) of the action items not done nor accepted."""
+        table = ActionItemFactRow
+        overdue = func.sum(case((table.due_ms < now_ms, 1), else_=0))
+        query = (
+            select(table.owning_team, func.count(), overdue)
+            .where(table.state.not_in(FINAL_ITEM_STATES))
+            .group_by(table.owning_team)
+        )
+        with self._store.reading() as session:
+            return [(team, n, int(late or 0)) for team, n, late in session.execute(query).tuples()]
+
+    def escalations_by_rung(self) -> dict[tuple[str, str], int]:
+        """Escalations ever fired, by (subject, rung): subject is incident or action_item."""
+        totals: dict[tuple[str, str], int] = {}
+        with self._store.reading() as session:
+            for subject, table in (
+                ("incident", IncidentFactRow),
+                ("action_item", ActionItemFactRow),
+            ):
+                rows = session.execute(
+                    select(table.escalations_by_rung).where(table.escalations > 0)
+                ).scalars()
+                for text in rows:
+                    for rung, count in json.loads(text).items():
+                        totals[(subject, rung)] = totals.get((subject, rung), 0) + count
+        return totals

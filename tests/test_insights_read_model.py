@@ -1,0 +1,94 @@
+"""The insights read model on the dev server: the workflows write their facts at each
+transition, `check` finds the rows equal to the workflows, notices a deleted row, and
+`rebuild` restores it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from app.services.read_model import ReadModel
+from domain.action_item import (
+    ActionItemState,
+    TicketChanged,
+    TicketStatus,
+    VerifyItem,
+    action_workflow_id,
+)
+from domain.commands import Acknowledge, Transition
+from domain.incident import IncidentState
+from domain.review import ScheduleReview, SubmitReview
+from settings import Settings
+from store import configured_store
+from store.facts import FactsRepository
+from tests.helpers import declare, eventually
+from tests.policies import slow_policy
+from tests.reviews import full_review, item_spec, item_state, local_route
+from workflows.incident import IncidentWorkflow
+
+
+async def test_facts_follow_the_workflows_and_check_notices_a_deleted_row(
+    client: Client, worker: Worker, task_queue: str, settings: Settings
+) -> None:
+    started = datetime.now(UTC) - timedelta(minutes=30)
+    handle = await declare(
+        client, task_queue, slow_policy(), started_at=started, teams=["payments"]
+    )
+    await handle.execute_update(IncidentWorkflow.acknowledge, Acknowledge(commander="bob"))
+    await handle.execute_update(IncidentWorkflow.resolve, Transition())
+    await handle.execute_update(
+        IncidentWorkflow.schedule_review,
+        ScheduleReview(at=datetime.now(UTC) + timedelta(days=1), facilitator="fran"),
+    )
+    review = full_review(item_spec("payments", "Cap the pool size"))
+    await handle.execute_update(
+        IncidentWorkflow.submit_review,
+        SubmitReview(review=review, routes={"payments": local_route("payments")}, by="fran"),
+    )
+    incident = await handle.query(IncidentWorkflow.state)
+    item_id = action_workflow_id(incident.key, 1)
+    item = await eventually(
+        lambda: item_state(client, item_id), lambda i: i.state is ActionItemState.OPEN
+    )
+    assert item.ticket is not None
+    await client.get_workflow_handle(item_id).signal(
+        "ticket_changed",
+        TicketChanged(
+            ticket_key=item.ticket.key,
+            event="closed",
+            status=TicketStatus.CLOSED,
+            at=datetime.now(UTC),
+            source="local",
+        ),
+    )
+    await eventually(
+        lambda: item_state(client, item_id), lambda i: i.state is ActionItemState.VERIFYING
+    )
+    await client.get_workflow_handle(item_id).execute_update(
+        "verify", VerifyItem(evidence="https://grafana/d/pool", by="carol")
+    )
+    closed = await handle.result()
+    assert closed.state is IncidentState.CLOSED
+
+    store = configured_store(settings)
+    facts = FactsRepository(store)
+    read_model = ReadModel(client, store, task_queue=task_queue)
+    report = await eventually(read_model.check, lambda r: r.workflows == 2)
+    assert report.differences == []
+    row = facts.incidents([incident.key])[incident.key]
+    assert row["state"] == "closed"
+    assert row["started_ms"] == round(started.timestamp() * 1000)
+    assert facts.action_items()[f"{incident.key}-1"]["state"] == "done"
+
+    facts.forget_incident(incident.key)
+    report = await read_model.check()
+    assert {(d.subject, d.kind) for d in report.differences} == {
+        (incident.key, "missing"),
+        (f"{incident.key}-1", "missing"),
+    }
+    rebuilt = await read_model.rebuild()
+    assert rebuilt.written == 2
+    assert (await read_model.check()).differences == []
+    assert facts.incidents([incident.key])[incident.key] == row
