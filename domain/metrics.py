@@ -161,6 +161,13 @@ COUNTS: tuple[Definition, ...] = (
 DEFINITIONS: tuple[Definition, ...] = DURATIONS + COUNTS
 
 
+class DefinitionSet(BaseModel):
+    """The definitions as `metrics definitions` and GET /api/metrics/definitions give them."""
+
+    version: int = DEFINITIONS_VERSION
+    definitions: list[Definition] = Field(default_factory=lambda: list(DEFINITIONS))
+
+
 class IncidentRow(Protocol):
     """An incident's facts as the store hands them to the metrics (times in epoch ms)."""
 

@@ -130,9 +130,10 @@ class FactsRepository:
             # (a late write) must not replace a newer one.
             where=table.revision <= statement.excluded.revision,
         )
+        # A row comes back only when the insert or the update happened (rowcount would not
+        # say so on every driver).
         with self._store.writing() as session:
-            result = session.execute(statement)
-        return bool(getattr(result, "rowcount", 0))
+            return session.execute(statement.returning(table.revision)).first() is not None
 
     def forget_incident(self, key: str) -> None:
         """Drop an incident's facts and its items' (an administrator's repair, and the test

@@ -31,6 +31,8 @@ from app.cli.common import (
     warn,
 )
 from app.cli.db import db
+from app.cli.insights import insights
+from app.cli.metrics import metrics
 from app.cli.review import review
 from app.cli.tickets import tickets
 from app.cli.tokens import tokens
@@ -60,6 +62,8 @@ app.add_typer(review, name="review")
 app.add_typer(actions, name="actions")
 app.add_typer(db, name="db")
 app.add_typer(tokens, name="tokens")
+app.add_typer(metrics, name="metrics")
+app.add_typer(insights, name="insights")
 
 
 def _command(key: str, name: str, payload: BaseModel, as_json: bool) -> None:

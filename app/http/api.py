@@ -56,6 +56,7 @@ from app.services.incidents import (
     UnknownTeam,
     unavailable_message,
 )
+from app.services.insights import DEFAULT_SINCE, Insights, WindowError, window, window_length
 from app.services.tickets import StatusChange, set_status
 from domain.action_item import (
     AcceptRisk,
@@ -87,7 +88,8 @@ from domain.incident import (
 )
 from domain.keys import normal_key
 from domain.limits import Moment, SearchName
-from domain.policy import Policy, PolicyFileError, load_policy
+from domain.metrics import DefinitionSet, Grouping, MetricsReport
+from domain.policy import Policy, PolicyFileError, format_duration, load_policy
 from domain.review import ReviewRecord, ScheduleReview
 from domain.routing import Routing, RoutingError, load_routing
 from domain.tickets import TicketDetail
@@ -310,6 +312,7 @@ def create_app(
     store = configured_store(settings)
     tracker = LocalTracker(store)
     tokens = ApiTokens(store)
+    insights = Insights(store)
     authenticator = Authenticator(tokens, oidc_verifier(settings))
 
     @asynccontextmanager
@@ -691,6 +694,37 @@ def create_app(
         outcome = await items.retry_ticket(known)
         log.info("action_item.retry_ticket", action_item=item_id, requested=outcome.requested)
         return outcome
+
+    # ---- insights: the figures of a window, from the read model ---------------------------
+
+    @api.get(
+        "/api/metrics",
+        dependencies=rule(Permission.READ),
+        response_model=MetricsReport,
+        summary="Detection, response and closure figures of the incidents declared in a window",
+        responses=_errors(422, 503),
+    )
+    async def metrics(
+        since: Annotated[
+            str, Query(description="How far back the window reaches: 30d, 90d, 365d.")
+        ] = format_duration(DEFAULT_SINCE),
+        by: Annotated[Grouping | None, Query(description="Figures per group.")] = None,
+    ) -> MetricsReport:
+        try:
+            length = window_length(since)
+            window(length)
+        except WindowError as error:
+            raise HTTPException(422, f"since: {error}") from None
+        return await asyncio.to_thread(lambda: insights.metrics(since=length, by=by))
+
+    @api.get(
+        "/api/metrics/definitions",
+        dependencies=rule(Permission.READ),
+        response_model=DefinitionSet,
+        summary="What each figure measures: its facts, fallbacks, exclusions and unit",
+    )
+    async def metric_definitions() -> DefinitionSet:
+        return DefinitionSet()
 
     # ---- the local tracker, as the owning team uses it -----------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from domain.metrics import Grouping, MetricsReport, compute
-from domain.policy import format_duration
+from domain.policy import format_duration, parse_duration
 from store import Store
 from store.facts import FactsRepository, epoch_ms
 
@@ -16,6 +16,17 @@ LONGEST_WINDOW = timedelta(days=3660)
 
 class WindowError(ValueError):
     """A window the metrics cannot use; the message says what to give instead."""
+
+
+def window_length(text: str) -> timedelta:
+    """How far back a window reaches, as people type it (90d, 12w, 36h)."""
+    try:
+        length = parse_duration(text)
+    except ValueError as error:
+        raise WindowError(str(error)) from None
+    if not isinstance(length, timedelta):
+        raise WindowError(f"{text[:40]!r} is not a duration; give how far back to look, e.g. 90d")
+    return length
 
 
 def window(since: timedelta, *, now: datetime | None = None) -> tuple[datetime, datetime]:

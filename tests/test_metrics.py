@@ -1,0 +1,169 @@
+"""The metric definitions computed over hand-made fact rows: each figure by hand."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from domain.metrics import DEFINITIONS, Grouping, compute, nearest_rank
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+UNTIL = datetime(2026, 12, 1, tzinfo=UTC)
+SINCE = UNTIL - timedelta(days=90)
+MINUTE = 60_000
+
+
+def ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+BASE = ms(T0)
+
+
+@dataclass
+class Incident:
+    key: str
+    declared_ms: int = BASE
+    severity: str = "SEV2"
+    state: str = "closed"
+    services: str = '["checkout"]'
+    teams: str = '["payments"]'
+    started_ms: int | None = None
+    detected_ms: int | None = None
+    acknowledged_ms: int | None = None
+    mitigated_ms: int | None = None
+    resolved_ms: int | None = None
+    review_submitted_ms: int | None = None
+    review_due_ms: int | None = None
+    escalations: int = 0
+    escalations_by_rung: str = "{}"
+
+
+@dataclass
+class Item:
+    incident_key: str = "INC-1"
+    owning_team: str = "payments"
+    severity: str = "SEV2"
+    state: str = "open"
+    created_ms: int = BASE
+    due_ms: int = BASE + 10 * MINUTE
+    extensions: int = 0
+    completed_ms: int | None = None
+    accepted_ms: int | None = None
+    escalations: int = 0
+    escalations_by_rung: str = "{}"
+    rung: str | None = None
+    services: str | None = '["checkout"]'
+
+
+def test_nearest_rank_is_an_observed_value() -> None:
+    values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+    assert nearest_rank(values, 50) == 5.0
+    assert nearest_rank(values, 90) == 9.0
+    assert nearest_rank([7.0], 90) == 7.0
+    assert nearest_rank([1.0, 2.0, 3.0], 50) == 2.0
+
+
+def test_durations_fall_back_to_a_later_start_and_say_so() -> None:
+    incidents = [
+        # Reported start: MTTR 60 min from it.
+        Incident("A", started_ms=BASE - 30 * MINUTE, resolved_ms=BASE + 30 * MINUTE),
+        # No start: MTTR from the detection, 20 min.
+        Incident("B", detected_ms=BASE - 5 * MINUTE, resolved_ms=BASE + 15 * MINUTE),
+        # Neither: from the declaration, 10 min.
+        Incident("C", resolved_ms=BASE + 10 * MINUTE),
+        # Not resolved yet: left out.
+        Incident("D", state="mitigating"),
+    ]
+    report = compute(incidents, [], since=SINCE, until=UNTIL)
+    mttr = report.total.durations["mttr"]
+    assert mttr.count == 3
+    assert (mttr.p50, mttr.p90, mttr.mean) == (1200.0, 3600.0, 1800.0)
+    assert mttr.fallbacks == {"detected_at": 1, "declared_at": 1}
+    # MTTD only where the start was reported: A was detected at its declaration.
+    mttd = report.total.durations["mttd"]
+    assert (mttd.count, mttd.p50) == (1, 1800.0)
+
+
+def test_cancelled_incidents_and_those_outside_the_window_are_not_counted() -> None:
+    incidents = [
+        Incident("A", acknowledged_ms=BASE + MINUTE),
+        Incident("B", state="cancelled", acknowledged_ms=BASE + 5 * MINUTE),
+        Incident("C", declared_ms=ms(SINCE) - 1, acknowledged_ms=ms(SINCE) + 9 * MINUTE),
+    ]
+    report = compute(incidents, [], since=SINCE, until=UNTIL)
+    assert (report.total.incidents, report.total.cancelled) == (1, 1)
+    assert report.total.durations["mtta"].p50 == 60.0
+
+
+def test_reviews_are_counted_against_their_deadline() -> None:
+    due = BASE + 60 * MINUTE
+    incidents = [
+        Incident("A", resolved_ms=BASE, review_due_ms=due, review_submitted_ms=due),
+        Incident("B", resolved_ms=BASE, review_due_ms=due, review_submitted_ms=due + 1),
+        Incident("C", resolved_ms=BASE, review_due_ms=due),
+        Incident("D", resolved_ms=BASE, review_due_ms=ms(UNTIL) + MINUTE),
+    ]
+    reviews = compute(incidents, [], since=SINCE, until=UNTIL).total.reviews
+    assert (reviews.on_time, reviews.late, reviews.overdue, reviews.pending) == (1, 1, 1, 1)
+
+
+def test_action_items_closed_on_time_extended_late_accepted_open_and_overdue() -> None:
+    due = BASE + 10 * MINUTE
+    items = [
+        Item(state="done", completed_ms=due),  # on time
+        Item(state="done", completed_ms=due - 1, extensions=1),  # on time, extended
+        Item(state="done", completed_ms=due + 1),  # late
+        Item(state="accepted", accepted_ms=BASE),  # accepted, never on time
+        Item(state="open", due_ms=ms(UNTIL) + MINUTE),  # open
+        Item(state="open", rung="team_lead"),  # open and overdue
+        Item(state="verifying"),  # ticket closed, not verified: open and overdue
+    ]
+    figures = compute([], items, since=SINCE, until=UNTIL).total.action_items
+    assert (figures.closed, figures.on_time, figures.extended) == (4, 2, 1)
+    assert (figures.late, figures.accepted) == (1, 1)
+    assert (figures.open, figures.overdue) == (3, 2)
+    assert figures.overdue_by_rung == {"team_lead": 1, "none": 1}
+    assert figures.open_by_rung == {"none": 2, "team_lead": 1}
+
+
+def test_escalations_per_incident_and_per_item_by_rung() -> None:
+    incidents = [
+        Incident("A", escalations=3, escalations_by_rung=json.dumps({"owner": 2, "manager": 1})),
+        Incident("B"),
+    ]
+    items = [Item(escalations=2, escalations_by_rung=json.dumps({"owner": 1, "team_lead": 1}))]
+    figures = compute(incidents, items, since=SINCE, until=UNTIL).total.escalations
+    assert (figures.incidents, figures.action_items) == (3, 2)
+    assert (figures.per_incident, figures.per_item) == (1.5, 2.0)
+    assert figures.by_rung == {"manager": 1, "owner": 3, "team_lead": 1}
+
+
+def test_groups_by_team_service_and_severity() -> None:
+    incidents = [
+        Incident("A", teams='["payments", "platform"]', acknowledged_ms=BASE + MINUTE),
+        Incident("B", teams="[]", severity="SEV1", acknowledged_ms=BASE + 3 * MINUTE),
+    ]
+    items = [Item(owning_team="platform", services=None)]
+    by_team = compute(incidents, items, since=SINCE, until=UNTIL, by=Grouping.TEAM)
+    groups = {group.group: group for group in by_team.groups}
+    assert set(groups) == {"payments", "platform", "(none)"}
+    assert groups["platform"].incidents == 1 and groups["platform"].action_items.open == 1
+    assert groups["(none)"].durations["mtta"].p50 == 180.0
+    by_service = compute(incidents, items, since=SINCE, until=UNTIL, by=Grouping.SERVICE)
+    assert {g.group: g.action_items.open for g in by_service.groups} == {
+        "checkout": 0,
+        "(none)": 1,
+    }
+    by_severity = compute(incidents, items, since=SINCE, until=UNTIL, by=Grouping.SEVERITY)
+    assert [(g.group, g.incidents) for g in by_severity.groups] == [("SEV1", 1), ("SEV2", 1)]
+
+
+def test_every_definition_names_its_window_unit_and_what_it_leaves_out() -> None:
+    names = [definition.name for definition in DEFINITIONS]
+    assert len(names) == len(set(names))
+    for definition in DEFINITIONS:
+        assert definition.window and definition.counts
+        if definition.unit.value == "seconds":
+            assert definition.start and definition.end and definition.excludes
