@@ -4,8 +4,10 @@ transition, `check` finds the rows equal to the workflows, notices a deleted row
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -23,6 +25,8 @@ from domain.review import ScheduleReview, SubmitReview
 from settings import Settings
 from store import configured_store
 from store.facts import FactsRepository
+from store.schema import IncidentFactRow
+from tests.cli import Cli, cli_env
 from tests.helpers import declare, eventually
 from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec, item_state, local_route
@@ -88,7 +92,27 @@ async def test_facts_follow_the_workflows_and_check_notices_a_deleted_row(
         (incident.key, "missing"),
         (f"{incident.key}-1", "missing"),
     }
-    rebuilt = await read_model.rebuild()
-    assert rebuilt.written == 2
-    assert (await read_model.check()).differences == []
+    # The CLI says the same, and exits non-zero until the rows are rebuilt.
+    address = client.service_client.config.target_host
+    cli = Cli(
+        home=settings.home,
+        env={**cli_env(settings.home, address), "AFTERACTION_TASK_QUEUE": task_queue},
+    )
+    checked = await cli("insights", "check")
+    assert checked.returncode == 3, checked.stderr
+    assert f"{incident.key}-1" in checked.stdout and "missing" in checked.stdout
+    rebuilt = await cli("insights", "rebuild", "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads(rebuilt.stdout)["written"] == 2
+    checked = await cli("insights", "check")
+    assert checked.returncode == 0 and "no difference" in checked.stdout, checked.stdout
     assert facts.incidents([incident.key])[incident.key] == row
+
+    # A row that says something the workflow does not is listed fact by fact.
+    with store.writing() as session:
+        session.execute(
+            update(IncidentFactRow).where(IncidentFactRow.key == incident.key).values(state="open")
+        )
+    (difference,) = (await read_model.check()).differences
+    assert difference.kind == "different"
+    assert difference.fields == {"state": ("closed", "open")}

@@ -65,6 +65,9 @@ class _Derived(BaseModel):
     """A workflow's facts as its state gives them, and the row that stores them."""
 
     facts: IncidentFacts | ActionItemFacts
+    settled: bool = Field(
+        description="the workflow has completed: it waited for its last write, none is in flight"
+    )
 
     @property
     def is_incident(self) -> bool:
@@ -145,6 +148,8 @@ class ReadModel:
         ]
 
     def _in_flight(self, facts: _Derived) -> bool:
+        if facts.settled:
+            return False
         stored = self._row(facts)
         return stored is None or stored["revision"] < facts.revision
 
@@ -191,7 +196,7 @@ class ReadModel:
                 state = await handle.query("state", result_type=model, rpc_timeout=WORKER_TIMEOUT)
         except Exception as error:  # a failed query, a workflow that failed: named, not raised
             return Difference(subject=execution.id, kind="unreadable", detail=str(error))
-        return _derived(state)
+        return _derived(state, settled=execution.status is WorkflowExecutionStatus.COMPLETED)
 
     async def _derive_one(self, workflow_id: str, is_incident: bool) -> _Derived | Difference:
         handle = self._client.get_workflow_handle(_workflow_id_of(workflow_id, is_incident))
@@ -202,10 +207,10 @@ class ReadModel:
         return await self._derive_execution(description)
 
 
-def _derived(state: Incident | ActionItem) -> _Derived:
+def _derived(state: Incident | ActionItem, *, settled: bool) -> _Derived:
     if isinstance(state, Incident):
-        return _Derived(facts=incident_facts(state, revision=state.facts_written))
-    return _Derived(facts=action_item_facts(state, revision=state.facts_written))
+        return _Derived(facts=incident_facts(state, revision=state.facts_written), settled=settled)
+    return _Derived(facts=action_item_facts(state, revision=state.facts_written), settled=settled)
 
 
 def _workflow_id_of(subject: str, is_incident: bool) -> str:
