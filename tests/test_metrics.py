@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from domain.metrics import DEFINITIONS, Grouping, compute, nearest_rank
 
@@ -167,3 +168,13 @@ def test_every_definition_names_its_window_unit_and_what_it_leaves_out() -> None
         assert definition.window and definition.counts
         if definition.unit.value == "seconds":
             assert definition.start and definition.end and definition.excludes
+
+
+def test_the_readme_lists_every_definition_with_its_facts() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Metrics") : readme.index("## Configuration")]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if "| `" in line}
+    for definition in DEFINITIONS:
+        (row,) = [line for name, line in rows.items() if name.startswith(f"`{definition.name}`")]
+        for fact in [*definition.start, *definition.end]:
+            assert f"`{fact}`" in row, (definition.name, fact)
