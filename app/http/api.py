@@ -722,6 +722,7 @@ def create_app(
         dependencies=rule(Permission.READ),
         response_model=DefinitionSet,
         summary="What each figure measures: its facts, fallbacks, exclusions and unit",
+        responses=_errors(),
     )
     async def metric_definitions() -> DefinitionSet:
         return DefinitionSet()
