@@ -208,6 +208,8 @@ class ItemRow(Protocol):
     @property
     def created_ms(self) -> int: ...
     @property
+    def first_due_ms(self) -> int: ...
+    @property
     def due_ms(self) -> int: ...
     @property
     def extensions(self) -> int: ...
@@ -375,7 +377,8 @@ def _action_items(items: list[ItemRow], since_ms: int, until_ms: int) -> ActionI
                 figures.accepted += 1
             elif closed_ms <= row.due_ms:
                 figures.on_time += 1
-                figures.extended += row.extensions > 0
+                # Only an item that missed the date the review set met an extended one alone.
+                figures.extended += row.extensions > 0 and closed_ms > row.first_due_ms
             else:
                 figures.late += 1
         still_open = closed_ms is None or closed_ms > until_ms
