@@ -215,6 +215,8 @@ class ItemRow(Protocol):
     @property
     def created_ms(self) -> int: ...
     @property
+    def first_due_ms(self) -> int: ...
+    @property
     def due_ms(self) -> int: ...
     @property
     def extensions(self) -> int: ...
@@ -382,11 +384,16 @@ def _action_items(items: list[ItemRow], since_ms: int, until_ms: int) -> ActionI
                 figures.accepted += 1
             elif closed_ms <= row.due_ms:
                 figures.on_time += 1
-                figures.extended += row.extensions > 0
+                # Only an item that missed the date the review set met an extended one alone.
+                figures.extended += row.extensions > 0 and closed_ms > row.first_due_ms
             else:
                 figures.late += 1
-        still_open = closed_ms is None or closed_ms > until_ms
-        if still_open and row.created_ms <= until_ms and row.state not in FINAL_ITEM_STATES:
+        # Open at the end of the window: not closed yet, or closed only after it ended.
+        if closed_ms is None:
+            still_open = row.state not in FINAL_ITEM_STATES
+        else:
+            still_open = closed_ms > until_ms
+        if still_open and row.created_ms <= until_ms:
             rung = row.rung or "none"
             figures.open += 1
             figures.open_by_rung[rung] = figures.open_by_rung.get(rung, 0) + 1

@@ -200,6 +200,7 @@ class FactsRepository:
                 item.severity,
                 item.state,
                 item.created_ms,
+                item.first_due_ms,
                 item.due_ms,
                 item.extensions,
                 item.completed_ms,
