@@ -10,6 +10,7 @@ times in epoch milliseconds, as the store keeps them), and the window is given.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
@@ -312,9 +313,14 @@ def distribution(seconds: list[float], fallbacks: dict[str, int]) -> Distributio
     )
 
 
-def _first_known(row: object, facts: list[str]) -> tuple[int | None, str | None]:
-    for fact in facts:
-        value = getattr(row, fact.removesuffix("_at") + "_ms")
+def _columns(facts: list[str]) -> list[tuple[str, str]]:
+    """(fact, the row's column for it: epoch ms) of each fact, in order."""
+    return [(fact, fact.removesuffix("_at") + "_ms") for fact in facts]
+
+
+def _first_known(row: object, columns: list[tuple[str, str]]) -> tuple[int | None, str | None]:
+    for fact, column in columns:
+        value = getattr(row, column)
         if value is not None:
             return value, fact
     return None, None
@@ -344,9 +350,10 @@ class _Group:
 def _duration(definition: Definition, incidents: list[IncidentRow]) -> Distribution:
     seconds: list[float] = []
     fallbacks: dict[str, int] = defaultdict(int)
+    starts, ends = _columns(definition.start), _columns(definition.end)
     for row in incidents:
-        start, start_fact = _first_known(row, definition.start)
-        end, _ = _first_known(row, definition.end)
+        start, start_fact = _first_known(row, starts)
+        end, _ = _first_known(row, ends)
         if start is None or end is None or end < start:
             continue
         seconds.append((end - start) / 1000)
@@ -375,19 +382,23 @@ def _reviews(incidents: list[IncidentRow], until_ms: int) -> ReviewFigures:
 
 
 def _action_items(items: list[ItemRow], since_ms: int, until_ms: int) -> ActionItemFigures:
-    figures = ActionItemFigures()
+    # Plain counters, the model built once at the end: setting a model's field in the loop
+    # costs a validation hook per row.
+    closed = on_time = extended = late = accepted = opened = overdue = 0
+    open_by_rung: dict[str, int] = {}
+    overdue_by_rung: dict[str, int] = {}
     for row in items:
         closed_ms = row.completed_ms if row.completed_ms is not None else row.accepted_ms
         if closed_ms is not None and since_ms <= closed_ms <= until_ms:
-            figures.closed += 1
+            closed += 1
             if row.accepted_ms is not None:
-                figures.accepted += 1
+                accepted += 1
             elif closed_ms <= row.due_ms:
-                figures.on_time += 1
+                on_time += 1
                 # Only an item that missed the date the review set met an extended one alone.
-                figures.extended += row.extensions > 0 and closed_ms > row.first_due_ms
+                extended += row.extensions > 0 and closed_ms > row.first_due_ms
             else:
-                figures.late += 1
+                late += 1
         # Open at the end of the window: not closed yet, or closed only after it ended.
         if closed_ms is None:
             still_open = row.state not in FINAL_ITEM_STATES
@@ -395,34 +406,51 @@ def _action_items(items: list[ItemRow], since_ms: int, until_ms: int) -> ActionI
             still_open = closed_ms > until_ms
         if still_open and row.created_ms <= until_ms:
             rung = row.rung or "none"
-            figures.open += 1
-            figures.open_by_rung[rung] = figures.open_by_rung.get(rung, 0) + 1
+            opened += 1
+            open_by_rung[rung] = open_by_rung.get(rung, 0) + 1
             if row.due_ms < until_ms:
-                figures.overdue += 1
-                figures.overdue_by_rung[rung] = figures.overdue_by_rung.get(rung, 0) + 1
-    return figures
+                overdue += 1
+                overdue_by_rung[rung] = overdue_by_rung.get(rung, 0) + 1
+    return ActionItemFigures(
+        closed=closed,
+        on_time=on_time,
+        extended=extended,
+        late=late,
+        accepted=accepted,
+        open=opened,
+        overdue=overdue,
+        open_by_rung=open_by_rung,
+        overdue_by_rung=overdue_by_rung,
+    )
 
 
 def _escalations(
     incidents: list[IncidentRow], items: list[ItemRow], since_ms: int, until_ms: int
 ) -> EscalationFigures:
-    figures = EscalationFigures()
+    incident_count = item_count = 0
     by_rung: dict[str, int] = defaultdict(int)
     for incident in incidents:
-        figures.incidents += incident.escalations
-        for rung, count in json.loads(incident.escalations_by_rung).items():
+        incident_count += incident.escalations
+        for rung, count in _rungs(incident.escalations_by_rung):
             by_rung[rung] += count
     created = [item for item in items if since_ms <= item.created_ms <= until_ms]
     for item in created:
-        figures.action_items += item.escalations
-        for rung, count in json.loads(item.escalations_by_rung).items():
+        item_count += item.escalations
+        for rung, count in _rungs(item.escalations_by_rung):
             by_rung[rung] += count
+    figures = EscalationFigures(incidents=incident_count, action_items=item_count)
     if incidents:
-        figures.per_incident = round(figures.incidents / len(incidents), 3)
+        figures.per_incident = round(incident_count / len(incidents), 3)
     if created:
-        figures.per_item = round(figures.action_items / len(created), 3)
+        figures.per_item = round(item_count / len(created), 3)
     figures.by_rung = dict(sorted(by_rung.items()))
     return figures
+
+
+@functools.lru_cache(maxsize=4096)
+def _rungs(text: str) -> tuple[tuple[str, int], ...]:
+    """A row's escalations by rung (a JSON object): rows share a few texts, each parsed once."""
+    return tuple(json.loads(text).items())
 
 
 def _incident_groups(row: IncidentRow, by: Grouping) -> list[str]:

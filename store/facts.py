@@ -5,11 +5,12 @@ metrics, the Prometheus gauges and `insights check`."""
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select
+from sqlalchemy import Result, and_, case, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -92,6 +93,14 @@ def stored_columns(row: IncidentFactRow | ActionItemFactRow) -> dict[str, Any]:
         for column in row.__table__.columns
         if column.key not in _BOOKKEEPING
     }
+
+
+def _plain(result: Result[Any]) -> list[Any]:
+    """The result's rows as named tuples with the same fields: the metrics read every field of
+    tens of thousands of rows, and a named tuple's field is many times faster to read than a
+    SQLAlchemy Row's attribute."""
+    record = namedtuple("Measured", list(result.keys()))  # type: ignore[misc]
+    return [record._make(row) for row in result]
 
 
 class FactsRepository:
@@ -187,7 +196,7 @@ class FactsRepository:
             table.escalations_by_rung,
         ).where(table.declared_ms.between(since_ms, until_ms))
         with self._store.reading() as session:
-            return session.execute(query).all()
+            return _plain(session.execute(query))
 
     def measured_items(self, since_ms: int, until_ms: int) -> Sequence[Any]:
         """The items some figure of the window counts: created in it, closed in it, or open at
@@ -223,7 +232,7 @@ class FactsRepository:
             )
         )
         with self._store.reading() as session:
-            return session.execute(query).all()
+            return _plain(session.execute(query))
 
     # ---- what Prometheus shows ---------------------------------------------------------------
 

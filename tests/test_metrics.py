@@ -48,6 +48,7 @@ class Item:
     severity: str = "SEV2"
     state: str = "open"
     created_ms: int = BASE
+    first_due_ms: int = BASE + 10 * MINUTE
     due_ms: int = BASE + 10 * MINUTE
     extensions: int = 0
     completed_ms: int | None = None
@@ -114,7 +115,8 @@ def test_action_items_closed_on_time_extended_late_accepted_open_and_overdue() -
     due = BASE + 10 * MINUTE
     items = [
         Item(state="done", completed_ms=due),  # on time
-        Item(state="done", completed_ms=due - 1, extensions=1),  # on time, extended
+        Item(state="done", completed_ms=due - 1, extensions=1),  # on time by its first date
+        Item(state="done", completed_ms=due, first_due_ms=due - 1, extensions=1),  # extended
         Item(state="done", completed_ms=due + 1),  # late
         Item(state="accepted", accepted_ms=BASE),  # accepted, never on time
         Item(state="open", due_ms=ms(UNTIL) + MINUTE),  # open
@@ -122,7 +124,7 @@ def test_action_items_closed_on_time_extended_late_accepted_open_and_overdue() -
         Item(state="verifying"),  # ticket closed, not verified: open and overdue
     ]
     figures = compute([], items, since=SINCE, until=UNTIL).total.action_items
-    assert (figures.closed, figures.on_time, figures.extended) == (4, 2, 1)
+    assert (figures.closed, figures.on_time, figures.extended) == (5, 3, 1)
     assert (figures.late, figures.accepted) == (1, 1)
     assert (figures.open, figures.overdue) == (3, 2)
     assert figures.overdue_by_rung == {"team_lead": 1, "none": 1}
