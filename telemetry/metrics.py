@@ -35,6 +35,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -44,6 +45,9 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 NAMESPACE = "afteraction"
 TRACKERS = ("local", "github", "jira")
 
+# No `_created` series beside every counter and histogram: Prometheus does not need them, and
+# in the text format they are separate gauges that only add to every scrape.
+disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 # The standard process_*, python_info and python_gc_* series, as the default registry has them.
 for _standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
