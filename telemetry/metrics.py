@@ -1,15 +1,18 @@
 """The process's Prometheus metrics (prometheus-client), in Prometheus' conventions: counters
 end in `_total`, durations are histograms in seconds, timestamps are Unix seconds.
 
-Counted where they happen, into this module's REGISTRY (one per process):
+Counted where they happen, into one of this module's two registries, so that each process
+shows only what it counts:
 
-* the API: webhook deliveries (app/http/webhooks.py);
-* the worker: tracker calls and their errors (activities/tickets.py, activities/reconcile.py)
-  and the reconciler's runs and lag (activities/reconcile.py).
+* API_REGISTRY, the API's: webhook deliveries (app/http/webhooks.py);
+* WORKER_REGISTRY, the worker's: tracker calls and their errors (activities/tickets.py,
+  activities/reconcile.py) and the reconciler's runs and lag (activities/reconcile.py).
+
+Both carry the standard process_* and python_* series.
 
 The read model's gauges (open incidents, open and overdue action items, escalations) are not
 counted here: `FactsCollector` reads them from the store at scrape time, in the API process
-(app/http/api.py serves both at GET /metrics). The worker serves this registry alone on
+(app/http/api.py serves both at GET /metrics). The worker serves its registry on
 AFTERACTION_WORKER_METRICS_ADDRESS, and the Temporal SDK its own metrics (workflow-task
 latency and the like) on AFTERACTION_TEMPORAL_METRICS_ADDRESS (`temporal_runtime`).
 
@@ -48,10 +51,12 @@ TRACKERS = ("local", "github", "jira")
 # No `_created` series beside every counter and histogram: Prometheus does not need them, and
 # in the text format they are separate gauges that only add to every scrape.
 disable_created_metrics()
-REGISTRY = CollectorRegistry(auto_describe=True)
+API_REGISTRY = CollectorRegistry(auto_describe=True)
+WORKER_REGISTRY = CollectorRegistry(auto_describe=True)
 # The standard process_*, python_info and python_gc_* series, as the default registry has them.
-for _standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-    REGISTRY.register(_standard)
+for _registry in (API_REGISTRY, WORKER_REGISTRY):
+    for _standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        _registry.register(_standard)
 
 WEBHOOK_DELIVERIES = Counter(
     "webhook_deliveries",
@@ -61,7 +66,7 @@ WEBHOOK_DELIVERIES = Counter(
     "(503: Temporal away), error (any other failure).",
     ["tracker", "result"],
     namespace=NAMESPACE,
-    registry=REGISTRY,
+    registry=API_REGISTRY,
 )
 TRACKER_CALLS = Counter(
     "tracker_calls",
@@ -70,7 +75,7 @@ TRACKER_CALLS = Counter(
     "failed calls included.",
     ["tracker", "operation"],
     namespace=NAMESPACE,
-    registry=REGISTRY,
+    registry=WORKER_REGISTRY,
 )
 TRACKER_ERRORS = Counter(
     "tracker_errors",
@@ -78,14 +83,14 @@ TRACKER_ERRORS = Counter(
     "operation; a subset of afteraction_tracker_calls_total.",
     ["tracker", "operation"],
     namespace=NAMESPACE,
-    registry=REGISTRY,
+    registry=WORKER_REGISTRY,
 )
 TRACKER_CALL_DURATION = Histogram(
     "tracker_call_duration_seconds",
     "How long a tracker adapter call took, failed ones included, by tracker and operation.",
     ["tracker", "operation"],
     namespace=NAMESPACE,
-    registry=REGISTRY,
+    registry=WORKER_REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
 )
 RECONCILER_RUNS = Counter(
@@ -94,15 +99,15 @@ RECONCILER_RUNS = Counter(
     "run and per attempt), by tracker and result (ok, error).",
     ["tracker", "result"],
     namespace=NAMESPACE,
-    registry=REGISTRY,
+    registry=WORKER_REGISTRY,
 )
 RECONCILER_LAST_RUN = Gauge(
     "reconciler_last_run_timestamp_seconds",
     "Unix time at which a reconciler run last listed its targets (every run does, with or "
-    "without open items); 0 until this process has run one. Alert when "
+    "without open items); 0 until this worker has run one. Alert when "
     "time() - max(this > 0) exceeds a few AFTERACTION_RECONCILE_EVERY.",
     namespace=NAMESPACE,
-    registry=REGISTRY,
+    registry=WORKER_REGISTRY,
 )
 RECONCILER_LAG = Histogram(
     "reconciler_lag_seconds",
@@ -111,7 +116,7 @@ RECONCILER_LAG = Histogram(
     "ticket's updated time) to the reconciler reading it, by tracker.",
     ["tracker"],
     namespace=NAMESPACE,
-    registry=REGISTRY,
+    registry=WORKER_REGISTRY,
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
 )
 
@@ -220,7 +225,7 @@ class FactsCollector(Collector):
 
 
 class Exposition(Collector):
-    """What one API process serves at /metrics: the process's REGISTRY and the read model."""
+    """What one API process serves at /metrics: API_REGISTRY and the read model."""
 
     def __init__(self, *collectors: Collector) -> None:
         self._collectors = collectors
@@ -237,9 +242,10 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def serve_worker_metrics(address: str) -> tuple[WSGIServer, Thread]:
-    """Serve REGISTRY at http://ADDRESS/metrics from a daemon thread (OSError: port taken)."""
+    """Serve WORKER_REGISTRY at http://ADDRESS/metrics from a daemon thread (OSError: the
+    address cannot be bound)."""
     host, port = split_address(address)
-    return start_http_server(port, addr=host, registry=REGISTRY)
+    return start_http_server(port, addr=host, registry=WORKER_REGISTRY)
 
 
 def temporal_runtime(address: str) -> Runtime:
