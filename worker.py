@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from wsgiref.simple_server import WSGIServer
 
 from temporalio.client import Client
 from temporalio.runtime import Runtime
@@ -64,14 +65,15 @@ class WorkerMetricsError(Exception):
     """A metrics address is taken or not an address of this host."""
 
 
-def serve_metrics(settings: Settings) -> None:
-    """Serve the worker's Prometheus metrics where the settings say (WorkerMetricsError: the
-    address cannot be bound)."""
+def serve_metrics(settings: Settings) -> WSGIServer | None:
+    """Serve the worker's Prometheus metrics where the settings say, from a daemon thread; the
+    server, or None when they are not served (WorkerMetricsError: the address cannot be
+    bound)."""
     address = settings.worker_metrics_address
     if address is None:
-        return
+        return None
     try:
-        serve_worker_metrics(address)
+        return serve_worker_metrics(address)[0]
     except OSError as error:
         raise WorkerMetricsError(
             f"cannot serve the worker's metrics on {address} ({error.strerror or error}); "
