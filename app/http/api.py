@@ -414,7 +414,7 @@ def create_app(
             **{code: _ERRORS[code] for code in (401, 403)},
         },
     )
-    async def metrics() -> Response:
+    async def prometheus_metrics() -> Response:
         # The read model's queries are synchronous: off the event loop.
         body = await asyncio.to_thread(generate_latest, exposition)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
