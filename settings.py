@@ -171,6 +171,18 @@ class Settings(BaseSettings):
         "until it is set",
     )
 
+    worker_metrics_address: str | None = Field(
+        default=None,
+        description="host:port where the worker serves its Prometheus metrics (tracker calls, "
+        "the reconciler) at /metrics, e.g. 127.0.0.1:9101 or 0.0.0.0:9101; unset: not served",
+    )
+    temporal_metrics_address: str | None = Field(
+        default=None,
+        description="host:port where the worker's Temporal SDK serves its own Prometheus "
+        "metrics (workflow-task latency and more) at /metrics, e.g. 127.0.0.1:9102; unset: "
+        "not served",
+    )
+
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="one of auto, json, console"
     )
@@ -195,7 +207,7 @@ class Settings(BaseSettings):
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("temporal_address")
+    @field_validator("temporal_address", "worker_metrics_address", "temporal_metrics_address")
     @classmethod
     def _address_is_host_port(cls, value: str | None) -> str | None:
         if value is None or value.strip() == "":
@@ -236,6 +248,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{ENV_PREFIX}OIDC_ISSUER and {ENV_PREFIX}OIDC_AUDIENCE go together: set both "
                 "(the identity provider and the client id its tokens are issued for) or neither"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_addresses_differ(self) -> Settings:
+        worker, sdk = self.worker_metrics_address, self.temporal_metrics_address
+        if worker is not None and worker == sdk:
+            raise ValueError(
+                f"{ENV_PREFIX}WORKER_METRICS_ADDRESS and {ENV_PREFIX}TEMPORAL_METRICS_ADDRESS are "
+                f"both {worker}: the worker's metrics and the Temporal SDK's are two servers, "
+                "each needs its own port"
             )
         return self
 

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from wsgiref.simple_server import WSGIServer
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.facilitators import FacilitatorRotation
@@ -22,6 +24,7 @@ from integrations.temporal_schedules import ensure_reconcile_schedule
 from settings import Settings, SettingsError, load_settings
 from store import StoreError, configured_store
 from telemetry.logs import configure_logging, get_logger
+from telemetry.metrics import serve_worker_metrics, temporal_runtime
 from workflows.action_item import ActionItemWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.reconcile import TicketReconcilerWorkflow
@@ -58,10 +61,46 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     )
 
 
+class WorkerMetricsError(Exception):
+    """A metrics address is taken or not an address of this host."""
+
+
+def serve_metrics(settings: Settings) -> WSGIServer | None:
+    """Serve the worker's Prometheus metrics where the settings say, from a daemon thread; the
+    server, or None when they are not served (WorkerMetricsError: the address cannot be
+    bound)."""
+    address = settings.worker_metrics_address
+    if address is None:
+        return None
+    try:
+        return serve_worker_metrics(address)[0]
+    except OSError as error:
+        raise WorkerMetricsError(
+            f"cannot serve the worker's metrics on {address} ({error.strerror or error}); "
+            "choose another AFTERACTION_WORKER_METRICS_ADDRESS, or unset it"
+        ) from None
+
+
+def sdk_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime that serves the SDK's metrics where the settings say, or None (the
+    SDK's default runtime, without them)."""
+    address = settings.temporal_metrics_address
+    if address is None:
+        return None
+    try:
+        return temporal_runtime(address)
+    except ValueError as error:  # the SDK's exporter could not bind
+        raise WorkerMetricsError(
+            f"cannot serve the Temporal SDK's metrics on {address} ({error}); choose another "
+            "AFTERACTION_TEMPORAL_METRICS_ADDRESS, or unset it"
+        ) from None
+
+
 async def run_worker(settings: Settings) -> None:
     # Migrate (or refuse a newer database) before taking any task.
     store = await asyncio.to_thread(configured_store, settings)
-    client = await connect(settings)
+    serve_metrics(settings)
+    client = await connect(settings, runtime=sdk_runtime(settings))
     worker = build_worker(client, settings)
     schedule = await ensure_reconcile_schedule(
         client, settings.task_queue, settings.reconcile_every
@@ -79,6 +118,8 @@ async def run_worker(settings: Settings) -> None:
         sweep_schedule=sweep,
         sweep_every=str(settings.reconcile_sweep_every),
         database=store.url,
+        metrics=settings.worker_metrics_address,
+        temporal_metrics=settings.temporal_metrics_address,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -98,7 +139,7 @@ def main() -> None:
     with contextlib.suppress(KeyboardInterrupt):
         try:
             asyncio.run(run_worker(settings))
-        except StoreError as error:
+        except (StoreError, WorkerMetricsError) as error:
             raise SystemExit(f"error: {error}") from None
 
 

@@ -8,6 +8,7 @@ the watermark (paged by the tracker, 100 a page on GitHub); nothing is fetched p
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +31,13 @@ from domain.reconcile import (
 from domain.tickets import Ticket
 from integrations.registry import TrackerRegistry
 from telemetry.logs import get_logger
+from telemetry.metrics import (
+    RECONCILER_LAST_RUN,
+    RECONCILER_RUNS,
+    reconciler_found_change,
+    tracker_call,
+    tracker_of,
+)
 
 log = get_logger("afteraction.reconciler")
 
@@ -75,15 +83,28 @@ class TicketReconciler:
             started = execution.start_time
             if target not in oldest or started < oldest[target]:
                 oldest[target] = started
+        RECONCILER_LAST_RUN.set(time.time())
         return [TargetWindow(target=t, oldest_open_at=at) for t, at in sorted(oldest.items())]
 
     @activity.defn(name="reconcile_target")
     async def reconcile_target(self, request: ReconcileTarget) -> TargetReport:
+        try:
+            report = await self._reconcile(request)
+        except BaseException:
+            RECONCILER_RUNS.labels(tracker_of(request.target), "error").inc()
+            raise
+        RECONCILER_RUNS.labels(tracker_of(request.target), "ok").inc()
+        return report
+
+    async def _reconcile(self, request: ReconcileTarget) -> TargetReport:
         started = datetime.now(UTC)
         items = await self._open_items(request.target)
         with classified():
             tracker = self._registry.for_target(request.target)
-            tickets = await asyncio.to_thread(tracker.changed_since, request.target, request.since)
+            with tracker_call(request.target, "changed_since"):
+                tickets = await asyncio.to_thread(
+                    tracker.changed_since, request.target, request.since
+                )
         report = TargetReport(
             target=request.target,
             since=request.since,
@@ -103,6 +124,7 @@ class TicketReconciler:
             change = drift_of(item, ticket.ref.key, ticket.status, ticket.updated_at)
             if change is not None:
                 report.drift.append(Drift(workflow_id=item.workflow_id, change=change))
+                reconciler_found_change(request.target, ticket.updated_at, started)
         log.info(
             "reconcile.target",
             target=request.target,
@@ -136,7 +158,7 @@ class TicketReconciler:
                 reason="the tracker cannot close duplicates",
             )
             return None
-        with classified():
+        with classified(), tracker_call(target, "close_duplicate"):
             await asyncio.to_thread(
                 tracker.close_duplicate, target, ticket.ref.key, item.ticket_key
             )

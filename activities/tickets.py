@@ -18,6 +18,7 @@ from domain.tickets import CommentOnTicket, EnsureTicket, Ticket, TicketDraft, U
 from integrations.registry import TrackerRegistry
 from integrations.tracker import TrackerError
 from telemetry.logs import get_logger
+from telemetry.metrics import tracker_call
 
 log = get_logger("afteraction.tickets")
 
@@ -59,12 +60,17 @@ class TicketActivities:
         may_exist = request.may_exist or activity.info().attempt > 1
         with classified():
             tracker = self._registry.for_target(request.target)
-            if isinstance(tracker, _ReportsCreation):
-                ticket, created = tracker.ensure(request.target, request.draft, may_exist=may_exist)
-                event = "ticket.created" if created else "ticket.found"
-            else:
-                ticket = tracker.ensure_ticket(request.target, request.draft, may_exist=may_exist)
-                event = "ticket.ensured"
+            with tracker_call(request.target, "ensure_ticket"):
+                if isinstance(tracker, _ReportsCreation):
+                    ticket, created = tracker.ensure(
+                        request.target, request.draft, may_exist=may_exist
+                    )
+                    event = "ticket.created" if created else "ticket.found"
+                else:
+                    ticket = tracker.ensure_ticket(
+                        request.target, request.draft, may_exist=may_exist
+                    )
+                    event = "ticket.ensured"
         log.info(
             event,
             target=request.target,
@@ -79,13 +85,15 @@ class TicketActivities:
         # writing it); the first attempt skips the look-up, a call saved on every comment.
         # (A workflow reset that replays this activity from attempt 1 could write it twice.)
         with classified():
-            self._registry.for_target(request.target).comment(
-                request.target,
-                request.key,
-                request.text,
-                idempotency_key=request.idempotency_key,
-                may_exist=activity.info().attempt > 1,
-            )
+            tracker = self._registry.for_target(request.target)
+            with tracker_call(request.target, "comment_on_ticket"):
+                tracker.comment(
+                    request.target,
+                    request.key,
+                    request.text,
+                    idempotency_key=request.idempotency_key,
+                    may_exist=activity.info().attempt > 1,
+                )
         log.info(
             "ticket.commented",
             target=request.target,
@@ -96,9 +104,9 @@ class TicketActivities:
     @activity.defn(name="update_ticket")
     def update_ticket(self, request: UpdateTicket) -> Ticket:
         with classified():
-            ticket = self._registry.for_target(request.target).update(
-                request.target, request.key, request.change
-            )
+            tracker = self._registry.for_target(request.target)
+            with tracker_call(request.target, "update_ticket"):
+                ticket = tracker.update(request.target, request.key, request.change)
         log.info(
             "ticket.updated",
             target=request.target,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 from settings import Settings
 
@@ -17,8 +18,10 @@ def _tls(settings: Settings) -> TLSConfig | bool:
     return settings.temporal_tls or settings.temporal_api_key is not None
 
 
-async def connect(settings: Settings) -> Client:
-    """Connect with the pydantic data converter (the default JSON one cannot encode timedelta)."""
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """Connect with the pydantic data converter (the default JSON one cannot encode timedelta);
+    `runtime` is the SDK runtime to use (the worker's serves the SDK's metrics), else the
+    default one."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.effective_temporal_address,
@@ -26,4 +29,5 @@ async def connect(settings: Settings) -> Client:
         data_converter=pydantic_data_converter,
         tls=_tls(settings),
         api_key=api_key,
+        runtime=runtime,
     )

@@ -18,6 +18,7 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
@@ -100,7 +101,9 @@ from integrations.tracker import Ticket, TrackerError
 from settings import Settings
 from store import StoreError, configured_store
 from store.api_tokens import ApiTokens
+from store.facts import FactsRepository
 from telemetry.logs import configure_logging, get_logger
+from telemetry.metrics import API_REGISTRY, Exposition, FactsCollector
 
 log = get_logger("afteraction.api")
 Connector = Callable[[Settings], Awaitable[Client]]
@@ -314,6 +317,8 @@ def create_app(
     tokens = ApiTokens(store)
     insights = Insights(store)
     authenticator = Authenticator(tokens, oidc_verifier(settings))
+    # This process's counters (webhook deliveries) and the read model's gauges, read at scrape.
+    exposition = Exposition(API_REGISTRY, FactsCollector(FactsRepository(store)))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -393,6 +398,29 @@ def create_app(
             body = Health(status="degraded", temporal="unreachable", detail=str(error))
             return JSONResponse(body.model_dump(), status_code=503)
         return Health(status="ok", temporal="reachable")
+
+    @api.get(
+        "/metrics",
+        dependencies=rule(Permission.READ),
+        response_class=Response,
+        summary="Prometheus metrics, in the text exposition format",
+        description="Open incidents by severity and state, open and overdue action items by "
+        "team, escalations by rung (from the read model, at each scrape), and webhook "
+        "deliveries by tracker and result; the README's Metrics section lists them. Needs a "
+        "token with the read permission (a viewer's): Prometheus sends it from a credentials "
+        "file.",
+        responses={
+            200: {
+                "description": "The metrics",
+                "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            },
+            **{code: _ERRORS[code] for code in (401, 403)},
+        },
+    )
+    async def prometheus_metrics() -> Response:
+        # The read model's queries are synchronous: off the event loop.
+        body = await asyncio.to_thread(generate_latest, exposition)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def declare(body: BaseModel, service: Service, caller: Caller) -> IncidentStatus:
         request = command(NewIncident, body, declared_by=caller.actor.label, actor=caller.actor)

@@ -1,4 +1,5 @@
-"""Who is calling, and may they: every /api request carries `Authorization: Bearer …`.
+"""Who is calling, and may they: every /api request, and GET /metrics (what Prometheus
+scrapes), carries `Authorization: Bearer …`.
 
 A bearer credential is either an API token (aft_…, looked up in the store) or, where OIDC is
 configured, a JWT from the team's identity provider. The middleware answers 401 before a body
@@ -24,6 +25,9 @@ from store import StoreError
 from store.api_tokens import ApiTokens
 
 PROTECTED_PREFIX = "/api/"
+# Outside /api by Prometheus' convention, behind the same credentials: the figures name teams
+# and counts that anonymous callers have no business reading.
+PROTECTED_PATHS = frozenset({"/metrics"})
 CHANGES_STATE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="afteraction"'}
 
@@ -84,8 +88,14 @@ class Authenticator:
         )
 
 
+def protected(path: str) -> bool:
+    """Whether a request to `path` must carry a valid credential."""
+    return path.startswith(PROTECTED_PREFIX) or path in PROTECTED_PATHS
+
+
 class AuthenticationMiddleware(BaseHTTPMiddleware):
-    """401 for any /api request without a valid credential, before its body is read."""
+    """401 for any /api (or /metrics) request without a valid credential, before its body is
+    read."""
 
     def __init__(self, app: object, authenticator: Authenticator) -> None:
         super().__init__(app)  # type: ignore[arg-type]
@@ -94,7 +104,7 @@ class AuthenticationMiddleware(BaseHTTPMiddleware):
     async def dispatch(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if not request.url.path.startswith(PROTECTED_PREFIX):
+        if not protected(request.url.path):
             return await call_next(request)
         try:
             request.state.principal = await self.authenticator.principal(

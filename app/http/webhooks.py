@@ -18,6 +18,9 @@ Answers, in the order they are decided:
   and make Jira retry it;
 * 503 when Temporal cannot be reached, so the sender records a failed delivery that can be
   redelivered (the reconciler catches it otherwise).
+
+Each delivery counts once in afteraction_webhook_deliveries_total{tracker, result}, result
+one of routed, ignored, ping, bad_signature, malformed, not_configured, unavailable, error.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from integrations.webhooks import (
 )
 from settings import ENV_PREFIX, Settings
 from telemetry.logs import get_logger
+from telemetry.metrics import WEBHOOK_DELIVERIES
 
 log = get_logger("afteraction.webhooks")
 SIGNAL = "ticket_changed"
@@ -119,7 +123,27 @@ def _temporal_away(request: Request, error: RPCError) -> TemporalUnavailable:
     )
 
 
+_FAILED = {400: "malformed", 401: "bad_signature", 503: "not_configured"}
+
+
 async def _receive(request: Request, tracker: Tracker, header: str) -> Response:
+    """Handle a delivery, counting it by its result."""
+    result = "error"
+    try:
+        response, result = await _handle(request, tracker, header)
+    except HTTPException as error:
+        result = _FAILED.get(error.status_code, "error")
+        raise
+    except TemporalUnavailable:
+        result = "unavailable"
+        raise
+    finally:
+        WEBHOOK_DELIVERIES.labels(tracker, result).inc()
+    return response
+
+
+async def _handle(request: Request, tracker: Tracker, header: str) -> tuple[Response, str]:
+    """The answer to a delivery, and its result as the counter names it."""
     secret = _secret(request.app.state.settings, tracker)
     body = await request.body()
     try:
@@ -134,11 +158,12 @@ async def _receive(request: Request, tracker: Tracker, header: str) -> Response:
         raise HTTPException(400, f"malformed {tracker} delivery: {error}") from None
     if not isinstance(parsed, TrackerEvent):
         if parsed.ping:
-            return JSONResponse({"pong": True}, status_code=200)
-        return _ignored(parsed.reason)
+            return JSONResponse({"pong": True}, status_code=200), "ping"
+        return _ignored(parsed.reason), "ignored"
     workflow_id = parsed.workflow_id or await _item_of_ticket(request, tracker, parsed.ticket_key)
     if workflow_id is None:
-        return _ignored(f"{parsed.ticket_key} is not the ticket of an open action item")
+        reason = f"{parsed.ticket_key} is not the ticket of an open action item"
+        return _ignored(reason), "ignored"
     parsed = parsed.model_copy(update={"workflow_id": workflow_id})
     ignored = await _tell(request, parsed, workflow_id)
     answer = Routed(
@@ -156,7 +181,8 @@ async def _receive(request: Request, tracker: Tracker, header: str) -> Response:
         delivery_id=parsed.delivery_id,
         ignored=ignored,
     )
-    return JSONResponse(answer.model_dump(exclude_none=True), status_code=202)
+    routed = JSONResponse(answer.model_dump(exclude_none=True), status_code=202)
+    return routed, "ignored" if ignored else "routed"
 
 
 @router.post("/github", status_code=202, responses=_ANSWERS)
