@@ -14,7 +14,7 @@ import functools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -204,35 +204,35 @@ class IncidentRow(Protocol):
     def escalations_by_rung(self) -> str: ...  # a JSON object
 
 
-class ItemRow(Protocol):
+class ItemTally(Protocol):
+    """The action items of one group that share a rung and escalations, counted by the store
+    (store/facts.py `item_tallies`, which applies the definitions' rules in SQL: tens of
+    thousands of items become a few hundred tallies)."""
+
     @property
-    def incident_key(self) -> str: ...
+    def group(self) -> str: ...  # a team or a severity; for services, a JSON list
     @property
-    def owning_team(self) -> str: ...
-    @property
-    def severity(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def created_ms(self) -> int: ...
-    @property
-    def first_due_ms(self) -> int: ...
-    @property
-    def due_ms(self) -> int: ...
-    @property
-    def extensions(self) -> int: ...
-    @property
-    def completed_ms(self) -> int | None: ...
-    @property
-    def accepted_ms(self) -> int | None: ...
-    @property
-    def escalations(self) -> int: ...
+    def rung(self) -> str | None: ...  # of the latest escalation
     @property
     def escalations_by_rung(self) -> str: ...  # a JSON object
     @property
-    def rung(self) -> str | None: ...
+    def closed(self) -> int: ...
     @property
-    def services(self) -> str | None: ...  # its incident's, a JSON list (None: not known)
+    def on_time(self) -> int: ...
+    @property
+    def extended(self) -> int: ...
+    @property
+    def late(self) -> int: ...
+    @property
+    def accepted(self) -> int: ...
+    @property
+    def open(self) -> int: ...
+    @property
+    def overdue(self) -> int: ...
+    @property
+    def created(self) -> int: ...  # in the window
+    @property
+    def created_escalations(self) -> int: ...  # of those created in the window
 
 
 # ---- the figures ------------------------------------------------------------------------------
@@ -333,17 +333,17 @@ class _Group:
         self.name = name
         self.incidents: list[IncidentRow] = []
         self.cancelled = 0
-        self.items: list[ItemRow] = []
+        self.items: list[ItemTally] = []
 
-    def figures(self, since_ms: int, until_ms: int) -> GroupFigures:
+    def figures(self, until_ms: int) -> GroupFigures:
         return GroupFigures(
             group=self.name,
             incidents=len(self.incidents),
             cancelled=self.cancelled,
             durations={d.name: _duration(d, self.incidents) for d in DURATIONS},
             reviews=_reviews(self.incidents, until_ms),
-            action_items=_action_items(self.items, since_ms, until_ms),
-            escalations=_escalations(self.incidents, self.items, since_ms, until_ms),
+            action_items=_action_items(self.items),
+            escalations=_escalations(self.incidents, self.items),
         )
 
 
@@ -381,36 +381,25 @@ def _reviews(incidents: list[IncidentRow], until_ms: int) -> ReviewFigures:
     return figures
 
 
-def _action_items(items: list[ItemRow], since_ms: int, until_ms: int) -> ActionItemFigures:
+def _action_items(tallies: list[ItemTally]) -> ActionItemFigures:
     # Plain counters, the model built once at the end: setting a model's field in the loop
-    # costs a validation hook per row.
+    # costs a validation hook per tally.
     closed = on_time = extended = late = accepted = opened = overdue = 0
     open_by_rung: dict[str, int] = {}
     overdue_by_rung: dict[str, int] = {}
-    for row in items:
-        closed_ms = row.completed_ms if row.completed_ms is not None else row.accepted_ms
-        if closed_ms is not None and since_ms <= closed_ms <= until_ms:
-            closed += 1
-            if row.accepted_ms is not None:
-                accepted += 1
-            elif closed_ms <= row.due_ms:
-                on_time += 1
-                # Only an item that missed the date the review set met an extended one alone.
-                extended += row.extensions > 0 and closed_ms > row.first_due_ms
-            else:
-                late += 1
-        # Open at the end of the window: not closed yet, or closed only after it ended.
-        if closed_ms is None:
-            still_open = row.state not in FINAL_ITEM_STATES
-        else:
-            still_open = closed_ms > until_ms
-        if still_open and row.created_ms <= until_ms:
-            rung = row.rung or "none"
-            opened += 1
-            open_by_rung[rung] = open_by_rung.get(rung, 0) + 1
-            if row.due_ms < until_ms:
-                overdue += 1
-                overdue_by_rung[rung] = overdue_by_rung.get(rung, 0) + 1
+    for tally in tallies:
+        closed += tally.closed
+        on_time += tally.on_time
+        extended += tally.extended
+        late += tally.late
+        accepted += tally.accepted
+        rung = tally.rung or "none"
+        if tally.open:
+            opened += tally.open
+            open_by_rung[rung] = open_by_rung.get(rung, 0) + tally.open
+        if tally.overdue:
+            overdue += tally.overdue
+            overdue_by_rung[rung] = overdue_by_rung.get(rung, 0) + tally.overdue
     return ActionItemFigures(
         closed=closed,
         on_time=on_time,
@@ -419,30 +408,28 @@ def _action_items(items: list[ItemRow], since_ms: int, until_ms: int) -> ActionI
         accepted=accepted,
         open=opened,
         overdue=overdue,
-        open_by_rung=open_by_rung,
-        overdue_by_rung=overdue_by_rung,
+        open_by_rung=dict(sorted(open_by_rung.items())),
+        overdue_by_rung=dict(sorted(overdue_by_rung.items())),
     )
 
 
-def _escalations(
-    incidents: list[IncidentRow], items: list[ItemRow], since_ms: int, until_ms: int
-) -> EscalationFigures:
-    incident_count = item_count = 0
+def _escalations(incidents: list[IncidentRow], tallies: list[ItemTally]) -> EscalationFigures:
+    incident_count = item_count = created = 0
     by_rung: dict[str, int] = defaultdict(int)
     for incident in incidents:
         incident_count += incident.escalations
         for rung, count in _rungs(incident.escalations_by_rung):
             by_rung[rung] += count
-    created = [item for item in items if since_ms <= item.created_ms <= until_ms]
-    for item in created:
-        item_count += item.escalations
-        for rung, count in _rungs(item.escalations_by_rung):
-            by_rung[rung] += count
+    for tally in tallies:
+        created += tally.created
+        item_count += tally.created_escalations
+        for rung, count in _rungs(tally.escalations_by_rung):
+            by_rung[rung] += count * tally.created
     figures = EscalationFigures(incidents=incident_count, action_items=item_count)
     if incidents:
         figures.per_incident = round(incident_count / len(incidents), 3)
     if created:
-        figures.per_item = round(item_count / len(created), 3)
+        figures.per_item = round(item_count / created, 3)
     figures.by_rung = dict(sorted(by_rung.items()))
     return figures
 
@@ -462,14 +449,14 @@ def _incident_groups(row: IncidentRow, by: Grouping) -> list[str]:
 
 def compute(
     incidents: Iterable[IncidentRow],
-    items: Iterable[ItemRow],
+    items: Iterable[ItemTally],
     *,
     since: datetime,
     until: datetime,
     by: Grouping | None = None,
 ) -> MetricsReport:
-    """The figures of the incidents declared in [since, until] and of the action items the
-    definitions place there (`items` may hold more: each figure picks its own)."""
+    """The figures of the incidents declared in [since, until], and of the action items the
+    store tallied for the same window and grouping."""
     since_ms, until_ms = _ms(since), _ms(until)
     total = _Group("all")
     groups: dict[str, _Group] = {}
@@ -489,28 +476,31 @@ def compute(
                 target.cancelled += 1
             else:
                 target.incidents.append(row)
-    item_groups = _item_grouping(by)
-    for item in items:
-        total.items.append(item)
-        for name in item_groups(item):
-            group(name).items.append(item)
+    for tally in items:
+        total.items.append(tally)
+        for name in _tally_groups(tally, by):
+            group(name).items.append(tally)
     return MetricsReport(
         since=since,
         until=until,
         by=by,
-        total=total.figures(since_ms, until_ms),
-        groups=[groups[name].figures(since_ms, until_ms) for name in sorted(groups)],
+        total=total.figures(until_ms),
+        groups=[groups[name].figures(until_ms) for name in sorted(groups)],
     )
 
 
-def _item_grouping(by: Grouping | None) -> Callable[[ItemRow], list[str]]:
+def _tally_groups(tally: ItemTally, by: Grouping | None) -> list[str]:
     if by is None:
-        return lambda item: []
-    if by is Grouping.TEAM:
-        return lambda item: [item.owning_team]
-    if by is Grouping.SEVERITY:
-        return lambda item: [item.severity]
-    return lambda item: json.loads(item.services or "[]") or [NO_GROUP]
+        return []
+    if by is Grouping.SERVICE:
+        return list(_services(tally.group)) or [NO_GROUP]
+    return [tally.group]
+
+
+@functools.lru_cache(maxsize=4096)
+def _services(text: str) -> tuple[str, ...]:
+    """An incident's services (a JSON list): tallies share a few texts, each parsed once."""
+    return tuple(json.loads(text))
 
 
 def _ms(moment: datetime) -> int:

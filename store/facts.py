@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Result, and_, case, delete, func, or_, select
+from sqlalchemy import Result, and_, case, delete, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from domain.facts import ActionItemFacts, IncidentFacts
+from domain.metrics import Grouping
 from store.database import Store
 from store.schema import ActionItemFactRow, IncidentFactRow
 
@@ -168,13 +169,6 @@ class FactsRepository:
                 query = query.where(ActionItemFactRow.id.in_(ids))
             return {row.id: stored_columns(row) for row in session.scalars(query)}
 
-    def revisions(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Every incident's and item's stored revision, by key and by id."""
-        with self._store.reading() as session:
-            incidents = session.execute(select(IncidentFactRow.key, IncidentFactRow.revision))
-            items = session.execute(select(ActionItemFactRow.id, ActionItemFactRow.revision))
-            return dict(incidents.tuples().all()), dict(items.tuples().all())
-
     def measured_incidents(self, since_ms: int, until_ms: int) -> Sequence[Any]:
         """The columns the metrics read, of the incidents declared in the window."""
         table = IncidentFactRow
@@ -198,39 +192,59 @@ class FactsRepository:
         with self._store.reading() as session:
             return _plain(session.execute(query))
 
-    def measured_items(self, since_ms: int, until_ms: int) -> Sequence[Any]:
-        """The items some figure of the window counts: created in it, closed in it, or open at
-        its end; with their incident's services."""
+    def item_tallies(self, since_ms: int, until_ms: int, by: Grouping | None) -> Sequence[Any]:
+        """The action items counted by the definitions' rules (domain/metrics.py COUNTS), per
+        group of `by`, rung of the latest escalation and escalations by rung: the rows are
+        domain.metrics.ItemTally."""
         item, incident = ActionItemFactRow, IncidentFactRow
+
+        def within(column: Any) -> Any:
+            return and_(column >= since_ms, column <= until_ms)
+
+        def count(condition: Any) -> Any:
+            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+        closed_ms = func.coalesce(item.completed_ms, item.accepted_ms)
+        closed = within(closed_ms)
+        done = and_(closed, item.accepted_ms.is_(None))
+        on_time = and_(done, item.completed_ms <= item.due_ms)
+        # Open at the end of the window: not closed yet, or closed only after it ended.
+        still_open = or_(
+            and_(closed_ms.is_(None), item.state.not_in(FINAL_ITEM_STATES)), closed_ms > until_ms
+        )
+        created = within(item.created_ms)
+        group: Any = {
+            None: literal("all"),
+            Grouping.TEAM: item.owning_team,
+            Grouping.SEVERITY: item.severity,
+            Grouping.SERVICE: func.coalesce(incident.services, "[]"),
+        }[by]
         query = (
             select(
-                item.incident_key,
-                item.owning_team,
-                item.severity,
-                item.state,
-                item.created_ms,
-                item.first_due_ms,
-                item.due_ms,
-                item.extensions,
-                item.completed_ms,
-                item.accepted_ms,
-                item.escalations,
-                item.escalations_by_rung,
+                group.label("group"),
                 item.rung,
-                incident.services,
+                item.escalations_by_rung,
+                count(closed).label("closed"),
+                count(on_time).label("on_time"),
+                # Only an item that missed the date the review set met an extended one alone.
+                count(
+                    and_(on_time, item.extensions > 0, item.completed_ms > item.first_due_ms)
+                ).label("extended"),
+                count(and_(done, item.completed_ms > item.due_ms)).label("late"),
+                count(and_(closed, item.accepted_ms.is_not(None))).label("accepted"),
+                count(still_open).label("open"),
+                count(and_(still_open, item.due_ms < until_ms)).label("overdue"),
+                count(created).label("created"),
+                func.coalesce(func.sum(case((created, item.escalations), else_=0)), 0).label(
+                    "created_escalations"
+                ),
             )
-            .outerjoin(incident, incident.key == item.incident_key)
-            .where(
-                or_(
-                    item.created_ms.between(since_ms, until_ms),
-                    item.completed_ms.between(since_ms, until_ms),
-                    item.accepted_ms.between(since_ms, until_ms),
-                    and_(item.created_ms <= until_ms, item.state.not_in(FINAL_ITEM_STATES)),
-                    and_(item.created_ms <= until_ms, item.completed_ms > until_ms),
-                    and_(item.created_ms <= until_ms, item.accepted_ms > until_ms),
-                )
-            )
+            # Every figure counts items that existed by the end of the window.
+            .where(item.created_ms <= until_ms)
+            .group_by(group, item.rung, item.escalations_by_rung)
         )
+        if by is Grouping.SERVICE:
+            query = query.outerjoin(incident, incident.key == item.incident_key)
         with self._store.reading() as session:
             return _plain(session.execute(query))
 
@@ -245,7 +259,7 @@ class FactsRepository:
             .group_by(table.severity, table.state)
         )
         with self._store.reading() as session:
-            return [(s, st, n) for s, st, n in session.execute(query).tuples()]
+            return [(s, st, n) for s, st, n in session.execute(query)]
 
     def open_items(self, now_ms: int) -> list[tuple[str, int, int]]:
         """(team, open, overdue) of the action items not done nor accepted."""
@@ -257,7 +271,7 @@ class FactsRepository:
             .group_by(table.owning_team)
         )
         with self._store.reading() as session:
-            return [(team, n, int(late or 0)) for team, n, late in session.execute(query).tuples()]
+            return [(team, n, int(late or 0)) for team, n, late in session.execute(query)]
 
     def escalations_by_rung(self) -> dict[tuple[str, str], int]:
         """Escalations ever fired, by (subject, rung): subject is incident or action_item."""

@@ -1,13 +1,19 @@
-"""The metric definitions computed over hand-made fact rows: each figure by hand."""
+"""The metric definitions computed over hand-made fact rows: each figure by hand. The action
+items are counted by the store (in SQL), so their rows go through a SQLite file."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from domain.metrics import DEFINITIONS, Grouping, compute, nearest_rank
+from sqlalchemy import insert
+
+from app.services.insights import Insights
+from domain.metrics import DEFINITIONS, Grouping, MetricsReport, compute, nearest_rank
+from store import open_store
+from store.schema import ActionItemFactRow, IncidentFactRow
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 12, 1, tzinfo=UTC)
@@ -56,7 +62,39 @@ class Item:
     escalations: int = 0
     escalations_by_rung: str = "{}"
     rung: str | None = None
-    services: str | None = '["checkout"]'
+
+
+def measured(
+    folder: Path, incidents: list[Incident], items: list[Item], by: Grouping | None = None
+) -> MetricsReport:
+    """The report of the window SINCE..UNTIL over these rows, stored in a fresh SQLite file."""
+    folder.mkdir(exist_ok=True)
+    store = open_store(f"sqlite:///{folder / 'facts.db'}")
+    bookkeeping = {"revision": 1, "title": "t", "recorded_at": T0}
+    with store.writing() as session:
+        for incident in incidents:
+            session.execute(
+                insert(IncidentFactRow).values(
+                    **asdict(incident),
+                    **bookkeeping,
+                    closed_ms=None,
+                    cancelled_ms=None,
+                    action_items=0,
+                )
+            )
+        for number, item in enumerate(items, start=1):
+            session.execute(
+                insert(ActionItemFactRow).values(
+                    **asdict(item),
+                    **bookkeeping,
+                    id=f"{item.incident_key}-{number}",
+                    number=number,
+                    kind="short_term_mitigation",
+                    target="local",
+                    reopened=0,
+                )
+            )
+    return Insights(store).metrics(since=UNTIL - SINCE, by=by, now=UNTIL)
 
 
 def test_nearest_rank_is_an_observed_value() -> None:
@@ -111,7 +149,9 @@ def test_reviews_are_counted_against_their_deadline() -> None:
     assert (reviews.on_time, reviews.late, reviews.overdue, reviews.pending) == (1, 1, 1, 1)
 
 
-def test_action_items_closed_on_time_extended_late_accepted_open_and_overdue() -> None:
+def test_action_items_closed_on_time_extended_late_accepted_open_and_overdue(
+    tmp_path: Path,
+) -> None:
     due = BASE + 10 * MINUTE
     items = [
         Item(state="done", completed_ms=due),  # on time
@@ -123,7 +163,7 @@ def test_action_items_closed_on_time_extended_late_accepted_open_and_overdue() -
         Item(state="open", rung="team_lead"),  # open and overdue
         Item(state="verifying"),  # ticket closed, not verified: open and overdue
     ]
-    figures = compute([], items, since=SINCE, until=UNTIL).total.action_items
+    figures = measured(tmp_path, [], items).total.action_items
     assert (figures.closed, figures.on_time, figures.extended) == (5, 3, 1)
     assert (figures.late, figures.accepted) == (1, 1)
     assert (figures.open, figures.overdue) == (3, 2)
@@ -131,35 +171,35 @@ def test_action_items_closed_on_time_extended_late_accepted_open_and_overdue() -
     assert figures.open_by_rung == {"none": 2, "team_lead": 1}
 
 
-def test_escalations_per_incident_and_per_item_by_rung() -> None:
+def test_escalations_per_incident_and_per_item_by_rung(tmp_path: Path) -> None:
     incidents = [
         Incident("A", escalations=3, escalations_by_rung=json.dumps({"owner": 2, "manager": 1})),
         Incident("B"),
     ]
     items = [Item(escalations=2, escalations_by_rung=json.dumps({"owner": 1, "team_lead": 1}))]
-    figures = compute(incidents, items, since=SINCE, until=UNTIL).total.escalations
+    figures = measured(tmp_path, incidents, items).total.escalations
     assert (figures.incidents, figures.action_items) == (3, 2)
     assert (figures.per_incident, figures.per_item) == (1.5, 2.0)
     assert figures.by_rung == {"manager": 1, "owner": 3, "team_lead": 1}
 
 
-def test_groups_by_team_service_and_severity() -> None:
+def test_groups_by_team_service_and_severity(tmp_path: Path) -> None:
     incidents = [
         Incident("A", teams='["payments", "platform"]', acknowledged_ms=BASE + MINUTE),
         Incident("B", teams="[]", severity="SEV1", acknowledged_ms=BASE + 3 * MINUTE),
     ]
-    items = [Item(owning_team="platform", services=None)]
-    by_team = compute(incidents, items, since=SINCE, until=UNTIL, by=Grouping.TEAM)
+    items = [Item(incident_key="INC-GONE", owning_team="platform")]  # its incident: not kept
+    by_team = measured(tmp_path / "team", incidents, items, by=Grouping.TEAM)
     groups = {group.group: group for group in by_team.groups}
     assert set(groups) == {"payments", "platform", "(none)"}
     assert groups["platform"].incidents == 1 and groups["platform"].action_items.open == 1
     assert groups["(none)"].durations["mtta"].p50 == 180.0
-    by_service = compute(incidents, items, since=SINCE, until=UNTIL, by=Grouping.SERVICE)
+    by_service = measured(tmp_path / "service", incidents, items, by=Grouping.SERVICE)
     assert {g.group: g.action_items.open for g in by_service.groups} == {
         "checkout": 0,
         "(none)": 1,
     }
-    by_severity = compute(incidents, items, since=SINCE, until=UNTIL, by=Grouping.SEVERITY)
+    by_severity = measured(tmp_path / "severity", incidents, items, by=Grouping.SEVERITY)
     assert [(g.group, g.incidents) for g in by_severity.groups] == [("SEV1", 1), ("SEV2", 1)]
 
 

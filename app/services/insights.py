@@ -56,5 +56,5 @@ class Insights:
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         assert start_ms is not None and end_ms is not None
         incidents = self._facts.measured_incidents(start_ms, end_ms)
-        items = self._facts.measured_items(start_ms, end_ms)
+        items = self._facts.item_tallies(start_ms, end_ms, by)
         return compute(incidents, items, since=start, until=end, by=by)
