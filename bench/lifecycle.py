@@ -39,6 +39,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from app.services.actions import ActionItems
 from app.services.incidents import CommandRejected, Incidents
+from app.services.read_model import ReadModel
 from bench.incident_throughput import summary
 from bench.output import emit_and_exit, stdout_to_stderr
 from domain import search_attributes
@@ -66,6 +67,7 @@ from domain.review import (
 from domain.severity import Severity
 from integrations.local import TARGET, LocalTracker
 from settings import Settings
+from store import configured_store
 from telemetry.logs import configure_logging
 from worker import build_worker
 
@@ -609,6 +611,9 @@ async def run(count: int, items: int, concurrency: int) -> dict[str, Any]:
                 full_phase = await measure("full", full, count, items, concurrency, latencies)
                 full_counts = await count_histories(client, full_phase.runs)
                 full_figures = figures(full_phase, items, full_counts, latencies, full)
+                # The read model the full run's workflows wrote, compared with them.
+                store = configured_store(Settings(home=Path(home)))
+                check = await ReadModel(client, store, task_queue=FULL_QUEUE).check()
 
                 plan = floor_plan(items, full_counts)
                 print(f"floor plan: {plan.model_dump()}", file=sys.stderr)
@@ -629,6 +634,11 @@ async def run(count: int, items: int, concurrency: int) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "full": full_figures,
         "floor": floor_figures,
+        "read_model": {
+            "workflows": check.workflows,
+            "rows": check.rows,
+            "differences": len(check.differences),
+        },
         "ratio": round(ratio, 2),
         "cpu_ratio": round(cpu[1] / cpu[0], 2),
         "target": TARGET_RATIO,
