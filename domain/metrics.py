@@ -17,11 +17,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
 DEFINITIONS_VERSION = 1
+T = TypeVar("T", int, float)
 NO_GROUP = "(none)"
 FINAL_ITEM_STATES = ("done", "accepted")
 CANCELLED = "cancelled"
@@ -54,7 +55,10 @@ class Definition(BaseModel):
 
 
 _EXCLUDED_EVERYWHERE = "cancelled incidents (counted apart as `cancelled`)"
-_STATISTICS = "count, p50 and p90 (nearest rank: an observed value), and the mean"
+_STATISTICS = (
+    "count, p50 and p90 (nearest rank: an observed value), and the mean (to the millisecond, "
+    "halves up); times are kept to the millisecond"
+)
 
 DURATIONS: tuple[Definition, ...] = (
     Definition(
@@ -63,7 +67,8 @@ DURATIONS: tuple[Definition, ...] = (
         start=["started_at"],
         end=["detected_at", "declared_at"],
         window="declared_at",
-        counts=f"detected - started, per incident: {_STATISTICS}",
+        counts=f"detected - started, per incident: {_STATISTICS}; `end_fallbacks` counts the "
+        "incidents measured to their declaration (no detection reported)",
         excludes=[
             _EXCLUDED_EVERYWHERE,
             "incidents whose start was not reported (a fallback would measure zero)",
@@ -246,6 +251,9 @@ class Distribution(BaseModel):
     fallbacks: dict[str, int] = Field(
         default_factory=dict, description="measured from a later start: how many, by its fact"
     )
+    end_fallbacks: dict[str, int] = Field(
+        default_factory=dict, description="measured to a later end: how many, by its fact"
+    )
 
 
 class ReviewFigures(BaseModel):
@@ -294,22 +302,30 @@ class MetricsReport(BaseModel):
     groups: list[GroupFigures] = Field(default_factory=list)
 
 
-def nearest_rank(ordered: Sequence[float], percent: int) -> float:
+def nearest_rank(ordered: Sequence[T], percent: int) -> T:
     """The smallest value with at least `percent`% of the values at or below it."""
     rank = max(1, math.ceil(percent / 100 * len(ordered)))
     return ordered[rank - 1]
 
 
-def distribution(seconds: list[float], fallbacks: dict[str, int]) -> Distribution:
-    if not seconds:
-        return Distribution(fallbacks=fallbacks)
-    ordered = sorted(seconds)
+def distribution(
+    milliseconds: list[int], fallbacks: dict[str, int], end_fallbacks: dict[str, int] | None = None
+) -> Distribution:
+    """The statistics of whole-millisecond durations, in seconds; the mean is rounded to the
+    millisecond, halves up (in integers, so it never depends on the order of a float sum)."""
+    ends = end_fallbacks or {}
+    if not milliseconds:
+        return Distribution(fallbacks=fallbacks, end_fallbacks=ends)
+    ordered = sorted(milliseconds)
+    count = len(ordered)
+    mean_ms = (2 * sum(ordered) + count) // (2 * count)
     return Distribution(
-        count=len(ordered),
-        p50=nearest_rank(ordered, 50),
-        p90=nearest_rank(ordered, 90),
-        mean=round(sum(ordered) / len(ordered), 3),
+        count=count,
+        p50=nearest_rank(ordered, 50) / 1000,
+        p90=nearest_rank(ordered, 90) / 1000,
+        mean=mean_ms / 1000,
         fallbacks=fallbacks,
+        end_fallbacks=ends,
     )
 
 
@@ -348,18 +364,21 @@ class _Group:
 
 
 def _duration(definition: Definition, incidents: list[IncidentRow]) -> Distribution:
-    seconds: list[float] = []
+    milliseconds: list[int] = []
     fallbacks: dict[str, int] = defaultdict(int)
+    end_fallbacks: dict[str, int] = defaultdict(int)
     starts, ends = _columns(definition.start), _columns(definition.end)
     for row in incidents:
         start, start_fact = _first_known(row, starts)
-        end, _ = _first_known(row, ends)
+        end, end_fact = _first_known(row, ends)
         if start is None or end is None or end < start:
             continue
-        seconds.append((end - start) / 1000)
+        milliseconds.append(end - start)
         if start_fact != definition.start[0]:
             fallbacks[str(start_fact)] += 1
-    return distribution(seconds, dict(fallbacks))
+        if end_fact != definition.end[0]:
+            end_fallbacks[str(end_fact)] += 1
+    return distribution(milliseconds, dict(fallbacks), dict(end_fallbacks))
 
 
 def _reviews(incidents: list[IncidentRow], until_ms: int) -> ReviewFigures:

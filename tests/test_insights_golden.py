@@ -54,7 +54,13 @@ EXACT = 1e-9
 
 
 def seconds(start: datetime, end: datetime) -> float:
-    return (end - start) / timedelta(milliseconds=1) / 1000
+    """end - start, in seconds, of the times as the read model keeps them: to the millisecond
+    (the workflows stamp microseconds)."""
+
+    def millisecond(moment: datetime) -> int:
+        return round(moment.timestamp() * 1000)
+
+    return (millisecond(end) - millisecond(start)) / 1000
 
 
 def reported_start(p: Played) -> tuple[datetime, str]:
@@ -124,15 +130,29 @@ def nearest_rank(values: list[float], percent: int) -> float:
     return ordered[rank - 1]
 
 
-def distribution(values: list[float], fallbacks: dict[str, int]) -> dict[str, Any]:
+def distribution(
+    values: list[float], fallbacks: dict[str, int], ends: dict[str, int] | None = None
+) -> dict[str, Any]:
+    later_ends = ends or {}
     if not values:
-        return {"count": 0, "p50": None, "p90": None, "mean": None, "fallbacks": fallbacks}
+        return {
+            "count": 0,
+            "p50": None,
+            "p90": None,
+            "mean": None,
+            "fallbacks": fallbacks,
+            "end_fallbacks": later_ends,
+        }
     return {
         "count": len(values),
         "p50": nearest_rank(values, 50),
         "p90": nearest_rank(values, 90),
-        "mean": round(sum(values) / len(values), 3),
+        # To the millisecond, halves up, from whole milliseconds (the definitions' rounding).
+        "mean": (2 * sum(round(v * 1000) for v in values) + len(values))
+        // (2 * len(values))
+        / 1000,
         "fallbacks": fallbacks,
+        "end_fallbacks": later_ends,
     }
 
 
@@ -144,11 +164,14 @@ def durations(incidents: list[Played]) -> dict[str, dict[str, Any]]:
     review: list[float] = []
     mttm_fallbacks: dict[str, int] = {}
     mttr_fallbacks: dict[str, int] = {}
+    mttd_ends: dict[str, int] = {}
     for p in incidents:
         s, clock = p.scenario, p.incident.clock
         if s.started is not None:  # no fallback for the start: a fallback would measure zero
             end = p.at(s.detected) if s.detected is not None else clock.declared_at
             mttd.append(seconds(p.at(s.started), end))
+            if s.detected is None:
+                mttd_ends["declared_at"] = mttd_ends.get("declared_at", 0) + 1
         ack = acknowledged(p)
         if ack is not None:
             mtta.append(seconds(clock.declared_at, ack))
@@ -166,7 +189,7 @@ def durations(incidents: list[Played]) -> dict[str, dict[str, Any]]:
             assert held is not None and end_of_impact is not None
             review.append(seconds(end_of_impact, held))
     return {
-        "mttd": distribution(mttd, {}),
+        "mttd": distribution(mttd, {}, mttd_ends),
         "mtta": distribution(mtta, {}),
         "mttm": distribution(mttm, mttm_fallbacks),
         "mttr": distribution(mttr, mttr_fallbacks),

@@ -93,11 +93,14 @@ def render(report: MetricsReport) -> RenderableType:
         f"{report.total.incidents} incidents, {report.total.cancelled} cancelled (not counted)"
     )
     durations = Table(title="Durations", title_justify="left")
-    for column in ("Group", "Metric", "n", "p50", "p90", "mean", "from a later start"):
+    for column in ("Group", "Metric", "n", "p50", "p90", "mean", "fallbacks"):
         durations.add_column(column, no_wrap=True)
     for group in groups:
         for name, figures in group.durations.items():
-            fallbacks = ", ".join(f"{fact} {n}" for fact, n in figures.fallbacks.items())
+            fallbacks = ", ".join(
+                [f"from {fact} {n}" for fact, n in figures.fallbacks.items()]
+                + [f"to {fact} {n}" for fact, n in figures.end_fallbacks.items()]
+            )
             durations.add_row(
                 group.group,
                 name,

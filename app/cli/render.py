@@ -72,9 +72,18 @@ def incident(detail: Incident) -> RenderableType:
     clock = Table(title="Clock", title_justify="left")
     clock.add_column("Moment")
     clock.add_column("Time")
+    filled_in = {
+        "started_at": "not reported: when it was detected"
+        if detail.clock.started_reported is False
+        else None,
+        "detected_at": "not reported: when it was declared"
+        if detail.clock.detected_reported is False
+        else None,
+    }
     for name, value in detail.clock.model_dump().items():
-        if value is not None:
-            clock.add_row(name.removesuffix("_at"), _when(value))
+        if isinstance(value, datetime):
+            note = filled_in.get(name)
+            clock.add_row(name.removesuffix("_at"), _when(value) + (f" ({note})" if note else ""))
 
     roles = Table(title="Roles", title_justify="left")
     roles.add_column("Role")
