@@ -229,9 +229,14 @@ async def test_json_review_lists_shape_and_policy_problems_then_is_accepted(api:
     accepted = await api.ok("POST", url, json=review_json(*TWO_ITEMS))
     assert accepted["state"] == "tracking"
     assert len(await tickets_of(api, key, 2)) == 2
-    again = await api.http.post(url, json=review_json(*TWO_ITEMS))
-    assert again.status_code == 409
-    assert "cannot submit_review an incident that is tracking" in again.json()["detail"]
+    # The same review again (a retry) answers the state it reached, and starts nothing new.
+    again = await api.ok("POST", url, json=review_json(*TWO_ITEMS))
+    assert again["state"] == "tracking"
+    assert len(await tickets_of(api, key, 2)) == 2
+    # Another review is refused: the incident has its review.
+    other = await api.http.post(url, json=review_json(*TWO_ITEMS[:1]))
+    assert other.status_code == 409
+    assert "cannot submit_review an incident that is tracking" in other.json()["detail"]
 
 
 async def test_unknown_team_with_a_routing_file_names_the_team_and_the_file(

@@ -167,7 +167,10 @@ def test_api_declares_commands_and_explains_errors(stack: Stack) -> None:
         acked = api.post(f"/api/incidents/{key}/acknowledge", json={"commander": "dana"})
         assert acked.status_code == 200
         assert acked.json()["roles"]["commander"] == "dana"
-        rejected = api.post(f"/api/incidents/{key}/acknowledge", json={"commander": "dana"})
+        # Sent again (a retry), the same acknowledgement answers its state; another is refused.
+        again = api.post(f"/api/incidents/{key}/acknowledge", json={"commander": "dana"})
+        assert again.status_code == 200 and again.json() == acked.json()
+        rejected = api.post(f"/api/incidents/{key}/acknowledge", json={"commander": "erin"})
         assert rejected.status_code == 409
         assert "cannot acknowledge" in rejected.json()["detail"]
         assert (

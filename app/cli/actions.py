@@ -154,8 +154,10 @@ class ItemService(Protocol):
 
     async def retry_ticket(self, item_id: str) -> RetryOutcome: ...
 
+    async def outcome(self, item_id: str, update_id: str) -> ActionItemSummary: ...
 
-def _with_items(work: Callable[[ItemService], Awaitable[T]]) -> T:
+
+def with_items(work: Callable[[ItemService], Awaitable[T]]) -> T:
     api = remote_api(_settings())
     if api is not None:
         return run_remote(api, lambda: work(RemoteActionItems(api)))
@@ -179,7 +181,7 @@ def list_items(
             searchable(team)
         except ValueError as error:
             fail(f"--team {team!r}: {error}", 2)
-    rows: list[ActionItemRow] = _with_items(
+    rows: list[ActionItemRow] = with_items(
         lambda items: items.list(incident=incident, team=team, overdue=overdue)
     )
     options = {"incident": incident, "team": team, "overdue": overdue}
@@ -194,7 +196,7 @@ def show(
     item_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
 ) -> None:
     """Show an action item: ticket, due date, escalations."""
-    item: ActionItem = _with_items(lambda items: items.get(item_id))
+    item: ActionItem = with_items(lambda items: items.get(item_id))
     _emit(item, as_json, _item(item))
 
 
@@ -228,7 +230,7 @@ def add(
 
 
 def _update(item_id: str, name: str, payload: BaseModel, as_json: bool) -> None:
-    result: ActionItemSummary = _with_items(lambda items: items.command(item_id, name, payload))
+    result: ActionItemSummary = with_items(lambda items: items.command(item_id, name, payload))
     _emit(result, as_json, _summary(result))
 
 
@@ -250,11 +252,11 @@ def extend(
     later = _later_by(due)
     if later is None:
         parse_due(due, "--due")  # a time that cannot be is refused before Temporal is asked
-    before: ActionItem = _with_items(lambda items: items.get(item_id))
+    before: ActionItem = with_items(lambda items: items.get(item_id))
     if later is not None:
         due = (before.due_at + later).isoformat()
     payload = _model(ExtendDeadline, due_at=parse_due(due, "--due"), reason=reason, **acting())
-    result: ActionItemSummary = _with_items(
+    result: ActionItemSummary = with_items(
         lambda items: items.command(item_id, "extend_deadline", payload)
     )
     _emit(
@@ -301,5 +303,5 @@ def retry_ticket(
 ) -> None:
     """Try creating an item's ticket again now (after fixing the tracker's settings); an item
     that has its ticket is left alone."""
-    outcome: RetryOutcome = _with_items(lambda items: items.retry_ticket(item_id))
+    outcome: RetryOutcome = with_items(lambda items: items.retry_ticket(item_id))
     _emit(outcome, as_json, outcome.detail)

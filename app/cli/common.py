@@ -2,7 +2,8 @@
 connection to Temporal and JSON or Rich output.
 
 Exit codes: 0 done; 2 invalid input or a command that was rejected (with the reason);
-1 Temporal (or its worker) unreachable, with how to start it.
+1 Temporal unreachable, with how to start it; 4 a command sent but not applied yet (no worker
+has taken it, or it has not answered in time), with how to ask what became of it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from temporalio.client import Client
 from app.cli.remote import Api, RemoteIncidents
 from app.cli.words import in_cli_words
 from app.formats.problems import problem_message
+from app.services.commands import CommandPending, UnknownCommand
 from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
@@ -58,6 +60,8 @@ def _console(*, stderr: bool = False) -> Console:
 out = _console()
 err = _console(stderr=True)
 T = TypeVar("T")
+# The exit code of a command sent but not applied yet.
+PENDING = 4
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 NoteOption = Annotated[str | None, typer.Option("--note", help="What was done.")]
@@ -177,10 +181,16 @@ def _exit_codes(go: Callable[[], Coroutine[Any, Any, T]]) -> T:
     with exit 1."""
     try:
         return asyncio.run(go())
-    except (CommandRejected, IncidentNotFound) as error:
+    except (CommandRejected, IncidentNotFound, UnknownCommand) as error:
         fail(in_cli_words(str(error)), 2)
     except TemporalUnavailable as error:
         fail(str(error), 1)
+    except CommandPending as error:
+        warn(
+            f"{in_cli_words(str(error))}; `afteraction outcome {error.subject} "
+            f"{error.command_id}` tells what became of it"
+        )
+        raise typer.Exit(PENDING) from None
 
 
 def _emit(result: BaseModel | list[Any], as_json: bool, human: RenderableType) -> None:
@@ -215,6 +225,8 @@ class IncidentService(Protocol):
     async def add_action_item(
         self, key: str, spec: ActionItemSpec, *, actor: Actor
     ) -> ActionItemSummary: ...
+
+    async def outcome(self, key: str, update_id: str) -> BaseModel: ...
 
 
 def remote_api(settings: Settings) -> Api | None:

@@ -14,7 +14,7 @@ import typer
 from pydantic import BaseModel
 
 from app.cli import render
-from app.cli.actions import actions
+from app.cli.actions import actions, with_items
 from app.cli.common import (
     AtOption,
     IncidentService,
@@ -38,6 +38,7 @@ from app.cli.tickets import tickets
 from app.cli.tokens import tokens
 from app.services.incident_filter import IncidentFilter
 from app.services.workers import START_HINT
+from domain.action_item import ActionItemSummary, parse_action_item_id
 from domain.commands import (
     Acknowledge,
     AddTimelineEvent,
@@ -48,6 +49,7 @@ from domain.commands import (
     Transition,
 )
 from domain.incident import IncidentState, IncidentStatus, Role
+from domain.keys import normal_key
 from domain.severity import Severity
 
 app = typer.Typer(
@@ -186,6 +188,36 @@ def show(key: str, as_json: JsonOption = False) -> None:
     """Show an incident: state, clock, roles, timeline, escalations."""
     detail = _run(lambda incidents: incidents.get(key))
     _emit(detail, as_json, render.incident(detail))
+
+
+@app.command()
+def outcome(
+    subject: Annotated[str, typer.Argument(help="The incident's key or the action item's id.")],
+    command_id: Annotated[str, typer.Argument(help="The command id a pending command named.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Say what became of a command that was sent but not applied yet (exit 4 while it waits)."""
+    if _is_item_id(subject):
+        answer: BaseModel = with_items(lambda items: items.outcome(subject, command_id))
+    else:
+        answer = _run(lambda incidents: incidents.outcome(subject, command_id))
+    _emit(answer, as_json, f"{command_id} is applied: " + _outcome_words(answer))
+
+
+def _is_item_id(subject: str) -> bool:
+    try:
+        parse_action_item_id(normal_key(subject))
+    except ValueError:
+        return False
+    return True
+
+
+def _outcome_words(answer: BaseModel) -> str:
+    if isinstance(answer, IncidentStatus):
+        return f"{answer.key} is {answer.state.value}"
+    if isinstance(answer, ActionItemSummary):
+        return f"{answer.id} is {answer.state.value}"
+    return answer.model_dump_json()
 
 
 @app.command()

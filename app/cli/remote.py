@@ -14,6 +14,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from app.services.actions import RetryOutcome
+from app.services.commands import CommandPending, Pending
 from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
@@ -68,6 +69,11 @@ class Api:
             ) from None
         if response.status_code >= 400:
             raise self._error(response)
+        if response.status_code == 202:
+            pending = Pending.model_validate(response.json())
+            raise CommandPending(
+                pending.detail, command_id=pending.command_id, subject=path.split("/")[3]
+            )
         result: T = TypeAdapter(answer).validate_python(response.json())
         return result
 
@@ -115,6 +121,14 @@ class RemoteIncidents:
         """Not asked through the API: the deployment behind it runs the workers, and a command
         that finds none says so (503)."""
         return None
+
+    async def outcome(self, key: str, update_id: str) -> BaseModel:
+        answer: BaseModel = await self._api.call(
+            "GET",
+            f"/api/incidents/{key}/commands/{update_id}",
+            IncidentStatus | ActionItemSummary,
+        )
+        return answer
 
     async def get(self, key: str) -> Incident:
         incident: Incident = await self._api.call("GET", f"/api/incidents/{key}", Incident)
@@ -173,6 +187,12 @@ class RemoteActionItems:
     async def get(self, item_id: str) -> ActionItem:
         item: ActionItem = await self._api.call("GET", f"/api/actions/{item_id}", ActionItem)
         return item
+
+    async def outcome(self, item_id: str, update_id: str) -> ActionItemSummary:
+        summary: ActionItemSummary = await self._api.call(
+            "GET", f"/api/actions/{item_id}/commands/{update_id}", ActionItemSummary
+        )
+        return summary
 
     async def command(self, item_id: str, name: str, payload: BaseModel) -> ActionItemSummary:
         path = f"/api/actions/{item_id}/{_ITEM_PATHS[name]}"

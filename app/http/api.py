@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -46,6 +46,7 @@ from app.http.review_requests import (
 from app.http.team_scope import check_incident, check_items
 from app.http.webhooks import router as webhooks_router
 from app.services.actions import ActionItems, RetryOutcome
+from app.services.commands import KEY_PATTERN, CommandPending, Pending, UnknownCommand
 from app.services.credentials import CredentialsError, bootstrap_admin_token, check_exposure
 from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
@@ -176,6 +177,21 @@ ItemId = Annotated[
     Path(alias="id", description="The action item's id, KEY-N: e.g. INC-261127-7KQ2-1."),
     AfterValidator(normal_key),
 ]
+# A retry of a command sends the same key, so it attaches to the first instead of applying it
+# twice (app/services/commands.py).
+CommandKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=f"^{KEY_PATTERN.pattern}$",
+        description="Your key for this command (e.g. a UUID: 1-100 letters, digits and ._:-); "
+        "send the same one when you retry it, and it is applied once. Without one, each request "
+        "is a command of its own.",
+    ),
+]
+CommandId = Annotated[
+    str, Path(description="The command id a 202 answer named, e.g. resolve:3f2a…")
+]
 
 
 class Health(BaseModel):
@@ -202,6 +218,11 @@ _ERRORS: dict[int, dict[str, Any]] = {
     415: {"model": ErrorBody, "description": "A body that is neither JSON nor YAML"},
     422: {"model": ProblemsBody, "description": "Invalid: every problem, with its path"},
     503: {"model": ErrorBody, "description": "Temporal, its worker or the tracker away"},
+    202: {
+        "model": Pending,
+        "description": "Sent, not applied yet (no worker has taken it, or it has not answered "
+        "in time): ask GET `outcome` for what became of it",
+    },
 }
 
 
@@ -389,6 +410,22 @@ def create_app(
     async def _unavailable(_: Request, error: TemporalUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=503)
 
+    @api.exception_handler(CommandPending)
+    async def _pending(request: Request, error: CommandPending) -> JSONResponse:
+        subject = request.url.path.split("/")[:4]  # ['', 'api', 'incidents' or 'actions', key]
+        answer = Pending(
+            command=error.command_id.split(":", 1)[0],
+            command_id=error.command_id,
+            detail=str(error),
+            outcome=f"{'/'.join(subject)}/commands/{error.command_id}",
+        )
+        log.info("command.pending", command_id=error.command_id, detail=str(error))
+        return JSONResponse(answer.model_dump(), status_code=202)
+
+    @api.exception_handler(UnknownCommand)
+    async def _unknown_command(_: Request, error: UnknownCommand) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
     @api.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     async def healthz() -> Health | JSONResponse:
         try:
@@ -465,11 +502,27 @@ def create_app(
     async def show(key: IncidentKey, service: Service) -> Incident:
         return await service.get(key)
 
+    @api.get(
+        "/api/incidents/{key}/commands/{command_id}",
+        response_model=IncidentStatus | ActionItemSummary,
+        summary="What became of a command a 202 answered: its answer once applied",
+        responses=_errors(202, 404, 409, 503),
+        dependencies=rule(Permission.READ),
+    )
+    async def incident_command_outcome(
+        key: IncidentKey, command_id: CommandId, service: Service
+    ) -> BaseModel:
+        return await service.outcome(key, command_id)
+
     def command_route(
         path: str, name: str, model: type[BaseModel], summary: str, needs: Permission
     ) -> None:
         async def handler(
-            key: IncidentKey, payload: BaseModel, service: Service, caller: Caller
+            key: IncidentKey,
+            payload: BaseModel,
+            service: Service,
+            caller: Caller,
+            request_key: CommandKey = None,
         ) -> IncidentStatus:
             with structlog.contextvars.bound_contextvars(
                 incident_key=key, workflow_id=workflow_id_for(key), command=name
@@ -480,7 +533,8 @@ def create_app(
                 issued = command(model, payload, **fields)
                 if caller.team is not None:
                     check_incident(caller, key, (await service.get(key)).teams)
-                return await _logged("incident", service.command(key, name, issued))
+                sent = service.command(key, name, issued, request_key=request_key)
+                return await _logged("incident", sent)
 
         handler.__annotations__["payload"] = without(model, "by", "actor")
         api.post(
@@ -489,7 +543,7 @@ def create_app(
             response_model=IncidentStatus,
             summary=summary,
             name=name,
-            responses=_errors(404, 409, 422, 503),
+            responses=_errors(202, 404, 409, 422, 503),
         )(handler)
 
     respond, review = Permission.RESPOND, Permission.REVIEW
@@ -542,11 +596,15 @@ def create_app(
         description="The body is a Review as JSON, or a review file as YAML (Content-Type "
         "application/yaml or text/yaml). A review that cannot be accepted answers 422 with "
         "every problem; each action item becomes a tracked ticket.",
-        responses=_errors(404, 409, 415, 422, 503),
+        responses=_errors(202, 404, 409, 415, 422, 503),
         openapi_extra={"requestBody": _REVIEW_BODY},
     )
     async def submit_review(
-        key: IncidentKey, request: Request, service: Service, caller: Caller
+        key: IncidentKey,
+        request: Request,
+        service: Service,
+        caller: Caller,
+        request_key: CommandKey = None,
     ) -> IncidentStatus:
         media = media_type(request.headers.get("content-type"))
         if not (is_json(media) or media in YAML_TYPES):
@@ -570,7 +628,9 @@ def create_app(
                 log.info("incident.review_invalid", problems=len(error.problems))
                 raise
             try:
-                result = await service.submit_review(key, review, actor=caller.actor)
+                result = await service.submit_review(
+                    key, review, actor=caller.actor, request_key=request_key
+                )
             except CommandRejected as error:
                 log.info("incident.command_rejected", reason=str(error))
                 raise
@@ -621,17 +681,23 @@ def create_app(
         response_model=ActionItemSummary,
         status_code=201,
         summary="Add an action item to a reviewed incident",
-        responses=_errors(404, 409, 422, 503),
+        responses=_errors(202, 404, 409, 422, 503),
     )
     async def add_action_item(
-        key: IncidentKey, spec: ActionItemSpec, service: Service, caller: Caller
+        key: IncidentKey,
+        spec: ActionItemSpec,
+        service: Service,
+        caller: Caller,
+        request_key: CommandKey = None,
     ) -> ActionItemSummary:
         with structlog.contextvars.bound_contextvars(
             incident_key=key, workflow_id=workflow_id_for(key), command="add_action_item"
         ):
             check_items(caller, [(spec.title, spec.owning_team)])
             try:
-                result = await service.add_action_item(key, spec, actor=caller.actor)
+                result = await service.add_action_item(
+                    key, spec, actor=caller.actor, request_key=request_key
+                )
             except CommandRejected as error:
                 log.info("incident.command_rejected", reason=str(error))
                 raise
@@ -664,6 +730,18 @@ def create_app(
     async def show_action_item(item_id: ItemId, items: Items) -> ActionItem:
         return await items.get(_known_item_id(item_id))
 
+    @api.get(
+        "/api/actions/{id}/commands/{command_id}",
+        dependencies=rule(Permission.READ),
+        response_model=ActionItemSummary,
+        summary="What became of a command to an item that a 202 answered",
+        responses=_errors(202, 404, 409, 503),
+    )
+    async def item_command_outcome(
+        item_id: ItemId, command_id: CommandId, items: Items
+    ) -> ActionItemSummary:
+        return await items.outcome(_known_item_id(item_id), command_id)
+
     def action_route(
         path: str,
         name: str,
@@ -673,7 +751,11 @@ def create_app(
         actor_field: str = "by",
     ) -> None:
         async def handler(
-            item_id: ItemId, payload: BaseModel, items: Items, caller: Caller
+            item_id: ItemId,
+            payload: BaseModel,
+            items: Items,
+            caller: Caller,
+            request_key: CommandKey = None,
         ) -> ActionItemSummary:
             with structlog.contextvars.bound_contextvars(action_item=item_id, command=name):
                 issued = command(
@@ -681,7 +763,7 @@ def create_app(
                 )
                 known = _known_item_id(item_id)
                 await _check_own_item(caller, items, known)
-                pending = items.command(known, name, issued)
+                pending = items.command(known, name, issued, request_key=request_key)
                 return await _logged("action_item", pending)
 
         handler.__annotations__["payload"] = without(model, actor_field, "actor")
@@ -691,7 +773,7 @@ def create_app(
             response_model=ActionItemSummary,
             summary=summary,
             name=name,
-            responses=_errors(404, 409, 422, 503),
+            responses=_errors(202, 404, 409, 422, 503),
         )(handler)
 
     action_route("extend", "extend_deadline", ExtendDeadline, "Move the due date later", review)

@@ -12,18 +12,20 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.service import RPCError
 
+from app.services.commands import UnknownCommand, command_id, outcome, send
 from app.services.incidents import (
     WORKER_TIMEOUT,
     CommandRejected,
+    IncidentNotFound,
     TemporalUnavailable,
     answered,
     check_size,
     explain_failure,
     rejection_message,
+    worker_absence,
 )
 from domain import search_attributes as sa
 from domain.action_item import (
@@ -39,6 +41,7 @@ from domain.action_item import (
     parse_action_item_id,
 )
 from domain.keys import normal_key
+from domain.repeats import item_repeat
 from domain.severity import Severity
 
 COMMANDS: dict[str, type[BaseModel]] = {
@@ -94,23 +97,67 @@ class ActionItems:
         except RPCError as error:
             raise await self._explain(item_id, error) from None
 
-    async def command(self, item_id: str, name: str, payload: BaseModel) -> ActionItemSummary:
+    async def command(
+        self, item_id: str, name: str, payload: BaseModel, *, request_key: str | None = None
+    ) -> ActionItemSummary:
+        """Send command `name` to the item, as Incidents.command does to an incident."""
         item_id = normal_key(item_id)
         model = COMMANDS[name]
         if not isinstance(payload, model):
             raise TypeError(f"{name} takes {model.__name__}, not {type(payload).__name__}")
-        handle = self._client.get_workflow_handle(self._workflow_id(item_id))
+        workflow_id = self._workflow_id(item_id)
         check_size(self._client, f"the {name} command", payload)
         try:
-            update = handle.execute_update(
-                name, payload, result_type=ActionItemSummary, rpc_timeout=WORKER_TIMEOUT
+            update_id = command_id(name, request_key)
+        except ValueError as error:
+            raise CommandRejected(str(error)) from None
+        try:
+            result: ActionItemSummary = await send(
+                self._client,
+                workflow_id,
+                name,
+                payload,
+                result_type=ActionItemSummary,
+                update_id=update_id,
+                subject=item_id,
+                absent=lambda: worker_absence(self._client, workflow_id),
             )
-            result: ActionItemSummary = await answered(self._client, handle.id, update)
             return result
         except WorkflowUpdateFailedError as error:
-            raise CommandRejected(rejection_message(error)) from None
-        except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as error:
+            refusal = CommandRejected(rejection_message(error))
+            reached = await self._reached(item_id, name, payload)
+            if reached is None:
+                raise refusal from None
+            return reached
+        except RPCError as error:
             raise await self._explain(item_id, error) from None
+
+    async def outcome(self, item_id: str, update_id: str) -> ActionItemSummary:
+        """What became of a command sent to the item earlier (see Incidents.outcome)."""
+        item_id = normal_key(item_id)
+        if update_id.split(":", 1)[0] not in COMMANDS:
+            raise UnknownCommand(f"{update_id!r} names no command of an action item")
+        try:
+            answer: ActionItemSummary = await outcome(
+                self._client,
+                self._workflow_id(item_id),
+                update_id,
+                result_type=ActionItemSummary,
+                subject=item_id,
+            )
+            return answer
+        except WorkflowUpdateFailedError as error:
+            raise CommandRejected(rejection_message(error)) from None
+
+    async def _reached(
+        self, item_id: str, name: str, payload: BaseModel
+    ) -> ActionItemSummary | None:
+        """The item's summary when a refused command already holds on it (a repeat)."""
+        try:
+            item = await self.get(item_id)
+        except (CommandRejected, IncidentNotFound, TemporalUnavailable):
+            return None
+        return ActionItemSummary.of(item) if item_repeat(name, payload, item) else None
 
     async def retry_ticket(self, item_id: str) -> RetryOutcome:
         """Ask an item whose ticket creation was refused to try again now; an item with its

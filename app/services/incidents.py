@@ -22,12 +22,12 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from app.services.commands import UnknownCommand, command_id, outcome, send
 from app.services.incident_filter import IncidentFilter
 from app.services.workers import (
     START_HINT,
@@ -61,6 +61,7 @@ from domain.incident import (
 from domain.keys import KEY_EXAMPLE, is_incident_key, normal_key
 from domain.limits import COMMAND_BYTES, kib
 from domain.policy import Policy
+from domain.repeats import incident_repeat
 from domain.review import AddActionItem, Review, ScheduleReview, SubmitReview
 from domain.routing import Routing, RoutingError
 from domain.severity import Severity
@@ -107,6 +108,9 @@ COMMANDS: dict[str, type[BaseModel]] = {
 }
 # What each command answers, when it is not the incident's status.
 RESULTS: dict[str, type[BaseModel]] = {"add_action_item": ActionItemSummary}
+# Commands that, sent again once they hold, answer the state instead of a refusal (those that
+# add something are caught by their command id instead).
+REPEATABLE = frozenset(COMMANDS) - {"add_timeline_event", "add_action_item"}
 
 
 def check_size(client: Client, what: str, payload: BaseModel) -> None:
@@ -300,7 +304,12 @@ class Incidents:
         except RPCError as error:
             raise await self._explain(workflow_id_for(key), f"incident {key}", error) from None
 
-    async def command(self, key: str, name: str, payload: BaseModel) -> IncidentStatus:
+    async def command(
+        self, key: str, name: str, payload: BaseModel, *, request_key: str | None = None
+    ) -> IncidentStatus:
+        """Send command `name` (its Update), under the id `request_key` gives it: the same key
+        again attaches to the first. A refused command that already holds (sent twice)
+        answers the state it reached. CommandPending when its outcome is not known yet."""
         key = normal_key(key)
         model = COMMANDS[name]
         if not isinstance(payload, model):
@@ -308,23 +317,63 @@ class Incidents:
         handle = self._handle(key)
         check_size(self._client, f"the {name} command", payload)
         try:
-            result: IncidentStatus = await answered(
+            update_id = command_id(name, request_key)
+        except ValueError as error:
+            raise CommandRejected(str(error)) from None
+        try:
+            result: IncidentStatus = await send(
                 self._client,
                 handle.id,
-                handle.execute_update(
-                    name,
-                    payload,
-                    result_type=RESULTS.get(name, IncidentStatus),
-                    rpc_timeout=WORKER_TIMEOUT,
-                ),
+                name,
+                payload,
+                result_type=RESULTS.get(name, IncidentStatus),
+                update_id=update_id,
+                subject=key,
+                absent=lambda: worker_absence(self._client, handle.id),
             )
             return result
         except WorkflowUpdateFailedError as error:
-            raise CommandRejected(rejection_message(error)) from None
-        except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as error:
+            refusal = CommandRejected(rejection_message(error))
+            reached = await self._reached(key, name, payload)
+            if reached is None:
+                raise refusal from None
+            return reached
+        except RPCError as error:
             raise await self._explain(workflow_id_for(key), f"incident {key}", error) from None
 
-    async def submit_review(self, key: str, review: Review, *, actor: Actor) -> IncidentStatus:
+    async def outcome(self, key: str, update_id: str) -> BaseModel:
+        """What became of a command sent earlier (its id from CommandPending): its answer once
+        applied; CommandPending while it waits; CommandRejected, UnknownCommand."""
+        key = normal_key(key)
+        name = update_id.split(":", 1)[0]
+        if name not in COMMANDS:
+            raise UnknownCommand(f"{update_id!r} names no command of an incident")
+        handle = self._handle(key)
+        try:
+            answer: BaseModel = await outcome(
+                self._client,
+                handle.id,
+                update_id,
+                result_type=RESULTS.get(name, IncidentStatus),
+                subject=key,
+            )
+            return answer
+        except WorkflowUpdateFailedError as error:
+            raise CommandRejected(rejection_message(error)) from None
+
+    async def _reached(self, key: str, name: str, payload: BaseModel) -> IncidentStatus | None:
+        """The incident's status when a refused command already holds on it (a repeat)."""
+        if name not in REPEATABLE:
+            return None
+        try:
+            incident = await self.get(key)
+        except (CommandRejected, IncidentNotFound, TemporalUnavailable):
+            return None
+        return IncidentStatus.of(incident) if incident_repeat(name, payload, incident) else None
+
+    async def submit_review(
+        self, key: str, review: Review, *, actor: Actor, request_key: str | None = None
+    ) -> IncidentStatus:
         """Route every item's team first, so an unknown team is refused before anything starts."""
         try:
             routes = {
@@ -337,10 +386,11 @@ class Incidents:
             key,
             "submit_review",
             SubmitReview(review=review, routes=routes, by=actor.label, actor=actor),
+            request_key=request_key,
         )
 
     async def add_action_item(
-        self, key: str, spec: ActionItemSpec, *, actor: Actor
+        self, key: str, spec: ActionItemSpec, *, actor: Actor, request_key: str | None = None
     ) -> ActionItemSummary:
         try:
             route = self._routing.route(spec.owning_team, self._policy)
@@ -350,6 +400,7 @@ class Incidents:
             key,
             "add_action_item",
             AddActionItem(spec=spec, route=route, by=actor.label, actor=actor),
+            request_key=request_key,
         )
         return result  # type: ignore[return-value]
 
