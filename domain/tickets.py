@@ -22,6 +22,10 @@ class TicketDraft(BaseModel):
     issue_type: str | None = None
 
 
+# A closed ticket's resolution when its item's risk was accepted (won't do), as GitHub says it.
+NOT_PLANNED = "not_planned"
+
+
 class Ticket(BaseModel):
     ref: TicketRef
     title: str
@@ -31,12 +35,24 @@ class Ticket(BaseModel):
     due_at: datetime | None = None
     idempotency_key: str | None = None
     updated_at: datetime
+    resolution: str | None = Field(
+        default=None,
+        description="why a closed ticket closed, in its tracker's words: GitHub's state_reason "
+        "(not_planned for an item whose risk was accepted), Jira's resolution (Won't Do), the "
+        "local tracker's not_planned",
+    )
 
 
 class TicketChange(BaseModel):
     due_at: datetime | None = None
     add_labels: list[str] = Field(default_factory=list)
     assignee: str | None = None
+    close_as_not_planned: bool = Field(
+        default=False,
+        description="close the ticket as won't do (the item's risk was accepted): GitHub's "
+        "state_reason not_planned, Jira's Won't Do resolution where the transition's screen "
+        "takes one, the local tracker's not_planned",
+    )
 
 
 class EnsureTicket(BaseModel):

@@ -47,6 +47,7 @@ from github.Repository import Repository
 from pydantic import SecretStr
 
 from domain.action_item import TicketRef, TicketStatus
+from domain.tickets import NOT_PLANNED
 from integrations import ticket_markers
 from integrations.rate_limits import RateLimitGate, WriteBudget
 from integrations.tracker import Ticket, TicketChange, TicketDraft, TrackerError
@@ -195,6 +196,10 @@ class GitHubTracker:
             assignees = [user.login.lower() for user in issue.assignees]
             if change.assignee is not None and assignees != [change.assignee.lower()]:
                 edits["assignees"] = [change.assignee]
+            if change.close_as_not_planned and (
+                issue.state != "closed" or issue.state_reason != NOT_PLANNED
+            ):
+                edits["state"], edits["state_reason"] = "closed", NOT_PLANNED
             if edits:
                 self.writes.reserve()
                 issue.edit(**edits)
@@ -315,6 +320,7 @@ class GitHubTracker:
                 ticket_markers.key_from_labels(labels) or ticket_markers.key_from_text(body)
             ),
             updated_at=_utc(issue.updated_at),
+            resolution=issue.state_reason if issue.state == "closed" else None,
         )
 
     @contextlib.contextmanager

@@ -72,7 +72,19 @@ SUMMARY_LIMIT = 255
 # retry's look-up finds the issue if the create went through.
 AMBIGUOUS_CREATE_RETRY_AFTER = timedelta(seconds=30)
 # The fields afteraction reads; all are system fields whose id is their JQL name.
-FIELDS = ("summary", "status", "labels", "assignee", "duedate", "updated", "created", "description")
+FIELDS = (
+    "summary",
+    "status",
+    "resolution",
+    "labels",
+    "assignee",
+    "duedate",
+    "updated",
+    "created",
+    "description",
+)
+# The resolution of an issue closed because its item's risk was accepted.
+WONT_DO = "Won't Do"
 
 Category = Literal["done", "new"]
 _PROJECT = re.compile(r"^[A-Z][A-Z0-9_]+$")
@@ -187,14 +199,30 @@ class JiraTracker:
         if change.assignee is not None:
             fields["assignee"] = self._user(change.assignee)
         labels = jira_text.unique(jira_text.jira_label(label) for label in change.add_labels)
-        if not fields and not labels:
+        if not fields and not labels and not change.close_as_not_planned:
             return self.get(target, key)
-        # "add" leaves a label that is already there alone: the edit is idempotent, no read first.
-        edits = {"labels": [{"add": label} for label in labels]} if labels else {}
-        with self._call(Call(project, f"updating {key}", "Edit Issues", key)):
-            issue = self._issue_resource(key)
-            issue.update(fields=fields, update=edits)  # PUT, then the library re-reads it
-        return self._ticket(target, issue.raw)
+        raw: dict[str, Any] | None = None
+        if fields or labels:
+            # "add" leaves a label that is already there alone: idempotent, no read first.
+            edits = {"labels": [{"add": label} for label in labels]} if labels else {}
+            with self._call(Call(project, f"updating {key}", "Edit Issues", key)):
+                issue = self._issue_resource(key)
+                issue.update(fields=fields, update=edits)  # PUT, then the library re-reads it
+            raw = issue.raw
+        if change.close_as_not_planned:
+            raw = self._decline(project, key)
+        assert raw is not None
+        return self._ticket(target, raw)
+
+    def _decline(self, project: str, key: str) -> dict[str, Any]:
+        """Close the issue as won't do: the done transition with the resolution Won't Do where
+        its screen has the field (else Jira's default resolution). Idempotent: an issue already
+        done is left alone."""
+        call = Call(project, f"closing {key} as won't do", "Transition Issues", key)
+        with self._call(call):
+            issue = self._jira.issue(key, fields=",".join(FIELDS), expand="transitions")
+        override = self._project(project).done_transition
+        return self._transition(call, issue.raw, "done", override, resolution=WONT_DO)
 
     def comment(
         self, target: str, key: str, text: str, *, idempotency_key: str, may_exist: bool = True
@@ -464,6 +492,7 @@ class JiraTracker:
                 or ticket_markers.key_from_text(fields.get("description"))
             ),
             updated_at=jira_text.jira_time(updated) if updated else datetime.now(UTC),
+            resolution=(fields.get("resolution") or {}).get("name") if category == "done" else None,
         )
 
     @contextlib.contextmanager

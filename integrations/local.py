@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from domain.action_item import TicketStatus
-from domain.tickets import TicketComment, TicketDetail
+from domain.tickets import NOT_PLANNED, TicketComment, TicketDetail
 from integrations.tracker import Ticket, TicketChange, TicketDraft, TrackerError
 from settings import Settings
 from store import Store, StoreError, configured_store
@@ -53,6 +53,8 @@ class LocalTracker:
                 add_labels=change.add_labels,
                 due_at=change.due_at,
                 assignee=change.assignee,
+                status=TicketStatus.CLOSED if change.close_as_not_planned else None,
+                resolution=NOT_PLANNED if change.close_as_not_planned else None,
             )
         )
         return self._found(key, changed)

@@ -50,6 +50,7 @@ def _ticket(row: LocalTicketRow) -> Ticket:
         due_at=row.due_at,
         idempotency_key=row.idempotency_key,
         updated_at=row.updated_at,
+        resolution=row.resolution,
     )
 
 
@@ -136,8 +137,10 @@ class LocalTickets:
         add_labels: Sequence[str] = (),
         due_at: datetime | None = None,
         assignee: str | None = None,
+        resolution: str | None = None,
     ) -> Ticket | None:
-        """Apply what differs; updated_at moves only when something did. None: no such ticket."""
+        """Apply what differs; updated_at moves only when something did. None: no such ticket.
+        A ticket that opens again loses its resolution."""
         with self.store.writing() as session:
             row = session.get(LocalTicketRow, number)
             if row is None:
@@ -145,6 +148,10 @@ class LocalTickets:
             changed = False
             if status is not None and row.status != status.value:
                 row.status, changed = status.value, True
+                if status is TicketStatus.OPEN:
+                    row.resolution = None
+            if resolution is not None and row.resolution != resolution:
+                row.resolution, changed = resolution, True
             new_labels = [label for label in dict.fromkeys(add_labels) if label not in row.labels]
             if new_labels:
                 row.labels, changed = [*row.labels, *new_labels], True

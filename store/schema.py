@@ -79,6 +79,8 @@ class LocalTicketRow(Base):
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     labels: Mapped[list[str]] = mapped_column(JSON)
+    # Why a closed ticket closed: not_planned when its item's risk was accepted (else null).
+    resolution: Mapped[str | None] = mapped_column(String(32))
     assignee: Mapped[str | None] = mapped_column(String(255))
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

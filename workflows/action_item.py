@@ -80,6 +80,8 @@ APPLY_NEWER_TICKET_CHANGES = "apply-only-newer-ticket-status-changes"
 # Histories recorded before this forgot a missed deadline's ladder while the ticket was closed,
 # so a reopened item that was still overdue told the owner again.
 LADDER_WAITS_WHILE_CLOSED = "keep-the-ladder-while-the-ticket-is-closed"
+# Histories recorded before this left an accepted item's ticket open, with a comment.
+CLOSE_ACCEPTED_AS_NOT_PLANNED = "close-accepted-tickets-as-not-planned"
 ITEM_DEADLINES = (DeadlineKind.ACTION_DUE, DeadlineKind.ACTION_STALLED)
 
 
@@ -559,6 +561,9 @@ class ActionItemWorkflow:
             f"risk accepted by {command.approver} (won't do): {command.rationale}",
             key="acceptance",
         )
+        if workflow.patched(CLOSE_ACCEPTED_AS_NOT_PLANNED):
+            # The owning team's board shows it as won't do, not as work still to pick up.
+            self._update_ticket(TicketChange(close_as_not_planned=True))
         return self._changed_state()
 
     @accept_risk.validator

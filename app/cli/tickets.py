@@ -65,8 +65,11 @@ def _when(moment: datetime | None, form: str = "%Y-%m-%d %H:%M UTC") -> str:
     return moment.strftime(form) if moment else "—"
 
 
-def _status(status: TicketStatus) -> str:
-    return f"[green]{status.value}[/]" if status is TicketStatus.OPEN else f"[dim]{status.value}[/]"
+def _status(status: TicketStatus, resolution: str | None = None) -> str:
+    if status is TicketStatus.OPEN:
+        return f"[green]{status.value}[/]"
+    why = f" ({resolution.replace('_', ' ')})" if resolution else ""
+    return f"[dim]{status.value}{why}[/]"
 
 
 def _ticket_table(rows: list[Ticket]) -> RenderableType:
@@ -76,7 +79,7 @@ def _ticket_table(rows: list[Ticket]) -> RenderableType:
     for row in rows:
         table.add_row(
             row.ref.key,
-            _status(row.status),
+            _status(row.status, row.resolution),
             row.title,
             row.assignee or "—",
             _when(row.due_at, "%Y-%m-%d"),
@@ -88,7 +91,7 @@ def _ticket_table(rows: list[Ticket]) -> RenderableType:
 
 def _ticket_detail(detail: TicketDetail) -> RenderableType:
     lines: list[RenderableType] = [
-        f"[bold]{detail.ref.key}[/] {_status(detail.status)}: {detail.title}",
+        f"[bold]{detail.ref.key}[/] {_status(detail.status, detail.resolution)}: {detail.title}",
         f"assignee: {detail.assignee or '—'}",
         f"due: {_when(detail.due_at)}",
         f"labels: {', '.join(detail.labels) or '—'}",
