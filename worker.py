@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
+import os
 import signal
+import socket
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from wsgiref.simple_server import WSGIServer
 
 from temporalio.client import Client
@@ -18,11 +22,15 @@ from activities.log_context import LogContextInterceptor
 from activities.notify import Notifier
 from activities.reconcile import TicketReconciler
 from activities.tickets import TicketActivities
+from domain.deployment import DeploymentConfig, policy_source, routing_source
+from domain.policy import load_policy
+from domain.routing import load_routing
 from integrations.registry import TrackerRegistry
 from integrations.temporal_client import connect
 from integrations.temporal_schedules import ensure_reconcile_schedule
 from settings import Settings, SettingsError, load_settings
-from store import StoreError, configured_store
+from store import Store, StoreError, configured_store
+from store.deployment_config import DeploymentConfigs
 from telemetry.logs import configure_logging, get_logger
 from telemetry.metrics import serve_worker_metrics, temporal_runtime
 from workflows.action_item import ActionItemWorkflow
@@ -96,9 +104,26 @@ def sdk_runtime(settings: Settings) -> Runtime | None:
         ) from None
 
 
+def publish_deployment(settings: Settings, store: Store) -> DeploymentConfig:
+    """Load the policy and routing files (PolicyFileError, RoutingError) and publish them as
+    what this deployment runs its incidents under: every client reads them from the store."""
+    config = DeploymentConfig(
+        task_queue=settings.task_queue,
+        policy=load_policy(settings.policy_file),
+        routing=load_routing(settings.routing_file),
+        policy_source=policy_source(settings.policy_file),
+        routing_source=routing_source(settings.routing_file),
+        published_at=datetime.now(UTC),
+        published_by=f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}",
+    )
+    DeploymentConfigs(store).publish(config)
+    return config
+
+
 async def run_worker(settings: Settings) -> None:
     # Migrate (or refuse a newer database) before taking any task.
     store = await asyncio.to_thread(configured_store, settings)
+    published = await asyncio.to_thread(publish_deployment, settings, store)
     serve_metrics(settings)
     client = await connect(settings, runtime=sdk_runtime(settings))
     worker = build_worker(client, settings)
@@ -120,6 +145,8 @@ async def run_worker(settings: Settings) -> None:
         database=store.url,
         metrics=settings.worker_metrics_address,
         temporal_metrics=settings.temporal_metrics_address,
+        policy=published.policy_source,
+        routing=published.routing_source,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -196,3 +196,17 @@ class ActionItemFactRow(Base):
     escalations_by_rung: Mapped[str] = mapped_column(Text)
     rung: Mapped[str | None] = mapped_column(String(16))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeploymentConfigRow(Base):
+    """domain.deployment.DeploymentConfig: what each deployment's worker last published."""
+
+    __tablename__ = "deployment_config"
+
+    task_queue: Mapped[str] = mapped_column(String(255), primary_key=True)
+    policy: Mapped[str] = mapped_column(Text)  # JSON
+    routing: Mapped[str] = mapped_column(Text)  # JSON
+    policy_source: Mapped[str] = mapped_column(Text)
+    routing_source: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    published_by: Mapped[str] = mapped_column(String(255))

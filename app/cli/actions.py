@@ -225,7 +225,9 @@ def add(
         success_criteria=criteria,
         slo_link=slo,
     )
-    result = _run(lambda incidents: incidents.add_action_item(key, spec, actor=cli_actor()))
+    result = _run(
+        lambda incidents: incidents.add_action_item(key, spec, actor=cli_actor()), uses_policy=True
+    )
     _emit(result, as_json, _summary(result))
 
 

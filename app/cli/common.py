@@ -26,6 +26,7 @@ from app.cli.remote import Api, RemoteIncidents
 from app.cli.words import in_cli_words
 from app.formats.problems import problem_message
 from app.services.commands import CommandPending, UnknownCommand
+from app.services.deployment import in_force
 from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
@@ -39,11 +40,12 @@ from domain.commands import NewIncident
 from domain.identity import Actor, ActorKind
 from domain.incident import Incident, IncidentStatus, IncidentSummary
 from domain.moments import moment
-from domain.policy import Policy, PolicyFileError, load_policy
+from domain.policy import Policy, PolicyFileError
 from domain.review import Review
-from domain.routing import Routing, RoutingError, load_routing
+from domain.routing import Routing, RoutingError
 from integrations.temporal_client import connect
 from settings import Settings, SettingsError, load_settings
+from store import StoreError, configured_store
 
 # Piped or redirected, Rich would cut tables to 80 columns and wrap lines mid-command; there,
 # a line runs as long as it needs (nothing we print expands to the console's width).
@@ -152,11 +154,19 @@ def _model(model: type[T], **fields: Any) -> T:
         fail(problems, 2)
 
 
-def _policy_and_routing(settings: Settings) -> tuple[Policy, Routing]:
+def _policy_and_routing(settings: Settings, *, say: bool) -> tuple[Policy, Routing]:
+    """What the deployment runs its incidents under (see app/services/deployment.py); with
+    `say`, a warning when the CLI's own files are ignored, or nothing is published."""
     try:
-        return load_policy(settings.policy_file), load_routing(settings.routing_file)
+        store = configured_store(settings)
+        deployed = in_force(settings, store)
     except (PolicyFileError, RoutingError) as error:
         fail(str(error), 2)
+    except StoreError as error:
+        fail(str(error), 1 if error.retryable else 2)
+    if say and deployed.warning:
+        warn(deployed.warning)
+    return deployed.policy, deployed.routing
 
 
 def _run_client(action: Callable[[Client, Settings], Awaitable[T]]) -> T:
@@ -248,14 +258,15 @@ def run_remote(api: Api, action: Callable[[], Awaitable[T]]) -> T:
     return _exit_codes(go)
 
 
-def _run(action: Callable[[IncidentService], Awaitable[T]]) -> T:
-    """Run `action` with the incidents service, under the configured policy and routing (or
-    through the API, which has its own)."""
+def _run(action: Callable[[IncidentService], Awaitable[T]], *, uses_policy: bool = False) -> T:
+    """Run `action` with the incidents service, under the deployment's policy and routing (or
+    through the API, which has them). `uses_policy`: the command applies them (declare, the
+    review, an added item), so the user hears if the CLI's own files are not the ones used."""
     settings = _settings()
     api = remote_api(settings)
     if api is not None:
         return run_remote(api, lambda: action(RemoteIncidents(api)))
-    policy, routing = _policy_and_routing(settings)
+    policy, routing = _policy_and_routing(settings, say=uses_policy)
 
     async def with_incidents(client: Client, settings: Settings) -> T:
         incidents = Incidents(

@@ -30,6 +30,7 @@ from app.cli.common import (
     nothing_matches,
     warn,
 )
+from app.cli.config import config
 from app.cli.db import db
 from app.cli.insights import insights
 from app.cli.metrics import metrics
@@ -66,6 +67,7 @@ app.add_typer(db, name="db")
 app.add_typer(tokens, name="tokens")
 app.add_typer(metrics, name="metrics")
 app.add_typer(insights, name="insights")
+app.add_typer(config, name="config")
 
 
 def _command(key: str, name: str, payload: BaseModel, as_json: bool) -> None:
@@ -112,7 +114,7 @@ def declare(
     async def declared(incidents: IncidentService) -> tuple[IncidentStatus, str | None]:
         return await incidents.declare(request), await incidents.missing_worker()
 
-    result, absent = _run(declared)
+    result, absent = _run(declared, uses_policy=True)
     _emit(result, as_json, f"declared {render.status(result)}")
     if absent is not None:
         warn(

@@ -156,7 +156,7 @@ def submit(key: str, file: Path, as_json: JsonOption = False) -> None:
             fail(f"{file} cannot be submitted:\n{error}", 2)
         return await incidents.submit_review(key, parsed, actor=cli_actor())
 
-    result = _run(go)
+    result = _run(go, uses_policy=True)
     _emit(result, as_json, f"review accepted: {status(result)}")
 
 

@@ -48,6 +48,7 @@ from app.http.webhooks import router as webhooks_router
 from app.services.actions import ActionItems, RetryOutcome
 from app.services.commands import KEY_PATTERN, CommandPending, Pending, UnknownCommand
 from app.services.credentials import CredentialsError, bootstrap_admin_token, check_exposure
+from app.services.deployment import Deployed
 from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
@@ -135,8 +136,12 @@ class _TemporalConnection:
 async def _incidents(request: Request) -> Incidents:
     state = request.app.state
     client = await state.connection.client()
+    deployed = await asyncio.to_thread(state.deployed.current)
     return Incidents(
-        client, task_queue=state.settings.task_queue, policy=state.policy, routing=state.routing
+        client,
+        task_queue=state.settings.task_queue,
+        policy=deployed.policy,
+        routing=deployed.routing,
     )
 
 
@@ -331,8 +336,9 @@ def create_app(
     """The API; the policy and the routing file are read here, once (PolicyFileError,
     RoutingError when one is unusable)."""
     connection = _TemporalConnection(settings, connector)
-    incident_policy = policy or load_policy(settings.policy_file)
-    team_routing = routing or load_routing(settings.routing_file)
+    # The API's own files must be usable (they are in force until a worker publishes its own).
+    load_policy(settings.policy_file)
+    load_routing(settings.routing_file)
     store = configured_store(settings)
     tracker = LocalTracker(store)
     tokens = ApiTokens(store)
@@ -355,8 +361,8 @@ def create_app(
 
     api.state.connection = connection
     api.state.settings = settings
-    api.state.policy = incident_policy
-    api.state.routing = team_routing
+    deployed = Deployed(settings, store, policy=policy, routing=routing)
+    api.state.deployed = deployed
     api.state.tokens = tokens
     api.include_router(webhooks_router)
     api.add_middleware(AuthenticationMiddleware, authenticator=authenticator)
@@ -620,7 +626,8 @@ def create_app(
         ):
             try:
                 check_incident(caller, key, incident.teams)
-                review = submitted_review(body, media, incident, team_routing, incident_policy)
+                in_force = await asyncio.to_thread(deployed.current)
+                review = submitted_review(body, media, incident, in_force.routing, in_force.policy)
                 check_items(
                     caller, ((spec.title, spec.owning_team) for spec in review.action_items)
                 )
