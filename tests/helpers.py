@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,24 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
         await asyncio.sleep(interval)
+
+
+def eventually_sync(
+    probe: Callable[[], T],
+    accept: Callable[[T], bool],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.02,
+) -> T:
+    """`eventually` for synchronous tests: poll `probe` until `accept` holds, or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if accept(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        time.sleep(interval)
 
 
 class FakeClock:
