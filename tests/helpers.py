@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 from domain.commands import DeclareIncident
 from domain.incident import Incident, workflow_id_for
@@ -63,6 +64,13 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
         await asyncio.sleep(interval)
+
+
+async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
+    """Move the time-skipping server's virtual clock to `moment`."""
+    now = await env.get_current_time()
+    assert moment > now, f"{moment} is already past ({now})"
+    await env.sleep(moment - now)
 
 
 def eventually_sync(
