@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 from domain.commands import DeclareIncident
 from domain.incident import Incident, workflow_id_for
@@ -62,6 +64,31 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
         await asyncio.sleep(interval)
+
+
+async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
+    """Move the time-skipping server's virtual clock to `moment`."""
+    now = await env.get_current_time()
+    assert moment > now, f"{moment} is already past ({now})"
+    await env.sleep(moment - now)
+
+
+def eventually_sync(
+    probe: Callable[[], T],
+    accept: Callable[[T], bool],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.02,
+) -> T:
+    """`eventually` for synchronous tests: poll `probe` until `accept` holds, or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if accept(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        time.sleep(interval)
 
 
 class FakeClock:

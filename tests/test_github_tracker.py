@@ -24,7 +24,7 @@ from integrations.ticket_markers import comment_marker
 from integrations.tracker import TrackerError
 from settings import Settings
 from tests.emulators.github import GitHubEmulator, Issue
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, eventually_sync
 
 REPO = "acme/payments"
 TARGET = f"github:{REPO}"
@@ -133,7 +133,9 @@ def test_a_retry_after_a_create_whose_answer_was_lost_finds_the_issue(
         hasty.shutdown()
     assert error.value.retryable
     refused(error)
-    time.sleep(1.2)  # the server finishes the create the client gave up on
+    # The server finishes the create the client gave up on.
+    issues = eventually_sync(lambda: list(emulator.repo(REPO).issues), bool, timeout=10)
+    assert issues == [1]
     ticket, created = tracker.ensure(TARGET, draft())
     assert not created
     assert ticket.ref.key == f"{REPO}#1"

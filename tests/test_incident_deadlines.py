@@ -1,17 +1,26 @@
 """Durable deadlines on the real dev server, with a seconds-scale policy
 (tests.policies.fast_policy: ack 2s, status every 4s, resolve 6s, review 3s; ladder owner 0s,
-team lead 1s, manager 2s, leadership 3s, then leadership again every 2s)."""
+team lead 1s, manager 2s, leadership 3s, then leadership again every 2s).
+
+What must NOT happen (a step after an acknowledgement, a deadline pushed out) is checked on
+Temporal's time-skipping server with the same policy in minutes: there the clock moves only
+when a test says so, so a command lands between two steps by construction, and the absence
+is read after a later escalation that has to come after the moment in question."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType, WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain.commands import Acknowledge, AddTimelineEvent, Cancel, SetSeverity, Transition
@@ -20,9 +29,10 @@ from domain.incident import Incident, TimelineKind
 from domain.notifications import EscalationNotice
 from domain.policy import Policy, Rung
 from domain.severity import Severity
-from tests.helpers import declare, eventually
+from settings import Settings
+from tests.helpers import declare, eventually, sleep_until
 from tests.policies import fast_policy, slow_policy
-from worker import WORKFLOWS
+from worker import WORKFLOWS, build_worker
 from workflows.incident import IncidentWorkflow
 
 Handle = WorkflowHandle[IncidentWorkflow, Incident]
@@ -32,6 +42,8 @@ ACK = DeadlineKind.ACKNOWLEDGE
 TEAM_LEAD = ["sre-team-lead"]
 MANAGER = ["engineering-manager"]
 LEADERSHIP = ["vp-engineering"]
+STATUS = DeadlineKind.STATUS_UPDATE
+MINUTE = timedelta(minutes=1)
 
 
 def escalations_for(incident: Incident, kind: DeadlineKind) -> list[EscalationRecord]:
@@ -61,6 +73,39 @@ def sev3_slow_policy() -> Policy:
     fast = fast_policy()
     slow = slow_policy().for_severity(Severity.SEV3)
     return fast.model_copy(update={"severities": {**fast.severities, Severity.SEV3: slow}})
+
+
+def minute_policy(**overrides: object) -> Policy:
+    """The fast policy in minutes, for the time-skipping server: ack 2m, status every 10m,
+    resolve and review in a day; ladder owner 0m, team lead 1m, manager 2m, leadership 3m, then
+    leadership again every 2m."""
+    ladder = {"owner": "0s", "team_lead": "1m", "manager": "2m", "leadership": "3m"}
+    minutes: dict[str, object] = {
+        "acknowledge_within": "2m",
+        "status_update_every": "10m",
+        "resolve_within": "24h",
+        "review_within": "24h",
+        "escalation": {**ladder, "repeat_every": "2m"},
+    }
+    return fast_policy(**{**minutes, **overrides})
+
+
+def sev3_slower_minute_policy() -> Policy:
+    """The minute policy, but SEV3 gives an hour to acknowledge and reminds every 30m."""
+    minutes = minute_policy()
+    slower = minute_policy(acknowledge_within="1h", status_update_every="30m")
+    sev3 = slower.for_severity(Severity.SEV3)
+    return minutes.model_copy(update={"severities": {**minutes.severities, Severity.SEV3: sev3}})
+
+
+@pytest.fixture
+async def ts_worker(
+    ts_env: WorkflowEnvironment, tmp_path: Path
+) -> AsyncIterator[tuple[Client, str]]:
+    """The product's worker on the time-skipping server."""
+    task_queue = f"ts-{uuid.uuid4()}"
+    async with build_worker(ts_env.client, Settings(home=tmp_path), task_queue=task_queue):
+        yield ts_env.client, task_queue
 
 
 async def notified_by_activities(handle: Handle, client: Client) -> list[EscalationNotice]:
@@ -125,50 +170,64 @@ async def test_unacknowledged_incident_walks_the_ladder_owner_to_leadership_then
 
 
 async def test_acknowledging_stops_further_acknowledge_escalations(
-    client: Client, worker: Worker, task_queue: str
+    ts_env: WorkflowEnvironment, ts_worker: tuple[Client, str]
 ) -> None:
-    handle = await declare(client, task_queue, fast_policy(), declared_by="alice")
+    client, task_queue = ts_worker
+    handle = await declare(client, task_queue, minute_policy(), declared_by="alice")
+    due_at = (await state(handle)).clock.declared_at + 2 * MINUTE
+    # Past the deadline: the owner is told; the team lead (+1m) is still a minute away.
+    await sleep_until(ts_env, due_at + timedelta(seconds=10))
     await wait_for_escalations(handle, ACK, 1)
 
     status = await handle.execute_update(IncidentWorkflow.acknowledge, Acknowledge(commander="bob"))
     acknowledged_at = status.clock.acknowledged_at
     assert acknowledged_at is not None
-    # The manager (+2s) and leadership (+3s) steps would have followed by now.
-    await asyncio.sleep(2.5)
+    assert acknowledged_at < due_at + MINUTE
+
+    # The first status reminder (acknowledged + 10m) comes after every step the ladder would
+    # have taken since: team lead (+1m), manager (+2m), leadership (+3m, +5m, +7m, +9m).
+    await sleep_until(ts_env, acknowledged_at + 10 * MINUTE + timedelta(seconds=1))
+    await wait_for_escalations(handle, STATUS, 1)
 
     incident = await stop_and_check_every_escalation_was_notified(handle, client)
-    steps = escalations_for(incident, ACK)
-    assert steps[0].rung is Rung.OWNER
-    assert len(steps) <= 2  # the team lead step (+1s) only if the acknowledgement came late
-    assert all(step.at <= acknowledged_at for step in steps)
+    [step] = escalations_for(incident, ACK)
+    assert (step.rung, step.notified, step.due_at) == (Rung.OWNER, ["alice"], due_at)
+    assert step.at <= acknowledged_at
+    [reminder] = escalations_for(incident, STATUS)
+    assert reminder.due_at == acknowledged_at + 10 * MINUTE
+    assert [record.deadline for record in incident.escalations] == [ACK, STATUS]
 
 
 async def test_status_reminder_fires_without_timeline_events_and_a_note_resets_it(
-    client: Client, worker: Worker, task_queue: str
+    ts_env: WorkflowEnvironment, ts_worker: tuple[Client, str]
 ) -> None:
-    handle = await declare(client, task_queue, fast_policy())
+    client, task_queue = ts_worker
+    handle = await declare(client, task_queue, minute_policy())
     status = await handle.execute_update(IncidentWorkflow.acknowledge, Acknowledge(commander="bob"))
     acknowledged_at = status.clock.acknowledged_at
     assert acknowledged_at is not None
 
-    # Halfway to the reminder (acknowledged + 4s), a note re-arms the cadence from its own time.
-    await asyncio.sleep(2)
+    # Halfway to the reminder (acknowledged + 10m), a note re-arms the cadence from its own time.
+    await sleep_until(ts_env, acknowledged_at + 5 * MINUTE)
     await handle.execute_update(
         IncidentWorkflow.add_timeline_event, AddTimelineEvent(text="failover started", by="bob")
     )
     noted = await state(handle)
     [note] = [event for event in noted.timeline if event.kind is TimelineKind.NOTE]
-    assert note.at >= acknowledged_at + timedelta(seconds=1)
+    assert note.at >= acknowledged_at + 5 * MINUTE
 
-    # Then nothing is said for 4s: the reminder goes to the commander.
-    incident = await wait_for_escalations(handle, DeadlineKind.STATUS_UPDATE, 1)
-    [reminder, *_] = escalations_for(incident, DeadlineKind.STATUS_UPDATE)
-    assert reminder.due_at == note.at + timedelta(seconds=4)
+    # Then nothing is said for 10m: the reminder goes to the commander, and only that one
+    # (none at acknowledged + 10m, which the note moved).
+    await sleep_until(ts_env, note.at + 10 * MINUTE + timedelta(seconds=1))
+    incident = await wait_for_escalations(handle, STATUS, 1)
+    [reminder] = escalations_for(incident, STATUS)
+    assert reminder.due_at == note.at + 10 * MINUTE
     assert reminder.rung is Rung.OWNER
     assert reminder.notified == ["bob"]
-    assert "no status update for 4s" in reminder.reason
+    assert "no status update for 10m" in reminder.reason
     assert_close(reminder.at - reminder.due_at, timedelta(0))
-    await stop_and_check_every_escalation_was_notified(handle, client)
+    incident = await stop_and_check_every_escalation_was_notified(handle, client)
+    assert incident.escalations == [reminder]
 
 
 async def test_resolve_deadline_fires_for_an_unresolved_incident(
@@ -231,36 +290,52 @@ async def test_raising_severity_rearms_the_acknowledge_deadline_under_the_new_po
 
 
 async def test_lowering_severity_pushes_a_pending_deadline_out_so_it_does_not_fire(
-    client: Client, worker: Worker, task_queue: str
+    ts_env: WorkflowEnvironment, ts_worker: tuple[Client, str]
 ) -> None:
-    handle = await declare(client, task_queue, sev3_slow_policy(), severity=Severity.SEV1)
+    client, task_queue = ts_worker
+    policy = sev3_slower_minute_policy()
+    handle = await declare(client, task_queue, policy, severity=Severity.SEV1)
     await handle.execute_update(IncidentWorkflow.set_severity, SetSeverity(severity=Severity.SEV3))
+    lowered = await state(handle)
+    [change] = [e for e in lowered.timeline if e.kind is TimelineKind.SEVERITY_CHANGED]
+    assert change.at < lowered.clock.declared_at + 2 * MINUTE  # before the SEV1 deadline
 
-    # Past the SEV1 acknowledge deadline (2s) and its team-lead step (3s).
-    await asyncio.sleep(3.5)
+    # The SEV3 status reminder (30m) comes long after the SEV1 acknowledge deadline (2m) and
+    # its whole ladder would have; the SEV3 acknowledge deadline (1h) is still ahead.
+    await sleep_until(ts_env, change.at + 30 * MINUTE + timedelta(seconds=1))
+    await wait_for_escalations(handle, STATUS, 1)
 
     incident = await stop_and_check_every_escalation_was_notified(handle, client)
     assert incident.severity is Severity.SEV3
-    assert incident.escalations == []
+    assert [record.deadline for record in incident.escalations] == [STATUS]
 
 
 async def test_lowering_severity_after_a_miss_stops_the_ladder(
-    client: Client, worker: Worker, task_queue: str
+    ts_env: WorkflowEnvironment, ts_worker: tuple[Client, str]
 ) -> None:
-    handle = await declare(client, task_queue, sev3_slow_policy(), severity=Severity.SEV1)
+    client, task_queue = ts_worker
+    policy = sev3_slower_minute_policy()
+    handle = await declare(client, task_queue, policy, severity=Severity.SEV1)
+    due_at = (await state(handle)).clock.declared_at + 2 * MINUTE
+    # Past the SEV1 deadline: the owner is told; the team lead (+1m) is still a minute away.
+    await sleep_until(ts_env, due_at + timedelta(seconds=10))
     await wait_for_escalations(handle, ACK, 1)
     await handle.execute_update(IncidentWorkflow.set_severity, SetSeverity(severity=Severity.SEV3))
     lowered = await state(handle)
     [change] = [e for e in lowered.timeline if e.kind is TimelineKind.SEVERITY_CHANGED]
+    assert change.at < due_at + MINUTE
 
-    # The manager (+2s) and leadership (+3s) steps would have followed under SEV1.
-    await asyncio.sleep(2.5)
+    # Under SEV1 the team lead (+1m), manager (+2m) and leadership (+3m, then every 2m) would
+    # have followed; the SEV3 status reminder (30m) comes after all of them, and the SEV3
+    # acknowledge deadline (1h) is still ahead.
+    await sleep_until(ts_env, change.at + 30 * MINUTE + timedelta(seconds=1))
+    await wait_for_escalations(handle, STATUS, 1)
 
     incident = await stop_and_check_every_escalation_was_notified(handle, client)
-    steps = escalations_for(incident, ACK)
-    assert steps[0].rung is Rung.OWNER
-    assert len(steps) <= 2  # the team lead step (+1s) only if the change came late
-    assert all(step.at <= change.at for step in steps)
+    [step] = escalations_for(incident, ACK)
+    assert (step.rung, step.due_at) == (Rung.OWNER, due_at)
+    assert step.at <= change.at
+    assert [record.deadline for record in incident.escalations] == [ACK, STATUS]
 
 
 @activity.defn(name="notify_escalation")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from integrations.jira import JiraTracker
 from integrations.jira_text import Flavor
 from integrations.tracker import TrackerError
 from tests.emulators.jira import JiraEmulator, JiraWorkflow, Status, Transition
+from tests.helpers import eventually_sync
 
 SECRET = "atl-secret-do-not-leak"
 ALICE = "557058:f58131cb-b67d-43c7-b30d-6b58d40bd077"
@@ -234,12 +234,18 @@ def test_a_create_whose_answer_is_lost_waits_past_the_index_lag_and_makes_no_dup
             assert error.value.retryable and error.value.retry_after == wait
             assert error.value.retry_after.total_seconds() > emu.index_lag
             assert "may have been created" in str(error.value)
-            deadline = time.monotonic() + 5
-            while not emu.issues("LAG") and time.monotonic() < deadline:
-                time.sleep(0.02)  # Jira finishes the create the client gave up on
+            # Jira finishes the create the client gave up on.
+            eventually_sync(lambda: emu.issues("LAG"), bool, timeout=5)
             # Just created, the search does not show it yet: what the wait is for.
-            assert steady.changed_since("jira:LAG", datetime(2020, 1, 1)) == []
-            time.sleep(wait.total_seconds())
+            since = datetime(2020, 1, 1)
+            assert steady.changed_since("jira:LAG", since) == []
+            # Within the wait the error asks for, the index catches up and the search shows it.
+            eventually_sync(
+                lambda: steady.changed_since("jira:LAG", since),
+                bool,
+                timeout=wait.total_seconds(),
+                interval=0.05,
+            )
             ticket, created = steady.ensure("jira:LAG", draft(flavor, assignee=None))
         finally:
             hasty.shutdown()

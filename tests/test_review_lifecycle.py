@@ -226,13 +226,20 @@ async def test_overdue_item_is_reminded_then_walks_the_ladder_on_its_ticket_unti
         # Never early; the upper bound leaves room for a loaded 2-core machine.
         assert timedelta(0) <= late < timedelta(seconds=3), (record, late)
 
-    extended = await client.get_workflow_handle(workflow_id).execute_update(
+    # A new due date 1.5s away: its reminder (1s before) comes first, then the new ladder's
+    # owner step (at it), after the old ladder's leadership step (old due + 3s) would have.
+    item_handle = client.get_workflow_handle(workflow_id)
+    extended = await item_handle.execute_update(
         "extend_deadline",
-        ExtendDeadline(due_at=datetime.now(UTC) + timedelta(hours=2), reason="waiting on vendor"),
+        ExtendDeadline(
+            due_at=datetime.now(UTC) + timedelta(seconds=1.5), reason="waiting on vendor"
+        ),
         result_type=ActionItemSummary,
     )
-    assert extended.due_at > datetime.now(UTC) + timedelta(hours=1)
-    count = len((await item_state(client, workflow_id)).escalations)
+    assert extended.due_at > item.due_at
+    before = (await item_state(client, workflow_id)).escalations
+    assert len(before) >= 3
+    assert all(record.due_at == item.due_at for record in before)
 
     assert item.ticket is not None
     tracker = LocalTracker.configured(settings)
@@ -245,14 +252,32 @@ async def test_overdue_item_is_reminded_then_walks_the_ladder_on_its_ticket_unti
     assert "@payments-oncall escalated to owner" in texts[1]
     assert "@payments-lead escalated to team lead" in texts[2]
     assert "@payments-manager escalated to manager" in texts[3]
-    assert "waiting on vendor" in texts[-1]
+    [extension] = [text for text in texts if "extended" in text]
+    assert "waiting on vendor" in extension
     ticket = tracker.get("local", item.ticket.key)
     assert ticket.due_at == extended.due_at
     assert {"escalated:owner", "escalated:team_lead"} <= set(ticket.labels)
 
-    await asyncio.sleep(2)  # the ladder stopped: nothing more after the extension
-    assert len((await item_state(client, workflow_id)).escalations) == count
-    refused = client.get_workflow_handle(workflow_id).execute_update(
+    # The old ladder stopped at the extension: what follows is the new due date's own
+    # reminder and ladder, from the owner up, and nothing more of the old one.
+    after = await eventually(
+        lambda: item_state(client, workflow_id),
+        lambda i: len(i.escalations) > len(before),
+        timeout=10,
+    )
+    assert after.escalations[: len(before)] == before
+    fresh = after.escalations[len(before) :]
+    assert (fresh[0].rung, fresh[0].due_at) == (Rung.OWNER, extended.due_at)
+    assert all(record.due_at == extended.due_at for record in fresh)
+    assert after.reminders_sent == [extended.due_at - timedelta(seconds=1)]
+
+    later = await item_handle.execute_update(
+        "extend_deadline",
+        ExtendDeadline(due_at=datetime.now(UTC) + timedelta(hours=2), reason="vendor is late"),
+        result_type=ActionItemSummary,
+    )
+    assert later.due_at > datetime.now(UTC) + timedelta(hours=1)
+    refused = item_handle.execute_update(
         "extend_deadline",
         ExtendDeadline(due_at=datetime.now(UTC) + timedelta(hours=1), reason="earlier"),
     )

@@ -1,19 +1,20 @@
 """Durability: the worker goes away mid-incident and a new one picks the incident up.
 
-The acknowledge deadline falls due while no worker is running; the server keeps the timer, and
-the first new worker replays the history, fires the missed steps and carries on with the state.
+The acknowledge deadline falls due while no worker is running; the server keeps the timer (its
+TimerFired event is in the history with no worker to run it), and the first new worker replays
+the history, fires the missed step and carries on with the state and the rest of the ladder.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
 
 from domain.commands import Acknowledge, AddTimelineEvent, AssignRole, Transition
 from domain.escalation import DeadlineKind
-from domain.incident import IncidentState, Role, TimelineKind
+from domain.incident import Incident, IncidentState, Role, TimelineKind
 from domain.policy import Policy, Rung
 from settings import Settings
 from tests.helpers import declare, eventually
@@ -23,8 +24,23 @@ from workflows.incident import IncidentWorkflow
 
 
 def ack_only_policy() -> Policy:
-    """Acknowledge within 2s (ladder 0/1/2/3s); every other deadline an hour away."""
-    return fast_policy(status_update_every="1h", resolve_within="1h", review_within="1h")
+    """Acknowledge within 2s (ladder owner 0s, team lead 1s, manager 2s, leadership 4s); the
+    review due 2s after the resolution; status and resolve an hour away."""
+    ladder = {"owner": "0s", "team_lead": "1s", "manager": "2s", "leadership": "4s"}
+    return fast_policy(
+        status_update_every="1h",
+        resolve_within="1h",
+        review_within="2s",
+        escalation={**ladder, "repeat_every": "2s"},
+    )
+
+
+async def timers_fired(handle: WorkflowHandle[IncidentWorkflow, Incident]) -> int:
+    """How many of the workflow's timers the server has fired (worker or not)."""
+    fired = 0
+    async for event in handle.fetch_history_events():
+        fired += event.event_type == EventType.EVENT_TYPE_TIMER_FIRED
+    return fired
 
 
 async def test_deadline_missed_while_no_worker_runs_fires_on_restart_with_state_intact(
@@ -42,8 +58,8 @@ async def test_deadline_missed_while_no_worker_runs_fires_on_restart_with_state_
     assert before.escalations == []
     assert before.state is IncidentState.DECLARED
 
-    # No worker: the acknowledge deadline (+2s), the team lead (+3s) and manager (+4s) pass.
-    await asyncio.sleep(4.5)
+    # No worker: the server fires the acknowledge deadline's timer (+2s) all the same.
+    await eventually(lambda: timers_fired(handle), lambda fired: fired == 1, timeout=15)
     restarted_at = datetime.now(UTC)
 
     async with build_worker(client, settings, task_queue=task_queue):
@@ -59,7 +75,7 @@ async def test_deadline_missed_while_no_worker_runs_fires_on_restart_with_state_
         # The commander named before the outage is the owner the ladder starts with.
         assert steps[0].notified == ["carol"]
         assert all(step.due_at == due_at for step in steps)
-        # Nothing could fire during the outage: every step is stamped after the restart.
+        # Nothing could run during the outage: every step is stamped after the restart.
         assert all(step.at >= restarted_at - timedelta(milliseconds=500) for step in steps)
 
         # The state from before the outage is intact.
@@ -82,10 +98,22 @@ async def test_deadline_missed_while_no_worker_runs_fires_on_restart_with_state_
         acknowledged_at = status.clock.acknowledged_at
         assert acknowledged_at is not None
 
-        await asyncio.sleep(1.5)  # the leadership step (+3s) would have come by now
-        final = await handle.query(IncidentWorkflow.state)
-        assert all(step.at <= acknowledged_at for step in final.escalations)
-        assert [event.kind for event in final.timeline][-3:] == [
+        # The review deadline (resolved + 2s) falls no earlier than the leadership step (+4s)
+        # would have: once it is told, the acknowledge ladder has shown all it ever will.
+        final = await eventually(
+            lambda: handle.query(IncidentWorkflow.state),
+            lambda incident: any(e.deadline is DeadlineKind.REVIEW for e in incident.escalations),
+            timeout=15,
+        )
+        acknowledge = [e for e in final.escalations if e.deadline is DeadlineKind.ACKNOWLEDGE]
+        assert [step.rung for step in acknowledge] == [Rung.OWNER, Rung.TEAM_LEAD, Rung.MANAGER]
+        assert all(step.at <= acknowledged_at for step in acknowledge)
+        [review, *_] = [e for e in final.escalations if e.deadline is DeadlineKind.REVIEW]
+        assert status.clock.resolved_at is not None
+        assert review.due_at == status.clock.resolved_at + timedelta(seconds=2)
+        assert review.due_at >= due_at + timedelta(seconds=4)  # the leadership step's time
+        kinds = [e.kind for e in final.timeline if e.kind is not TimelineKind.ESCALATED]
+        assert kinds[-3:] == [
             TimelineKind.ACKNOWLEDGED,
             TimelineKind.NOTE,
             TimelineKind.RESOLVED,
