@@ -96,3 +96,13 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture
+async def ts_worker(
+    ts_env: WorkflowEnvironment, tmp_path: Path
+) -> AsyncIterator[tuple[Client, str]]:
+    """The product's worker on the time-skipping server, on a fresh task queue."""
+    task_queue = f"ts-{uuid.uuid4()}"
+    async with build_worker(ts_env.client, Settings(home=tmp_path), task_queue=task_queue):
+        yield ts_env.client, task_queue

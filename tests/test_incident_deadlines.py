@@ -10,12 +10,9 @@ is read after a later escalation that has to come after the moment in question."
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType, WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowHandle
@@ -29,10 +26,9 @@ from domain.incident import Incident, TimelineKind
 from domain.notifications import EscalationNotice
 from domain.policy import Policy, Rung
 from domain.severity import Severity
-from settings import Settings
 from tests.helpers import declare, eventually, sleep_until
 from tests.policies import fast_policy, slow_policy
-from worker import WORKFLOWS, build_worker
+from worker import WORKFLOWS
 from workflows.incident import IncidentWorkflow
 
 Handle = WorkflowHandle[IncidentWorkflow, Incident]
@@ -96,16 +92,6 @@ def sev3_slower_minute_policy() -> Policy:
     slower = minute_policy(acknowledge_within="1h", status_update_every="30m")
     sev3 = slower.for_severity(Severity.SEV3)
     return minutes.model_copy(update={"severities": {**minutes.severities, Severity.SEV3: sev3}})
-
-
-@pytest.fixture
-async def ts_worker(
-    ts_env: WorkflowEnvironment, tmp_path: Path
-) -> AsyncIterator[tuple[Client, str]]:
-    """The product's worker on the time-skipping server."""
-    task_queue = f"ts-{uuid.uuid4()}"
-    async with build_worker(ts_env.client, Settings(home=tmp_path), task_queue=task_queue):
-        yield ts_env.client, task_queue
 
 
 async def notified_by_activities(handle: Handle, client: Client) -> list[EscalationNotice]:

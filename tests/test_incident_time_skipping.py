@@ -6,12 +6,8 @@ only when a test calls env.sleep, so each check runs at an exact point of the la
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -21,9 +17,7 @@ from domain.escalation import DeadlineKind, EscalationRecord
 from domain.incident import Incident
 from domain.policy import Rung, default_policy
 from domain.severity import Severity
-from settings import Settings
-from tests.helpers import declare, eventually
-from worker import build_worker
+from tests.helpers import declare, eventually, sleep_until
 from workflows.incident import IncidentWorkflow
 
 Handle = WorkflowHandle[IncidentWorkflow, Incident]
@@ -33,27 +27,12 @@ TOLERANCE = timedelta(seconds=5)
 FRIDAY = 4
 
 
-@pytest.fixture
-async def ts_worker(
-    ts_env: WorkflowEnvironment, tmp_path: Path
-) -> AsyncIterator[tuple[Client, str]]:
-    task_queue = f"ts-{uuid.uuid4()}"
-    async with build_worker(ts_env.client, Settings(home=tmp_path), task_queue=task_queue):
-        yield ts_env.client, task_queue
-
-
 async def state(handle: Handle) -> Incident:
     return await handle.query(IncidentWorkflow.state)
 
 
 def escalations_for(incident: Incident, kind: DeadlineKind) -> list[EscalationRecord]:
     return [record for record in incident.escalations if record.deadline is kind]
-
-
-async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
-    now = await env.get_current_time()
-    assert moment > now, f"{moment} is already past ({now})"
-    await env.sleep(moment - now)
 
 
 async def steps_after(
