@@ -230,9 +230,13 @@ class Api:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def request(self, method: str, path: str, body: Any = None) -> httpx.Response | None:
+    async def request(
+        self, method: str, path: str, body: Any = None, *, key: str | None = None
+    ) -> httpx.Response | None:
+        """`key`: the command's Idempotency-Key, the same on every try of one command."""
+        headers = {"Idempotency-Key": key} if key else None
         try:
-            response = await self._http.request(method, path, json=body)
+            response = await self._http.request(method, path, json=body, headers=headers)
         except httpx.HTTPError:
             self._tally.answers["no answer"] += 1
             return None
@@ -291,8 +295,11 @@ class Driver:
         self, what: str, path: str, body: Any, applied: Callable[[], Awaitable[bool]]
     ) -> dict[str, Any] | None:
         """POST until the command took effect: its answer, or None when it took effect although
-        its answer was an error (or never came). `what` is "<subject> <command>"."""
+        its answer was an error, 202 (sent, not applied yet) or never came. Every try carries
+        the same Idempotency-Key, so a try attaches to a command still pending instead of
+        sending a second one. `what` is "<subject> <command>"."""
         give_up = min(time.monotonic() + self.step_timeout, self.deadline)
+        key = uuid.uuid4().hex
         answers: list[str] = []
         first_error = ""
         interval = 0.2
@@ -303,8 +310,8 @@ class Driver:
                 self.tally.applied_despite_error[kind] += 1
                 self.tally.error_examples.setdefault(kind, first_error)
                 return None
-            response = await self.api.request("POST", path, body)
-            if response is not None and response.is_success:
+            response = await self.api.request("POST", path, body, key=key)
+            if response is not None and response.is_success and response.status_code != 202:
                 if answers:
                     kind = f"{what.rsplit(' ', 1)[-1]}: {', '.join(answers)}"
                     self.tally.answered_after_error[kind] += 1
@@ -312,7 +319,7 @@ class Driver:
                 answer: dict[str, Any] = response.json()
                 return answer
             status = "no answer" if response is None else str(response.status_code)
-            if response is not None and response.status_code not in UNCERTAIN:
+            if response is not None and response.status_code not in UNCERTAIN | {202}:
                 raise Stuck(f"{what}: {status} {response.text[:300]}")
             answers.append(status)
             if not first_error:

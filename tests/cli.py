@@ -46,8 +46,11 @@ class Cli:
         done = await self(*args)
         assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr, done.stderr
-        assert done.stderr.startswith("error: "), done.stderr
-        return done.stderr.removeprefix("error: ").strip()
+        # A warning may come first (say, that no worker has published the deployment's policy).
+        before, found, error = done.stderr.partition("error: ")
+        assert found, done.stderr
+        assert all(line.startswith("warning: ") for line in before.splitlines()), done.stderr
+        return error.strip()
 
     @property
     def tracker(self) -> LocalTracker:
