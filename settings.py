@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         default=None,
         description="path to a TOML routing file (team -> tracker and contacts) that exists",
     )
+    taxonomy_file: Path | None = Field(
+        default=None,
+        description="path to a TOML file of the failure-mode taxonomy (triggers = [...], "
+        "root_causes = [...]) that exists",
+    )
     chat_webhook_url: SecretStr | None = Field(
         default=None, description="an https:// or http:// URL that accepts JSON POSTs"
     )
@@ -223,6 +228,7 @@ class Settings(BaseSettings):
     @field_validator(
         "policy_file",
         "routing_file",
+        "taxonomy_file",
         "temporal_tls_cert",
         "temporal_tls_key",
         "oidc_roles_file",

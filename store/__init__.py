@@ -1,5 +1,5 @@
-"""The relational store beside Temporal: local tracker tickets today; tokens, the insights
-read model and the failure-mode library next.
+"""The relational store beside Temporal: local tracker tickets, API tokens, the insights
+read model and the failure-mode library.
 
 SQLite under AFTERACTION_HOME by default, PostgreSQL (psycopg 3) in deployments; the schema is
 migrated by Alembic when a process opens the store. Workflows never import this package.

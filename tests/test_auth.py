@@ -30,7 +30,12 @@ from tests.stack import AFTERACTION, stack_env
 
 # Values that fill a route's path parameters: none of them exists, which only matters to
 # callers who get past the rules.
-PATH_VALUES = {"key": "INC-000000-NONE", "id": "INC-000000-NONE-1", "command_id": "resolve:1"}
+PATH_VALUES = {
+    "key": "INC-000000-NONE",
+    "id": "INC-000000-NONE-1",
+    "command_id": "resolve:1",
+    "slug": "no-such-mode",
+}
 
 
 def unreachable(_: Settings) -> Any:

@@ -33,6 +33,7 @@ from app.cli.common import (
 from app.cli.config import config
 from app.cli.db import db
 from app.cli.insights import insights
+from app.cli.library import library
 from app.cli.metrics import metrics
 from app.cli.review import review
 from app.cli.tickets import tickets
@@ -68,6 +69,7 @@ app.add_typer(tokens, name="tokens")
 app.add_typer(metrics, name="metrics")
 app.add_typer(insights, name="insights")
 app.add_typer(config, name="config")
+app.add_typer(library, name="library")
 
 
 def _command(key: str, name: str, payload: BaseModel, as_json: bool) -> None:

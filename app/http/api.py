@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
@@ -60,6 +60,7 @@ from app.services.incidents import (
     unavailable_message,
 )
 from app.services.insights import DEFAULT_SINCE, Insights, WindowError, window, window_length
+from app.services.library import InvalidFailureMode, Library
 from app.services.tickets import StatusChange, set_status
 from domain.action_item import (
     AcceptRisk,
@@ -82,6 +83,7 @@ from domain.commands import (
     SetSeverity,
     Transition,
 )
+from domain.failure_modes import FailureMode, LibraryEntry, Taxonomy, TaxonomyError
 from domain.identity import Permission
 from domain.incident import (
     Incident,
@@ -104,6 +106,12 @@ from settings import Settings
 from store import StoreError, configured_store
 from store.api_tokens import ApiTokens
 from store.facts import FactsRepository
+from store.failure_modes import (
+    FailureModeExists,
+    FailureModeRefused,
+    StaleVersion,
+    UnknownFailureMode,
+)
 from telemetry.logs import configure_logging, get_logger
 from telemetry.metrics import API_REGISTRY, Exposition, FactsCollector
 
@@ -194,6 +202,23 @@ CommandKey = Annotated[
         "is a command of its own.",
     ),
 ]
+Slug = Annotated[str, Path(description="A failure mode's slug, e.g. connection-pool-exhaustion.")]
+
+
+class FailureModeEdit(FailureMode):
+    """A failure mode as PUT replaces it, with the version it was made from."""
+
+    version: int = Field(
+        ge=1,
+        description="the entry's version this edit was made from (GET shows it); a newer one "
+        "in the library refuses the edit with 409",
+    )
+
+    @model_validator(mode="after")
+    def _slug(self) -> FailureModeEdit:
+        return self  # no slug: the path's, not one derived from the name (a slug never changes)
+
+
 CommandId = Annotated[
     str, Path(description="The command id a 202 answer named, e.g. resolve:3f2a…")
 ]
@@ -333,8 +358,8 @@ def create_app(
     routing: Routing | None = None,
     connector: Connector = connect,
 ) -> FastAPI:
-    """The API; the policy and the routing file are read here, once (PolicyFileError,
-    RoutingError when one is unusable)."""
+    """The API; the policy, the routing and the taxonomy files are read here, once
+    (PolicyFileError, RoutingError, TaxonomyError when one is unusable)."""
     connection = _TemporalConnection(settings, connector)
     # The API's own files must be usable (they are in force until a worker publishes its own).
     load_policy(settings.policy_file)
@@ -343,6 +368,7 @@ def create_app(
     tracker = LocalTracker(store)
     tokens = ApiTokens(store)
     insights = Insights(store)
+    library = Library.configured(settings, store)
     authenticator = Authenticator(tokens, oidc_verifier(settings))
     # This process's counters (webhook deliveries) and the read model's gauges, read at scrape.
     exposition = Exposition(API_REGISTRY, FactsCollector(FactsRepository(store)))
@@ -401,6 +427,19 @@ def create_app(
     @api.exception_handler(InvalidReview)
     async def _invalid_review(_: Request, error: InvalidReview) -> JSONResponse:
         return JSONResponse({"detail": str(error), "problems": error.problems}, status_code=422)
+
+    @api.exception_handler(InvalidFailureMode)
+    async def _invalid_failure_mode(_: Request, error: InvalidFailureMode) -> JSONResponse:
+        detail = "invalid failure mode: " + "; ".join(error.problems)
+        return JSONResponse({"detail": detail, "problems": error.problems}, status_code=422)
+
+    @api.exception_handler(FailureModeRefused)
+    async def _library_refused(_: Request, error: FailureModeRefused) -> JSONResponse:
+        if isinstance(error, UnknownFailureMode):
+            return JSONResponse({"detail": str(error)}, status_code=404)
+        if isinstance(error, FailureModeExists | StaleVersion):
+            return JSONResponse({"detail": str(error)}, status_code=409)
+        return JSONResponse({"detail": str(error), "problems": [str(error)]}, status_code=422)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -844,6 +883,72 @@ def create_app(
     async def metric_definitions() -> DefinitionSet:
         return DefinitionSet()
 
+    # ---- the failure-mode library ---------------------------------------------------------
+
+    @api.get(
+        "/api/library",
+        dependencies=rule(Permission.READ),
+        response_model=list[LibraryEntry],
+        summary="The failure modes of the library, by name",
+        responses=_errors(503),
+    )
+    async def list_failure_modes() -> list[LibraryEntry]:
+        return await asyncio.to_thread(library.all)
+
+    @api.get(
+        "/api/library/taxonomy",
+        dependencies=rule(Permission.READ),
+        response_model=Taxonomy,
+        summary="The taxonomy in force: the triggers and root causes entries may use",
+        responses=_errors(),
+    )
+    async def failure_mode_taxonomy() -> Taxonomy:
+        return library.taxonomy
+
+    @api.get(
+        "/api/library/{slug}",
+        dependencies=rule(Permission.READ),
+        response_model=LibraryEntry,
+        summary="A failure mode: its signals, recipes and suggested action items",
+        responses=_errors(404, 503),
+    )
+    async def show_failure_mode(slug: Slug) -> LibraryEntry:
+        return await asyncio.to_thread(library.get, slug)
+
+    @api.post(
+        "/api/library",
+        dependencies=rule(Permission.REVIEW),
+        response_model=LibraryEntry,
+        status_code=201,
+        summary="Add a failure mode (its slug comes from its name unless given)",
+        description="Every trigger and root cause must be in the taxonomy in force; 422 lists "
+        "each one that is not, with the values allowed. A slug in the library already: 409.",
+        responses=_errors(409, 422, 503),
+    )
+    async def add_failure_mode(body: FailureMode, caller: Caller) -> LibraryEntry:
+        entry = await asyncio.to_thread(lambda: library.add(body, actor=caller.actor))
+        log.info("library.added", slug=entry.mode.slug)
+        return entry
+
+    @api.put(
+        "/api/library/{slug}",
+        dependencies=rule(Permission.REVIEW),
+        response_model=LibraryEntry,
+        summary="Replace a failure mode, if it is still at the version the edit was made from",
+        description="The slug never changes (a body without one keeps the path's). A version "
+        "older than the library's: 409, with who edited it last.",
+        responses=_errors(404, 409, 422, 503),
+    )
+    async def edit_failure_mode(slug: Slug, body: FailureModeEdit, caller: Caller) -> LibraryEntry:
+        fields = body.model_dump(exclude={"version"})
+        fields["slug"] = body.slug or slug
+        mode = FailureMode.model_validate(fields)
+        entry = await asyncio.to_thread(
+            lambda: library.edit(slug, mode, expected_version=body.version, actor=caller.actor)
+        )
+        log.info("library.edited", slug=slug, version=entry.version)
+        return entry
+
     # ---- the local tracker, as the owning team uses it -----------------------------------
 
     @api.get(
@@ -928,7 +1033,14 @@ def serve(settings: Settings) -> None:
         tokens: ApiTokens = app.state.tokens
         bootstrap_admin_token(settings, tokens)
         check_exposure(settings, tokens)
-    except (PolicyFileError, RoutingError, RoleMapError, StoreError, CredentialsError) as error:
+    except (
+        PolicyFileError,
+        RoutingError,
+        TaxonomyError,
+        RoleMapError,
+        StoreError,
+        CredentialsError,
+    ) as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(2) from None
     uvicorn.run(
