@@ -20,14 +20,23 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from app.formats.problems import problem_message
+from app.formats.yaml_files import (
+    FileKind,
+    FileProblems,
+    Path,
+    dotted,
+    field_lines,
+    file_text,
+    line_of,
+    load_document,
+)
 from domain.functions import ReviewFunction
 from domain.incident import Incident, TimelineKind
-from domain.limits import NESTING_DEPTH, REVIEW_FILE_BYTES, REVIEW_TIMELINE_ENTRIES, kib
+from domain.limits import REVIEW_FILE_BYTES, REVIEW_TIMELINE_ENTRIES
 from domain.policy import ActionKind, Policy, format_duration
 from domain.review import FocusedQuestions, Review, Rubric, check_review
 from domain.severity import Severity
 
-TOP_LEVEL = "(top level)"
 ZONE_EXAMPLE = "2026-12-15T17:00:00Z"
 _COMMENT_WIDTH = 92
 
@@ -55,12 +64,13 @@ def question_text(name: str) -> str:
     return QUESTIONS.get(name, name.replace("_", " ").capitalize() + "?")
 
 
-class ReviewFileError(Exception):
+class ReviewFileError(FileProblems):
     """A review file cannot be accepted; str() lists every problem, one per line."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+
+REVIEW_FILE = FileKind(
+    name="review file", whole="a review", max_bytes=REVIEW_FILE_BYTES, error=ReviewFileError
+)
 
 
 # ---- writing ------------------------------------------------------------------------------
@@ -385,12 +395,6 @@ def review_template(incident: Incident) -> str:
 
 # ---- reading ------------------------------------------------------------------------------
 
-Path = tuple[str | int, ...]
-
-
-def _dotted(path: Path) -> str:
-    return ".".join(str(part) for part in path) or TOP_LEVEL
-
 
 class _Problems:
     """Problems of one file, each placed at the line of the field it is about."""
@@ -403,136 +407,19 @@ class _Problems:
     def add(self, path: Path, message: str) -> None:
         line = self._line(path)
         where = f" (line {line})" if line is not None else ""
-        self.found.append((line, f"{self.source}: {_dotted(path)}: {message}{where}"))
+        self.found.append((line, f"{self.source}: {dotted(path)}: {message}{where}"))
 
     def _line(self, path: Path) -> int | None:
-        # A missing field has no line of its own: point at the nearest enclosing one.
-        for end in range(len(path), 0, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return None
+        return line_of(self.lines, path)
 
     def messages(self) -> list[str]:
         ordered = sorted(self.found, key=lambda item: (item[0] is None, item[0] or 0))
         return [message for _, message in ordered]
 
 
-class _Refused(yaml.MarkedYAMLError):
-    """Valid YAML that a review file may not use; `problem` says what to do instead."""
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML without anchors and aliases (with them a file of a few kilobytes can expand
-    to gigabytes), nested at most NESTING_DEPTH levels, its impossible dates left as text."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise _Refused(
-                problem="anchors and aliases (&name, *name) are not accepted in a review file; "
-                "write each value out",
-                problem_mark=event.start_mark,
-            )
-        if self._depth >= NESTING_DEPTH:
-            raise _Refused(
-                problem=f"nested more than {NESTING_DEPTH} levels deep; a review needs a few",
-                problem_mark=event.start_mark,
-            )
-        self._depth += 1
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        return node
-
-
-def _timestamp_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
-    """A YAML date such as 2026-13-45 matches the timestamp form but is no date: keep it as
-    text, so the field it is in reports it with its line."""
-    try:
-        return loader.construct_yaml_timestamp(node)
-    except (ValueError, OverflowError):
-        return loader.construct_scalar(node)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
-
-
-def _syntax_error(error: yaml.YAMLError, source: str) -> ReviewFileError:
-    mark = getattr(error, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    problem = getattr(error, "problem", None) or str(error)
-    if isinstance(error, _Refused):
-        return ReviewFileError([f"{source}: {where}{problem}"])
-    context = getattr(error, "context", None)
-    detail = f"{problem} ({context})" if context else problem
-    return ReviewFileError([f"{source}: {where}not valid YAML: {detail}"])
-
-
 def review_text(data: bytes, source: str) -> str:
     """The text of a review file; ReviewFileError when it is too large or not UTF-8 text."""
-    if len(data) > REVIEW_FILE_BYTES:
-        raise ReviewFileError(
-            [
-                f"{source}: {TOP_LEVEL}: larger than the {kib(REVIEW_FILE_BYTES)} a review file "
-                "may hold; shorten its texts and link to documents for the rest"
-            ]
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ReviewFileError(
-            [
-                f"{source}: {TOP_LEVEL}: not UTF-8 text (byte {error.start} cannot be read); "
-                "save the review file as UTF-8"
-            ]
-        ) from None
-
-
-def _load(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    """The document and its node tree (which knows the lines); one parse for both."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as error:
-        raise _syntax_error(error, source) from None
-    finally:
-        loader.dispose()
-    return data, node
-
-
-def _index(root: yaml.Node) -> tuple[dict[Path, int], list[Path]]:
-    """The line of each path in the document, and the keys given twice in one mapping."""
-    lines: dict[Path, int] = {}
-    duplicates: list[Path] = []
-    visited: set[int] = set()
-
-    def walk(node: yaml.Node, path: Path) -> None:
-        lines.setdefault(path, node.start_mark.line + 1)
-        # An alias repeats a node: walking it again could loop, or blow up exponentially.
-        if id(node) in visited:
-            return
-        visited.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                if key in seen:
-                    duplicates.append((*path, key))
-                seen.add(key)
-                lines[(*path, key)] = key_node.start_mark.line + 1
-                walk(value_node, (*path, key))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, (*path, index))
-
-    walk(root, ())
-    return lines, duplicates
+    return file_text(data, source, REVIEW_FILE)
 
 
 def _nested_model(annotation: Any) -> type[BaseModel] | None:
@@ -701,8 +588,8 @@ def parse_review(
     """
     if (policy is None) != (severity is None):
         raise TypeError("give both policy and severity, or neither")
-    data, node = _load(text, source)
-    lines, duplicates = _index(node) if node is not None else ({}, [])
+    data, node = load_document(text, source, REVIEW_FILE)
+    lines, duplicates = field_lines(node) if node is not None else ({}, [])
     problems = _Problems(source, lines)
     if not isinstance(data, dict):
         got = "nothing" if data is None else f"a {type(data).__name__}"

@@ -8,12 +8,12 @@ from pydantic import ValidationError
 
 from app.formats.problems import problem_message
 from app.formats.review_files import (
-    TOP_LEVEL,
     ZONE_EXAMPLE,
     ReviewFileError,
     parse_review,
     review_text,
 )
+from app.formats.yaml_files import TOP_LEVEL
 from domain.incident import Incident
 from domain.policy import Policy
 from domain.review import Review, check_review
