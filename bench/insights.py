@@ -48,13 +48,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from app.services.insights import Insights
 from bench.incident_throughput import percentile
-from bench.lifecycle import BENCH, FULL_QUEUE, Full, Latencies, review_with, timed
+from bench.lifecycle import FULL_QUEUE, Full, Latencies
 from bench.output import emit_and_exit, stdout_to_stderr
 from domain import search_attributes
 from domain.action_item import ActionItemState
-from domain.commands import Acknowledge, DeclareIncident, NewIncident, Transition
+from domain.commands import Acknowledge, DeclareIncident, Transition
 from domain.facts import ActionItemFacts, IncidentFacts
-from domain.incident import Incident, IncidentState, workflow_id_for
+from domain.incident import IncidentState
 from domain.metrics import Grouping, compute
 from domain.policy import ActionKind, Rung
 from domain.review import ScheduleReview
@@ -501,42 +501,16 @@ class Lifecycle(Full):
 
     async def lifecycle(self, number: int, items: int, latencies: Latencies) -> list[str]:
         started = time.perf_counter()
-        new = NewIncident(
-            title=f"Bench incident {number}",
-            severity=Severity.SEV2,
-            services=["checkout"],
-            declared_by="bench",
-        )
-        key = (await self.incidents.declare(new)).key
+        workflow_ids = await super().lifecycle(number, items, latencies)
+        latencies["lifecycle"].append(time.perf_counter() - started)
+        return workflow_ids
+
+    async def respond(self, key: str, latencies: Latencies) -> None:
         await self.incidents.command(key, "acknowledge", Acknowledge(commander="alice"))
         await self.incidents.command(key, "mitigate", Transition())
         await self.incidents.command(key, "resolve", Transition())
         when = ScheduleReview(at=datetime.now(UTC) + timedelta(days=1), facilitator="fran")
         await self.incidents.command(key, "schedule_review", when)
-        review = review_with(items, number)
-        status = await self.incidents.submit_review(key, review, actor=BENCH)
-        if status.state is not IncidentState.TRACKING:
-            raise RuntimeError(f"{key} is {status.state} after the review, expected tracking")
-
-        async def open_items() -> dict[int, str]:
-            incident = await self.incidents.get(key)
-            return {
-                item.number: item.ticket.key
-                for item in incident.action_items
-                if item.state is ActionItemState.OPEN and item.ticket is not None
-            }
-
-        async def work(item: int, ticket: str) -> None:
-            await self._close_and_verify(key, item, ticket, latencies)
-
-        await self.follow_items(open_items, work, items, latencies)
-        handle = self.client.get_workflow_handle(workflow_id_for(key), result_type=Incident)
-        incident: Incident = await timed(latencies, "incident_closed", handle.result())
-        if incident.state is not IncidentState.CLOSED:
-            raise RuntimeError(f"{key} ended {incident.state}, expected closed")
-        latencies["lifecycle"].append(time.perf_counter() - started)
-        ids = [handle.id]
-        return ids + [f"{handle.id}/action/{n}" for n in range(1, items + 1)]
 
 
 @dataclass

@@ -331,13 +331,22 @@ class Full(Driver):
             declared_by="bench",
         )
         key = (await timed(latencies, "declare", self.incidents.declare(new))).key
-        await timed(latencies, "resolve", self.incidents.command(key, "resolve", Transition()))
+        await self.respond(key, latencies)
         review = review_with(items, number)
         status = await timed(
             latencies, "submit_review", self.incidents.submit_review(key, review, actor=BENCH)
         )
         if status.state is not IncidentState.TRACKING:
             raise RuntimeError(f"{key} is {status.state} after the review, expected tracking")
+        return await self.close_items(key, items, latencies)
+
+    async def respond(self, key: str, latencies: Latencies) -> None:
+        """The steps between the declaration and the review: here, the resolution alone."""
+        await timed(latencies, "resolve", self.incidents.command(key, "resolve", Transition()))
+
+    async def close_items(self, key: str, items: int, latencies: Latencies) -> list[str]:
+        """Close every item's ticket and verify it, then wait for the incident to close; the
+        workflow ids of the incident and its items."""
 
         async def open_items() -> dict[int, str]:
             # What `afteraction show` reads: the items as their reports left them.
@@ -349,7 +358,7 @@ class Full(Driver):
             }
 
         async def work(number: int, ticket: str) -> None:
-            await self._close_and_verify(key, number, ticket, latencies)
+            await self.close_and_verify(key, number, ticket, latencies)
 
         await self.follow_items(open_items, work, items, latencies)
         handle = self.client.get_workflow_handle(workflow_id_for(key), result_type=Incident)
@@ -358,7 +367,7 @@ class Full(Driver):
             raise RuntimeError(f"{key} ended {incident.state}, expected closed")
         return [workflow_id_for(key), *(action_workflow_id(key, n) for n in range(1, items + 1))]
 
-    async def _close_and_verify(
+    async def close_and_verify(
         self, key: str, number: int, ticket_key: str, latencies: Latencies
     ) -> None:
         # What `afteraction tickets close` does: close the ticket, then tell its workflow.
