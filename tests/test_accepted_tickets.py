@@ -19,7 +19,7 @@ from domain.commands import Transition
 from domain.review import SubmitReview
 from integrations.local import LocalTracker
 from settings import Settings
-from tests.emulators.github import GitHubEmulator
+from tests.emulators.github import GitHubEmulator, github_serving
 from tests.emulators.jira import JiraEmulator, JiraWorkflow, Status
 from tests.emulators.jira import Transition as JiraTransition
 from tests.helpers import declare, eventually
@@ -43,13 +43,8 @@ WORKFLOW = JiraWorkflow(
 
 @pytest.fixture
 def github_emulator() -> Iterator[GitHubEmulator]:
-    emu = GitHubEmulator(token=GITHUB_TOKEN).start()
-    emu.add_repo(REPO)
-    try:
-        yield emu
-        assert emu.contract_errors == []
-    finally:
-        emu.stop()
+    with github_serving(REPO, token=GITHUB_TOKEN) as emulator:
+        yield emulator
 
 
 @pytest.fixture

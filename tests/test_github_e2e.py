@@ -25,7 +25,7 @@ from domain.reconcile import ReconcileResult
 from domain.review import SubmitReview
 from settings import Settings
 from tests.e2e_trackers import finish, item_reaches, reconcile, serving
-from tests.emulators.github import GitHubEmulator
+from tests.emulators.github import GitHubEmulator, github_serving
 from tests.emulators.webhook_sender import sign
 from tests.helpers import declare, eventually
 from tests.policies import slow_policy
@@ -41,13 +41,8 @@ LIST_ISSUES = "GET /repos/{owner}/{repo}/issues"
 
 @pytest.fixture
 def emulator() -> Iterator[GitHubEmulator]:
-    emu = GitHubEmulator(token=TOKEN).start()
-    emu.add_repo(REPO)
-    try:
-        yield emu
-        assert emu.contract_errors == []
-    finally:
-        emu.stop()
+    with github_serving(REPO, token=TOKEN) as emulator:
+        yield emulator
 
 
 @dataclass

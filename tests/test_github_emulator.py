@@ -19,7 +19,7 @@ from github.GithubException import (
     UnknownObjectException,
 )
 
-from tests.emulators.github import GitHubEmulator
+from tests.emulators.github import GitHubEmulator, github_serving
 from tests.github_contract import RECORDER, ContractChecker, ContractRecorder, checker
 from tests.helpers import FakeClock
 
@@ -33,13 +33,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def emulator(clock: FakeClock) -> Iterator[GitHubEmulator]:
-    emu = GitHubEmulator(clock=clock).start()
-    emu.add_repo(REPO)
-    try:
-        yield emu
-        assert emu.contract_errors == []
-    finally:
-        emu.stop()
+    with github_serving(REPO, clock=clock) as emulator:
+        yield emulator
 
 
 def client(emu: GitHubEmulator, **kwargs: Any) -> Github:

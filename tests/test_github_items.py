@@ -19,7 +19,7 @@ from domain.commands import Transition
 from domain.policy import Rung
 from domain.review import SubmitReview
 from settings import Settings
-from tests.emulators.github import GitHubEmulator
+from tests.emulators.github import GitHubEmulator, github_serving
 from tests.helpers import declare, eventually
 from tests.reviews import full_review, item_spec, item_state, local_route, quick_items_policy
 from worker import build_worker
@@ -31,13 +31,8 @@ REPO = "acme/payments"
 
 @pytest.fixture
 def emulator() -> Iterator[GitHubEmulator]:
-    emu = GitHubEmulator(token=TOKEN).start()
-    emu.add_repo(REPO)
-    try:
-        yield emu
-        assert emu.contract_errors == []
-    finally:
-        emu.stop()
+    with github_serving(REPO, token=TOKEN) as emulator:
+        yield emulator
 
 
 async def test_one_incident_sends_one_item_to_github_and_one_to_local_and_escalates_on_github(

@@ -23,7 +23,7 @@ from integrations.registry import TrackerRegistry
 from integrations.ticket_markers import comment_marker
 from integrations.tracker import TrackerError
 from settings import Settings
-from tests.emulators.github import GitHubEmulator, Issue
+from tests.emulators.github import GitHubEmulator, Issue, github_serving
 from tests.helpers import FakeClock, eventually_sync
 
 REPO = "acme/payments"
@@ -42,14 +42,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def emulator(clock: FakeClock) -> Iterator[GitHubEmulator]:
-    emu = GitHubEmulator(token=TOKEN, clock=clock).start()
-    emu.add_repo(REPO)
-    try:
-        yield emu
-        assert emu.contract_errors == []
-        assert emu.request_errors == []
-    finally:
-        emu.stop()
+    with github_serving(REPO, token=TOKEN, clock=clock) as emulator:
+        yield emulator
+        assert emulator.request_errors == []
 
 
 @pytest.fixture

@@ -26,7 +26,8 @@ import base64
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -1010,3 +1011,17 @@ __all__ = [
     "Reply",
     "Repo",
 ]
+
+
+@contextmanager
+def github_serving(*repos: str, **options: Any) -> Iterator[GitHubEmulator]:
+    """An emulator (GitHubEmulator's `options`) holding `repos` until the block ends; every
+    call made to it in the block must have kept to the contract."""
+    emulator = GitHubEmulator(**options).start()
+    for repo in repos:
+        emulator.add_repo(repo)
+    try:
+        yield emulator
+        assert emulator.contract_errors == []
+    finally:
+        emulator.stop()
