@@ -26,7 +26,7 @@ from app.cli.remote import Api, RemoteIncidents
 from app.cli.words import in_cli_words
 from app.formats.problems import problem_message
 from app.services.commands import CommandPending, UnknownCommand
-from app.services.deployment import in_force
+from app.services.deployment import InForce, in_force
 from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
@@ -154,19 +154,26 @@ def _model(model: type[T], **fields: Any) -> T:
         fail(problems, 2)
 
 
-def _policy_and_routing(settings: Settings, *, say: bool) -> tuple[Policy, Routing]:
-    """What the deployment runs its incidents under (see app/services/deployment.py); with
-    `say`, a warning when the CLI's own files are ignored, or nothing is published."""
+def deployed(settings: Settings) -> tuple[InForce, str]:
+    """What the deployment runs its incidents under (see app/services/deployment.py), and the
+    database that said so; exits with the reason when that or the CLI's own files are
+    unusable."""
     try:
         store = configured_store(settings)
-        deployed = in_force(settings, store)
+        return in_force(settings, store), store.url
     except (PolicyFileError, RoutingError) as error:
         fail(str(error), 2)
     except StoreError as error:
         fail(str(error), 1 if error.retryable else 2)
-    if say and deployed.warning:
-        warn(deployed.warning)
-    return deployed.policy, deployed.routing
+
+
+def _policy_and_routing(settings: Settings, *, say: bool) -> tuple[Policy, Routing]:
+    """The deployment's policy and routing; with `say`, a warning when the CLI's own files are
+    ignored, or nothing is published."""
+    deployed_now, _ = deployed(settings)
+    if say and deployed_now.warning:
+        warn(deployed_now.warning)
+    return deployed_now.policy, deployed_now.routing
 
 
 def _run_client(action: Callable[[Client, Settings], Awaitable[T]]) -> T:

@@ -9,12 +9,9 @@ from pydantic import BaseModel
 from rich.console import Group, RenderableType
 from rich.table import Table
 
-from app.cli.common import JsonOption, _emit, _settings, fail
-from app.services.deployment import in_force
+from app.cli.common import JsonOption, _emit, _settings, deployed
 from domain.deployment import DeploymentConfig, policy_source, routing_source
-from domain.policy import PolicyFileError, format_duration
-from domain.routing import RoutingError
-from store import StoreError, configured_store
+from domain.policy import format_duration
 
 config: typer.Typer = typer.Typer(
     name="config", help="What the deployment runs its incidents under.", no_args_is_help=True
@@ -34,19 +31,13 @@ def show(as_json: JsonOption = False) -> None:
     """Print the policy and routing the deployment's worker published, and whether this CLI's
     own files (AFTERACTION_POLICY_FILE, AFTERACTION_ROUTING_FILE) are ignored."""
     settings = _settings()
-    try:
-        store = configured_store(settings)
-        deployed = in_force(settings, store)
-    except (PolicyFileError, RoutingError) as error:
-        fail(str(error), 2)
-    except StoreError as error:
-        fail(str(error), 1 if error.retryable else 2)
+    in_force, store_url = deployed(settings)
     report = ConfigReport(
-        deployment=deployed.published,
-        store=store.url,
+        deployment=in_force.published,
+        store=store_url,
         cli_policy_file=policy_source(settings.policy_file),
         cli_routing_file=routing_source(settings.routing_file),
-        note=deployed.warning,
+        note=in_force.warning,
     )
     _emit(report, as_json, _human(report))
 
