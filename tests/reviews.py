@@ -7,7 +7,14 @@ from typing import Any
 
 from temporalio.client import Client
 
-from domain.action_item import ActionItem, ActionItemSpec, StartActionItem, TeamRoute
+from domain.action_item import (
+    ActionItem,
+    ActionItemSpec,
+    StartActionItem,
+    TeamRoute,
+    TicketChanged,
+    TicketStatus,
+)
 from domain.functions import ReviewFunction
 from domain.policy import ActionItemPolicy, ActionKind, Policy, Rung, default_policy
 from domain.review import Answer, Decision, FocusedQuestions, Participant, Review, Rubric
@@ -105,4 +112,26 @@ def standalone_item(key: str, *, history_limit: int) -> StartActionItem:
         route=local_route("payments"),
         policy=default_policy().for_severity(Severity.SEV2).action_items,
         history_limit=history_limit,
+    )
+
+
+async def signal_ticket(
+    client: Client,
+    workflow_id: str,
+    key: str,
+    status: TicketStatus,
+    delivery: str | None = None,
+) -> None:
+    """Tell an item its ticket is now `status`, as the local tracker does (`delivery`: the
+    delivery id, so a repeat changes nothing)."""
+    await client.get_workflow_handle(workflow_id).signal(
+        "ticket_changed",
+        TicketChanged(
+            ticket_key=key,
+            event=status.value,
+            status=status,
+            at=datetime.now(UTC),
+            source="local",
+            delivery_id=delivery,
+        ),
     )

@@ -26,7 +26,7 @@ from domain.action_item import (
 from integrations.local import LocalTracker
 from settings import Settings
 from tests.helpers import eventually
-from tests.reviews import standalone_item
+from tests.reviews import signal_ticket, standalone_item
 
 
 async def test_item_continues_as_new_keeping_its_ticket_and_state(
@@ -60,17 +60,7 @@ async def test_item_continues_as_new_keeping_its_ticket_and_state(
     assert carried.ticket == item.ticket
     assert carried.due_at == item.due_at
 
-    await client.get_workflow_handle(workflow_id).signal(
-        "ticket_changed",
-        TicketChanged(
-            ticket_key=item.ticket.key,
-            event="closed",
-            status=TicketStatus.CLOSED,
-            at=datetime.now(UTC),
-            source="local",
-            delivery_id="close",
-        ),
-    )
+    await signal_ticket(client, workflow_id, item.ticket.key, TicketStatus.CLOSED, "close")
     await eventually(state, lambda i: i.state is ActionItemState.VERIFYING)
     tickets = LocalTracker.configured(settings).tickets()
     assert [ticket.idempotency_key for ticket in tickets] == [workflow_id]

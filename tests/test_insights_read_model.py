@@ -14,7 +14,6 @@ from temporalio.worker import Worker
 from app.services.read_model import ReadModel
 from domain.action_item import (
     ActionItemState,
-    TicketChanged,
     TicketStatus,
     VerifyItem,
     action_workflow_id,
@@ -29,7 +28,7 @@ from store.schema import IncidentFactRow
 from tests.cli import Cli, cli_env
 from tests.helpers import declare, eventually
 from tests.policies import slow_policy
-from tests.reviews import full_review, item_spec, item_state, local_route
+from tests.reviews import full_review, item_spec, item_state, local_route, signal_ticket
 from workflows.incident import IncidentWorkflow
 
 
@@ -57,16 +56,7 @@ async def test_facts_follow_the_workflows_and_check_notices_a_deleted_row(
         lambda: item_state(client, item_id), lambda i: i.state is ActionItemState.OPEN
     )
     assert item.ticket is not None
-    await client.get_workflow_handle(item_id).signal(
-        "ticket_changed",
-        TicketChanged(
-            ticket_key=item.ticket.key,
-            event="closed",
-            status=TicketStatus.CLOSED,
-            at=datetime.now(UTC),
-            source="local",
-        ),
-    )
+    await signal_ticket(client, item_id, item.ticket.key, TicketStatus.CLOSED)
     await eventually(
         lambda: item_state(client, item_id), lambda i: i.state is ActionItemState.VERIFYING
     )

@@ -21,7 +21,6 @@ from domain.action_item import (
     ActionItemSummary,
     ExtendDeadline,
     TeamRoute,
-    TicketChanged,
     TicketStatus,
     VerifyItem,
     action_workflow_id,
@@ -35,7 +34,14 @@ from integrations.local import LocalTracker
 from settings import Settings
 from tests.helpers import declare, eventually
 from tests.policies import slow_policy
-from tests.reviews import full_review, item_spec, item_state, local_route, quick_items_policy
+from tests.reviews import (
+    full_review,
+    item_spec,
+    item_state,
+    local_route,
+    quick_items_policy,
+    signal_ticket,
+)
 from workflows.incident import IncidentWorkflow
 
 Handle = WorkflowHandle[IncidentWorkflow, Incident]
@@ -51,22 +57,6 @@ async def resolved_incident(client: Client, task_queue: str, **fields: Any) -> H
 async def wait_item(client: Client, workflow_id: str, state: ActionItemState) -> ActionItem:
     return await eventually(
         lambda: item_state(client, workflow_id), lambda item: item.state is state
-    )
-
-
-async def signal_ticket(
-    client: Client, workflow_id: str, key: str, status: TicketStatus, delivery: str
-) -> None:
-    await client.get_workflow_handle(workflow_id).signal(
-        "ticket_changed",
-        TicketChanged(
-            ticket_key=key,
-            event=status.value,
-            status=status,
-            at=datetime.now(UTC),
-            source="local",
-            delivery_id=delivery,
-        ),
     )
 
 
