@@ -24,7 +24,6 @@ from pydantic import BaseModel, Field
 DEFINITIONS_VERSION = 1
 T = TypeVar("T", int, float)
 NO_GROUP = "(none)"
-FINAL_ITEM_STATES = ("done", "accepted")
 CANCELLED = "cancelled"
 
 

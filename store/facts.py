@@ -7,30 +7,28 @@ from __future__ import annotations
 import json
 from collections import namedtuple
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Result, and_, case, delete, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from domain.action_item import ActionItemState
 from domain.facts import ActionItemFacts, IncidentFacts
+from domain.incident import IncidentState
 from domain.metrics import Grouping
 from store.database import Store
 from store.schema import ActionItemFactRow, IncidentFactRow
 
 # When a row was written: not a fact, and not something a workflow knows.
 _BOOKKEEPING = frozenset({"recorded_at"})
-FINAL_INCIDENT_STATES = ("closed", "cancelled")
-FINAL_ITEM_STATES = ("done", "accepted")
+FINAL_INCIDENT_STATES = tuple(state.value for state in IncidentState if state.is_final)
+FINAL_ITEM_STATES = tuple(state.value for state in ActionItemState if state.is_final)
 
 
 def epoch_ms(moment: datetime | None) -> int | None:
     return None if moment is None else round(moment.timestamp() * 1000)
-
-
-def from_epoch_ms(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
 
 
 def _json(value: object) -> str:
