@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -87,7 +88,7 @@ async def send(
     result_type: type[Any],
     update_id: str,
     subject: str,
-    absent: Any,
+    absent: Callable[[], Awaitable[str | None]],
 ) -> Any:
     """Run Update `name` under `update_id` on `subject`'s workflow and return its answer.
     Raises the SDK's WorkflowUpdateFailedError when the workflow refuses it, RPCError for the
