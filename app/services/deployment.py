@@ -18,6 +18,9 @@ from domain.routing import Routing, RoutingError, load_routing
 from settings import Settings
 from store import Store
 from store.deployment_config import DeploymentConfigs
+from telemetry.logs import get_logger
+
+log = get_logger("afteraction.deployment")
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ def _own_routing_differs(settings: Settings, published: DeploymentConfig) -> boo
 
 class Deployed:
     """For a long-running client (the API): what is in force, read again from the store at
-    most every `refresh` seconds, so a worker restarted with new files is followed. With
+    most every `refresh` seconds, so a worker restarted with new files is followed; its
+    warning (own files ignored, nothing published) is logged when it first holds. With
     `policy`/`routing` given, those are in force instead (an API embedded with its own)."""
 
     def __init__(
@@ -120,5 +124,10 @@ class Deployed:
             return self._fixed
         now = time.monotonic()
         if self._current is None or now - self._read_at >= self._refresh:
+            previous = self._current
             self._current, self._read_at = in_force(self._settings, self._store), now
+            warning = self._current.warning
+            # Said once when it first holds, not at every refresh.
+            if warning and (previous is None or previous.warning != warning):
+                log.warning("deployment.policy", detail=warning)
         return self._current
