@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from domain.deadlines import DeadlineTracker
+from domain.failure_modes import Slug
 from domain.identity import ActorField
 from domain.incident import Incident, Role
 from domain.keys import INCIDENT_KEY
@@ -36,6 +37,11 @@ class NewIncident(BaseModel):
         default=None, description="when impact began, if earlier than the declaration"
     )
     detected_at: Moment | None = Field(default=None, description="when impact was noticed")
+    failure_modes: list[Slug] = Field(
+        default_factory=list,
+        max_length=NAMES_ITEMS,
+        description="the library's failure modes it is already known to be, by slug",
+    )
 
     @field_validator("title")
     @classmethod

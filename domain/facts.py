@@ -20,6 +20,7 @@ from domain.escalation import EscalationRecord
 from domain.incident import Incident, IncidentClock, IncidentState
 from domain.limits import NAMES_ITEMS, Key, Name, SearchName, Title
 from domain.policy import ActionKind, Rung
+from domain.recurrence import EARLIER_INCIDENTS, RECURRENCES
 from domain.severity import Severity
 
 
@@ -33,6 +34,16 @@ class IncidentFacts(BaseModel):
     state: IncidentState
     services: list[SearchName] = Field(default_factory=list, max_length=NAMES_ITEMS)
     teams: list[SearchName] = Field(default_factory=list, max_length=NAMES_ITEMS)
+    failure_modes: list[Name] = Field(
+        default_factory=list,
+        max_length=NAMES_ITEMS,
+        description="the library's failure modes it was declared as, or its review named",
+    )
+    repeat_of: list[Key] = Field(
+        default_factory=list,
+        max_length=EARLIER_INCIDENTS * RECURRENCES,
+        description="the earlier incidents it repeats",
+    )
     started_at: datetime | None = Field(description="when impact began, if it was reported")
     detected_at: datetime | None = Field(description="when it was detected, if it was reported")
     declared_at: datetime
@@ -111,6 +122,20 @@ def _by_rung(earlier: dict[Rung, int], listed: list[EscalationRecord]) -> dict[R
     return {rung: counts[rung] for rung in Rung if counts[rung]}
 
 
+def failure_modes_of(incident: Incident) -> list[str]:
+    """The failure modes it was declared as, then those its review added."""
+    named = list(incident.failure_modes)
+    if incident.review is not None:
+        named += incident.review.review.failure_modes
+    return list(dict.fromkeys(named))
+
+
+def repeat_of(incident: Incident) -> list[str]:
+    """The earlier incidents it repeats, in the order they were found."""
+    keys = (e.key for recurrence in incident.recurrences for e in recurrence.earlier)
+    return list(dict.fromkeys(keys))
+
+
 def incident_facts(incident: Incident, *, revision: int = 0) -> IncidentFacts:
     clock = incident.clock
     started, detected = _reported(clock)
@@ -127,6 +152,8 @@ def incident_facts(incident: Incident, *, revision: int = 0) -> IncidentFacts:
         state=incident.state,
         services=incident.services,
         teams=incident.teams,
+        failure_modes=failure_modes_of(incident),
+        repeat_of=repeat_of(incident),
         started_at=started,
         detected_at=detected,
         declared_at=clock.declared_at,

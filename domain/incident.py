@@ -17,6 +17,7 @@ from domain.limits import (
     latest,
 )
 from domain.policy import Policy, Rung
+from domain.recurrence import RECURRENCES, Recurrence
 from domain.review import ReviewRecord, ReviewSchedule
 from domain.severity import Severity
 
@@ -111,6 +112,9 @@ class Incident(BaseModel):
     state: IncidentState = IncidentState.DECLARED
     services: list[str] = Field(default_factory=list)
     teams: list[str] = Field(default_factory=list)
+    failure_modes: list[str] = Field(
+        default_factory=list, description="the library's failure modes it was declared as"
+    )
     summary: str | None = None
     declared_by: str
     declared_by_actor: ActorField = None
@@ -123,6 +127,11 @@ class Incident(BaseModel):
     review_schedule: ReviewSchedule | None = None
     review: ReviewRecord | None = None
     action_items: list[ActionItemSummary] = Field(default_factory=list)
+    recurrences: list[Recurrence] = Field(
+        default_factory=list,
+        max_length=RECURRENCES,
+        description="the earlier incidents it repeats, as found at declaration and at review",
+    )
     earlier_timeline_events: int = Field(
         default=0,
         description="timeline events before the first one listed: the workflow history of the "

@@ -12,6 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from domain.action_item import ActionItemSpec, TeamRoute
+from domain.failure_modes import Slug
 from domain.functions import ReviewFunction
 from domain.identity import ActorField
 from domain.limits import (
@@ -87,6 +88,16 @@ class Decision(BaseModel):
     date: date
 
 
+class ContributingFactor(BaseModel):
+    """One thing that made the incident happen or worse, tagged with the taxonomy in force."""
+
+    description: Text
+    trigger: Name | None = Field(default=None, description="one of the taxonomy's triggers")
+    root_cause: Name | None = Field(
+        default=None, description="one of the taxonomy's root-cause categories"
+    )
+
+
 class NarrativeEntry(BaseModel):
     at: Moment
     text: Note
@@ -103,6 +114,14 @@ class Review(BaseModel):
     facilitator: Name | None = None
     participants: list[Participant] = Field(default_factory=list, max_length=NAMES_ITEMS)
     decisions: list[Decision] = Field(default_factory=list, max_length=REVIEW_LIST_ITEMS)
+    failure_modes: list[Slug] = Field(
+        default_factory=list,
+        max_length=NAMES_ITEMS,
+        description="the library's failure modes this incident is an instance of, by slug",
+    )
+    contributing_factors: list[ContributingFactor] = Field(
+        default_factory=list, max_length=REVIEW_LIST_ITEMS
+    )
     action_items: list[ActionItemSpec] = Field(default_factory=list, max_length=REVIEW_ACTION_ITEMS)
     missing_function_waiver: Text | None = Field(
         default=None, description="why the review went ahead without a required function"

@@ -44,6 +44,8 @@ def incident_columns(facts: IncidentFacts) -> dict[str, Any]:
         "state": facts.state.value,
         "services": _json(facts.services),
         "teams": _json(facts.teams),
+        "failure_modes": _json(facts.failure_modes),
+        "repeat_of": _json(facts.repeat_of),
         "started_ms": epoch_ms(facts.started_at),
         "detected_ms": epoch_ms(facts.detected_at),
         "declared_ms": epoch_ms(facts.declared_at),

@@ -149,6 +149,8 @@ class IncidentFactRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     services: Mapped[str] = mapped_column(Text)
     teams: Mapped[str] = mapped_column(Text)
+    failure_modes: Mapped[str] = mapped_column(Text, server_default="[]")
+    repeat_of: Mapped[str] = mapped_column(Text, server_default="[]")
     started_ms: Mapped[int | None] = mapped_column(BigInteger)
     detected_ms: Mapped[int | None] = mapped_column(BigInteger)
     declared_ms: Mapped[int] = mapped_column(BigInteger)
