@@ -62,6 +62,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             reconciler.reconcile_target,
             facts.record_incident_facts,
             facts.record_action_item_facts,
+            facts.find_earlier_incidents,
         ],
         # The tracker libraries are synchronous; their activities will run in this pool.
         activity_executor=ThreadPoolExecutor(max_workers=16),

@@ -26,6 +26,8 @@ from domain.limits import (
 from domain.policy import ActionItemPolicy, ActionKind, Rung
 from domain.severity import Severity
 
+PROVING_INCIDENTS = 20  # the later incidents an item remembers having proved it necessary
+
 
 class Priority(StrEnum):
     P1 = "P1"
@@ -186,6 +188,11 @@ class ActionItem(BaseModel):
         description="the due date the item started with; None in items started before it was kept",
     )
     reopened: int = Field(default=0, description="times its ticket reopened while verifying")
+    proven_by: list[Key] = Field(
+        default_factory=list,
+        max_length=PROVING_INCIDENTS,
+        description="the later incidents that repeated the failure this item is to prevent",
+    )
     facts_written: int = Field(
         default=0, description="how many times the item's facts went to the read model"
     )

@@ -19,6 +19,7 @@ class DeadlineKind(StrEnum):
     REVIEW = "review"
     ACTION_DUE = "action_due"
     ACTION_STALLED = "action_stalled"
+    REPEAT = "repeat"  # not a deadline: a later incident failed the way this item is to prevent
 
 
 class EscalationRecord(BaseModel):

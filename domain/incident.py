@@ -95,6 +95,7 @@ class TimelineKind(StrEnum):
     REVIEW_SCHEDULED = "review_scheduled"
     REVIEWED = "reviewed"
     CLOSED = "closed"
+    REPEAT = "repeat"  # it failed the way earlier incidents did
 
 
 class TimelineEvent(BaseModel):

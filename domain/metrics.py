@@ -21,7 +21,7 @@ from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
-DEFINITIONS_VERSION = 1
+DEFINITIONS_VERSION = 2  # 2: repeats
 T = TypeVar("T", int, float)
 NO_GROUP = "(none)"
 CANCELLED = "cancelled"
@@ -163,7 +163,18 @@ COUNTS: tuple[Definition, ...] = (
     ),
 )
 
-DEFINITIONS: tuple[Definition, ...] = DURATIONS + COUNTS
+REPEATS = Definition(
+    name="repeats",
+    title="repeat incidents",
+    window="declared_at",
+    counts="repeats: incidents that repeat an earlier one (the same service at declaration, or "
+    "the same failure mode at declaration or review, declared within the policy's "
+    "repeat_window before it); rate: repeats / incidents",
+    excludes=[_EXCLUDED_EVERYWHERE],
+    unit=Unit.COUNT,
+)
+
+DEFINITIONS: tuple[Definition, ...] = (*DURATIONS, *COUNTS, REPEATS)
 
 
 class DefinitionSet(BaseModel):
@@ -206,6 +217,8 @@ class IncidentRow(Protocol):
     def escalations(self) -> int: ...
     @property
     def escalations_by_rung(self) -> str: ...  # a JSON object
+    @property
+    def repeat_of(self) -> str: ...  # a JSON list of the earlier incidents' keys
 
 
 class ItemTally(Protocol):
@@ -282,6 +295,11 @@ class EscalationFigures(BaseModel):
     by_rung: dict[str, int] = Field(default_factory=dict)
 
 
+class RepeatFigures(BaseModel):
+    repeats: int = Field(default=0, description="incidents that repeat an earlier one")
+    rate: float | None = Field(default=None, description="repeats / incidents")
+
+
 class GroupFigures(BaseModel):
     group: str
     incidents: int = Field(default=0, description="declared in the window, not cancelled")
@@ -290,6 +308,7 @@ class GroupFigures(BaseModel):
     reviews: ReviewFigures = Field(default_factory=ReviewFigures)
     action_items: ActionItemFigures = Field(default_factory=ActionItemFigures)
     escalations: EscalationFigures = Field(default_factory=EscalationFigures)
+    repeats: RepeatFigures = Field(default_factory=RepeatFigures)
 
 
 class MetricsReport(BaseModel):
@@ -359,6 +378,7 @@ class _Group:
             reviews=_reviews(self.incidents, until_ms),
             action_items=_action_items(self.items),
             escalations=_escalations(self.incidents, self.items),
+            repeats=_repeats(self.incidents),
         )
 
 
@@ -450,6 +470,12 @@ def _escalations(incidents: list[IncidentRow], tallies: list[ItemTally]) -> Esca
         figures.per_item = round(item_count / created, 3)
     figures.by_rung = dict(sorted(by_rung.items()))
     return figures
+
+
+def _repeats(incidents: list[IncidentRow]) -> RepeatFigures:
+    repeats = sum(1 for row in incidents if row.repeat_of != "[]")
+    rate = round(repeats / len(incidents), 3) if incidents else None
+    return RepeatFigures(repeats=repeats, rate=rate)
 
 
 @functools.lru_cache(maxsize=4096)

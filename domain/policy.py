@@ -261,6 +261,11 @@ class Policy(_Strict):
     facilitators: list[str] = Field(
         default_factory=list, description="the pool review facilitators rotate through"
     )
+    repeat_window: Duration = Field(
+        default=timedelta(days=90),
+        description="how far back a new incident looks for earlier ones of the same service or "
+        "failure mode; 0s looks for none",
+    )
 
     @field_validator("rubric_scale")
     @classmethod

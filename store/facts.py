@@ -188,7 +188,52 @@ class FactsRepository:
             table.review_due_ms,
             table.escalations,
             table.escalations_by_rung,
+            table.repeat_of,
         ).where(table.declared_ms.between(since_ms, until_ms))
+        with self._store.reading() as session:
+            return _plain(session.execute(query))
+
+    def declared_between(self, since_ms: int, until_ms: int) -> Sequence[Any]:
+        """What a look for repeats reads of the incidents declared in [since, until) and not
+        cancelled, latest first (services and failure modes as JSON text)."""
+        table = IncidentFactRow
+        query = (
+            select(
+                table.key,
+                table.title,
+                table.severity,
+                table.declared_ms,
+                table.services,
+                table.failure_modes,
+                table.action_items,
+            )
+            .where(
+                table.declared_ms >= since_ms,
+                table.declared_ms < until_ms,
+                table.state != IncidentState.CANCELLED.value,  # declared in error: no failure
+            )
+            .order_by(table.declared_ms.desc(), table.key)
+        )
+        with self._store.reading() as session:
+            return _plain(session.execute(query))
+
+    def open_items_of(self, incident_keys: Sequence[str]) -> Sequence[Any]:
+        """The action items of these incidents that are not done nor accepted, by number."""
+        table = ActionItemFactRow
+        query = (
+            select(
+                table.id,
+                table.incident_key,
+                table.number,
+                table.title,
+                table.owning_team,
+                table.state,
+                table.due_ms,
+                table.rung,
+            )
+            .where(table.incident_key.in_(incident_keys), table.state.not_in(FINAL_ITEM_STATES))
+            .order_by(table.incident_key, table.number)
+        )
         with self._store.reading() as session:
             return _plain(session.execute(query))
 

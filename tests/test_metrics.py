@@ -45,6 +45,7 @@ class Incident:
     review_due_ms: int | None = None
     escalations: int = 0
     escalations_by_rung: str = "{}"
+    repeat_of: str = "[]"
 
 
 @dataclass
@@ -181,6 +182,23 @@ def test_escalations_per_incident_and_per_item_by_rung(tmp_path: Path) -> None:
     assert (figures.incidents, figures.action_items) == (3, 2)
     assert (figures.per_incident, figures.per_item) == (1.5, 2.0)
     assert figures.by_rung == {"manager": 1, "owner": 3, "team_lead": 1}
+
+
+def test_repeats_and_their_rate_leave_out_cancelled_incidents(tmp_path: Path) -> None:
+    incidents = [
+        Incident("A"),
+        Incident("B", repeat_of='["A"]'),
+        Incident("C", repeat_of='["A", "B"]', services='["ledger"]'),
+        Incident("D", repeat_of='["A"]', state="cancelled"),
+    ]
+    report = measured(tmp_path, incidents, [])
+    assert (report.total.repeats.repeats, report.total.repeats.rate) == (2, 0.667)
+    by_service = measured(tmp_path / "service", incidents, [], by=Grouping.SERVICE)
+    assert {g.group: (g.repeats.repeats, g.repeats.rate) for g in by_service.groups} == {
+        "checkout": (1, 0.5),
+        "ledger": (1, 1.0),
+    }
+    assert measured(tmp_path / "none", [], []).total.repeats.rate is None
 
 
 def test_groups_by_team_service_and_severity(tmp_path: Path) -> None:

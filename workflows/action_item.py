@@ -30,6 +30,7 @@ from workflows.upserts import SearchAttributeWriter
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.action_item import (
+        PROVING_INCIDENTS,
         AcceptRisk,
         ActionItem,
         ActionItemCarriedOver,
@@ -46,11 +47,12 @@ with workflow.unsafe.imports_passed_through():
         VerifyItem,
         action_item_id,
     )
-    from domain.deadlines import rung_for_step, step_at, steps_due
+    from domain.deadlines import LADDER, rung_for_step, step_at, steps_due
     from domain.escalation import DeadlineKind, EscalationRecord
     from domain.facts import action_item_facts
     from domain.notifications import EscalationNotice
     from domain.policy import Rung, format_duration
+    from domain.recurrence import RepeatProven, next_rung
     from domain.tickets import (
         CommentOnTicket,
         EnsureTicket,
@@ -298,8 +300,6 @@ class ActionItemWorkflow:
         self, kind: DeadlineKind, due_at: datetime, step: int, now: datetime, start: StartActionItem
     ) -> None:
         item = self.item
-        rung = rung_for_step(step)
-        notified = self._recipients(rung)
         if kind is DeadlineKind.ACTION_DUE:
             reason = f"{item.id} is overdue (due {due_at.isoformat(timespec='minutes')})"
         else:
@@ -307,6 +307,14 @@ class ActionItemWorkflow:
                 f"{item.id} has had no tracker activity for "
                 f"{format_duration(item.policy.stall_after)}"
             )
+        self._climb(kind, due_at, rung_for_step(step), reason, now)
+
+    def _climb(
+        self, kind: DeadlineKind, due_at: datetime, rung: Rung, reason: str, now: datetime
+    ) -> None:
+        """Record one step up the ladder, and tell the ticket and the rung's people."""
+        item = self.item
+        notified = self._recipients(rung)
         item.escalations.append(
             EscalationRecord(
                 at=now, deadline=kind, due_at=due_at, rung=rung, notified=notified, reason=reason
@@ -478,6 +486,30 @@ class ActionItemWorkflow:
             item.state = ActionItemState.VERIFYING
         else:
             item.state = ActionItemState.DONE
+
+    @workflow.signal
+    def repeat_proven(self, proof: RepeatProven) -> None:
+        """A later incident failed the way this item is to prevent: one rung up, at once."""
+        item = self.item
+        if (
+            item.state.is_final
+            or proof.incident_key in item.proven_by
+            or len(item.proven_by) >= PROVING_INCIDENTS
+        ):
+            return
+        item.proven_by.append(proof.incident_key)
+        latest = item.escalations[-1].rung if item.escalations else None
+        rung = next_rung(latest)
+        shared = f" ({', '.join(proof.matched_on)})" if proof.matched_on else ""
+        reason = (
+            f'{proof.incident_key} "{proof.incident_title}" repeats {proof.earlier_key}'
+            f"{shared}, the failure {item.id} is to prevent: the repeat proves it necessary"
+        )
+        self._climb(DeadlineKind.REPEAT, item.due_at, rung, reason, workflow.now())
+        # The timed ladders go on above the rung that has now heard, never back to it.
+        for missed in self._missed.values():
+            missed.steps_taken = max(missed.steps_taken, LADDER.index(rung) + 1)
+        self._changed_state()
 
     @workflow.signal
     def retry_ticket(self) -> None:

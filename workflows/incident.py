@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.common import (
@@ -76,6 +76,17 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.limits import INCIDENT_ACTION_ITEMS, NAMES_ITEMS
     from domain.notifications import EscalationNotice
+    from domain.recurrence import (
+        RECURRENCES,
+        EarlierIncident,
+        EarlierItem,
+        Recurrence,
+        RecurrenceStage,
+        RepeatProven,
+        RepeatQuery,
+        describe,
+        proved_by,
+    )
     from domain.review import (
         AddActionItem,
         ReviewRecord,
@@ -95,6 +106,16 @@ APPLY_NEWER_REPORTS = "apply-only-newer-action-item-reports"
 REVIEW_COMMANDS_IN_TURN = "review-commands-in-turn"
 # Histories recorded before this started a review's action items one workflow task each.
 START_ITEMS_TOGETHER = "start-review-items-together"
+# Histories recorded before this looked for no earlier incidents.
+FIND_REPEATS = "find-repeat-incidents"
+# One read of the read model; it may be busy, but a declaration must not wait long on it.
+REPEAT_LOOKUP_TIMEOUT = timedelta(seconds=30)
+REPEAT_LOOKUP_GIVE_UP = timedelta(minutes=10)
+REPEAT_LOOKUP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+)
 
 _TRANSITIONS: dict[str, tuple[IncidentState, ...]] = {
     "schedule_review": (IncidentState.RESOLVED, IncidentState.IN_REVIEW),
@@ -140,6 +161,10 @@ class IncidentWorkflow:
         incident = self.incident
         self._upsert_search_attributes()
         self._facts.changed()
+        if declaration.carried_over is None and workflow.patched(FIND_REPEATS):
+            self._look_for_repeats(
+                RecurrenceStage.DECLARATION, incident.services, incident.failure_modes
+            )
         run_length = RunLength(declaration.history_limit)
         while not incident.state.is_final:
             if run_length.exceeded():
@@ -185,6 +210,7 @@ class IncidentWorkflow:
             severity=declaration.severity,
             services=declaration.services,
             teams=declaration.teams,
+            failure_modes=declaration.failure_modes,
             summary=declaration.summary,
             declared_by=declaration.declared_by,
             declared_by_actor=declaration.actor,
@@ -562,6 +588,8 @@ class IncidentWorkflow:
                 for start in starts:
                     await start
             incident.state = IncidentState.TRACKING
+            if review.failure_modes and workflow.patched(FIND_REPEATS):
+                self._look_for_repeats(RecurrenceStage.REVIEW, [], review.failure_modes)
             return self._changed_state()
 
     @submit_review.validator
@@ -656,6 +684,85 @@ class IncidentWorkflow:
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
         )
         return summary
+
+    # ---- repeats: earlier incidents that failed the same way ---------------------------
+
+    def _look_for_repeats(
+        self, stage: RecurrenceStage, services: list[str], failure_modes: list[str]
+    ) -> None:
+        """Beside the loop: a slow read model must not hold up the deadlines."""
+        incident = self.incident
+        if (
+            not self._record_facts  # it looks in the read model, which this incident skips
+            or not (services or failure_modes)
+            or incident.policy.repeat_window <= timedelta(0)
+        ):
+            return
+        self._background.spawn(self._find_repeats(stage, services, failure_modes))
+
+    async def _find_repeats(
+        self, stage: RecurrenceStage, services: list[str], failure_modes: list[str]
+    ) -> None:
+        incident = self.incident
+        declared_at = incident.clock.declared_at
+        query = RepeatQuery(
+            key=incident.key,
+            services=services,
+            failure_modes=failure_modes,
+            since=declared_at - incident.policy.repeat_window,
+            until=declared_at,
+            exclude=proved_by(incident),
+        )
+        try:
+            earlier: list[EarlierIncident] = await workflow.execute_activity(
+                "find_earlier_incidents",
+                query,
+                result_type=list[EarlierIncident],
+                start_to_close_timeout=REPEAT_LOOKUP_TIMEOUT,
+                # A worker without the activity must not keep the incident from ending.
+                schedule_to_close_timeout=REPEAT_LOOKUP_GIVE_UP,
+                retry_policy=REPEAT_LOOKUP_RETRY,
+            )
+        except ActivityError as error:
+            workflow.logger.error(
+                "could not look for incidents %s repeats: %s", incident.key, error.cause or error
+            )
+            return
+        # Re-read after the await: an incident cancelled meanwhile was declared in error, and
+        # proves nothing.
+        if (
+            not earlier
+            or incident.state is IncidentState.CANCELLED
+            or len(incident.recurrences) >= RECURRENCES
+        ):
+            return
+        now = workflow.now()
+        open_items = [(e, item) for e in earlier if e.proves_fixes for item in e.open_items]
+        recurrence = Recurrence(
+            stage=stage,
+            found_at=now,
+            earlier=earlier,
+            escalated=[item.id for _, item in open_items],
+        )
+        incident.recurrences.append(recurrence)
+        self._record(now, TimelineKind.REPEAT, describe(recurrence), None, SCHEDULES)
+        self._changed_state()
+        await asyncio.gather(*(self._prove(e, item) for e, item in open_items))
+
+    async def _prove(self, earlier: EarlierIncident, item: EarlierItem) -> None:
+        """Tell an earlier incident's open item that this incident repeats its failure."""
+        incident = self.incident
+        proof = RepeatProven(
+            incident_key=incident.key,
+            incident_title=incident.title,
+            earlier_key=earlier.key,
+            matched_on=earlier.matched_on,
+        )
+        handle = workflow.get_external_workflow_handle(action_workflow_id(earlier.key, item.number))
+        try:
+            await handle.signal("repeat_proven", proof)
+        except Exception as error:  # the item ended meanwhile: it needs no escalation
+            workflow.logger.info("could not tell %s of the repeat: %s", item.id, error)
 
     @workflow.signal
     def action_item_changed(self, summary: ActionItemSummary) -> None:
@@ -753,7 +860,7 @@ class IncidentWorkflow:
         # Kept in time order: a backdated event lands where it happened, after its equals.
         event = TimelineEvent(at=at, kind=kind, text=text, author=author, actor=actor)
         bisect.insort_right(self.incident.timeline, event, key=lambda e: e.at)
-        if kind is not TimelineKind.ESCALATED:
+        if kind not in (TimelineKind.ESCALATED, TimelineKind.REPEAT):
             # Any word from the responders counts as a status update.
             tracker = self._deadlines
             tracker.status_anchor = max(tracker.status_anchor, workflow.now())

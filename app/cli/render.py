@@ -11,6 +11,7 @@ from rich.table import Table
 
 from domain.escalation import EscalationRecord
 from domain.incident import Incident, IncidentStatus, IncidentSummary
+from domain.recurrence import Recurrence
 
 _STATE_STYLE = {
     "declared": "bold red",
@@ -65,6 +66,8 @@ def incident(detail: Incident) -> RenderableType:
     header.add_row("Severity", detail.severity.value)
     header.add_row("State", _state(detail.state.value))
     header.add_row("Services", ", ".join(detail.services) or "—")
+    if detail.failure_modes:
+        header.add_row("Failure modes", ", ".join(detail.failure_modes))
     header.add_row("Declared by", detail.declared_by)
     if detail.cancel_reason:
         header.add_row("Cancelled because", detail.cancel_reason)
@@ -104,10 +107,33 @@ def incident(detail: Incident) -> RenderableType:
     )
 
     parts: list[RenderableType] = [header, clock, roles, timeline]
+    if detail.recurrences:
+        parts.append(repeats(detail.recurrences))
     if detail.escalations:
         parts.append(escalations(detail.escalations, earlier=detail.earlier_escalations))
     # Not expanded: piped, the console is as wide as the longest line (see app.cli.common).
     return Panel(Group(*parts), title=detail.key, title_align="left", expand=False)
+
+
+def repeats(recurrences: list[Recurrence]) -> Table:
+    """The earlier incidents this one repeats, and the state of their open fixes then."""
+    table = Table(title="Repeats", title_justify="left")
+    for column in ("Found at", "Earlier incident", "Shared", "Open action items"):
+        table.add_column(column)
+    for recurrence in recurrences:
+        for earlier in recurrence.earlier:
+            items = "\n".join(
+                f"{item.id} {item.title} ({item.standing})" for item in earlier.open_items
+            )
+            if not items:
+                items = f"none open of {earlier.action_items}"
+            table.add_row(
+                recurrence.stage.value,
+                f"{earlier.key} {earlier.severity.value}: {earlier.title}",
+                ", ".join(earlier.matched_on),
+                items,
+            )
+    return table
 
 
 def records(
