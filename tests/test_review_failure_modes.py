@@ -16,7 +16,9 @@ import pytest
 import yaml
 from temporalio.testing import WorkflowEnvironment
 
+from app.cli.common import cli_actor
 from app.formats.review_files import ReviewFileError, dump_yaml, parse_review, review_template
+from app.services.library import InvalidFailureMode, Library
 from domain.commands import DeclareIncident
 from domain.failure_modes import DEFAULT_TAXONOMY, FailureMode, Taxonomy
 from domain.incident import workflow_id_for
@@ -25,6 +27,7 @@ from domain.review import ContributingFactor
 from domain.review_tags import KnownTags, tag_problems, tag_warnings
 from domain.severity import Severity
 from settings import Settings
+from store import open_store
 from tests.cli import Cli
 from tests.reviews import full_review, item_spec
 from tests.test_api_reviews import Api, resolved_incident, review_json, running_api
@@ -164,6 +167,21 @@ def test_a_custom_taxonomy_is_the_one_checked() -> None:
     (problem,) = problems_of(text, KnownTags(taxonomy=custom, slugs=frozenset()))
     assert problem.startswith(f"{SOURCE}: contributing_factors.0.root_cause: 'software' is not")
     assert "(ours.toml); expected one of physics" in problem
+
+
+def test_the_library_names_the_declared_modes_and_the_asked_ones_once_each(
+    tmp_path: Path,
+) -> None:
+    library = Library(open_store(f"sqlite:///{tmp_path / 'store.db'}"), DEFAULT_TAXONOMY)
+    library.add(FailureMode.model_validate(ENTRY), actor=cli_actor())
+    named = library.named([POOL], declared=[POOL], field="--failure-mode")
+    assert [mode.slug for mode in named] == [POOL]
+    with pytest.raises(InvalidFailureMode) as caught:
+        library.named(["dns-outage"], declared=["gone", POOL], field="--failure-mode")
+    assert [problem.split(": ", 1)[0] for problem in caught.value.problems] == [
+        "failure_modes.0",
+        "--failure-mode.0",
+    ]
 
 
 # ---- the template, prefilled from the recipes ------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import UTC
 from pathlib import Path
@@ -166,8 +167,10 @@ def submit(key: str, file: Path, as_json: JsonOption = False) -> None:
         # problem with its line, as it does for any client.
         result = run_remote(api, lambda: RemoteIncidents(api).submit_review_file(key, text))
         _emit(result, as_json, f"review accepted: {status(result)}")
-        # Accepted by the API, so it reads here too (without the policy and the library).
-        _warn_of(parse_review(text, source=str(file)))
+        # Accepted by the API, so it reads here too (without the policy and the library),
+        # unless this CLI is older than the API; then the warnings are the API's to give.
+        with contextlib.suppress(ReviewFileError):
+            _warn_of(parse_review(text, source=str(file)))
         return
     known = using_library(lambda library: library.known())
 
