@@ -303,10 +303,13 @@ async def test_declare_template_submit_and_show_with_failure_modes_through_the_c
     assert f"({taxonomy}); expected one of capacity, config push" in problem
     assert line_text(filled.read_text(encoding="utf-8"), problem) == "trigger: binary push"
 
-    factor["trigger"] = "capacity"
+    # Without any contributing factor, the review is accepted, and the CLI warns.
+    review["contributing_factors"] = []
     filled.write_text(dump_yaml(review), encoding="utf-8")
-    accepted = await run_json(cli, "review", "submit", key, str(filled))
-    assert accepted["state"] == "tracking"
+    accepted = await cli("review", "submit", key, str(filled), "--json")
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["state"] == "tracking"
+    assert "warning: the review names no contributing factor" in accepted.stderr
     items = (await run_json(cli, "show", key))["action_items"]
     assert [(i["title"], i["owning_team"], i["due_at"]) for i in items] == [
         (item["title"], "payments", due.isoformat().replace("+00:00", "Z")) for item in SUGGESTED
@@ -314,7 +317,7 @@ async def test_declare_template_submit_and_show_with_failure_modes_through_the_c
     shown = await cli("review", "show", key)
     assert shown.returncode == 0, shown.stderr
     assert f"- Connection pool exhaustion (`{POOL}`)" in shown.stdout
-    assert "| pools sized past the limit | capacity | — |" in shown.stdout
+    assert "No contributing factors named." in shown.stdout
 
 
 # ---- through the API -------------------------------------------------------------------------
