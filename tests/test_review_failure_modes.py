@@ -140,6 +140,16 @@ def test_unknown_trigger_root_cause_and_slug_each_name_path_line_and_what_is_all
     assert line_text(text, slug) == "- dns-outage"
 
 
+def test_a_name_where_a_slug_belongs_is_told_the_slug_form() -> None:
+    data = yaml.safe_load(review_text())
+    data["failure_modes"] = ["Connection Pool"]
+    (problem,) = problems_of(dump_yaml(data))
+    assert problem.startswith(
+        f"{SOURCE}: failure_modes.0: 'Connection Pool' is not a slug; write it in lowercase "
+        "letters and digits, words joined by hyphens"
+    )
+
+
 def test_a_review_naming_only_what_the_taxonomy_and_library_know_is_accepted() -> None:
     factors = [ContributingFactor(description="d", trigger="capacity", root_cause="software")]
     review = full_review(failure_modes=[POOL], contributing_factors=factors)
