@@ -36,7 +36,8 @@ SLUG_FORM = "lowercase letters and digits, words joined by hyphens, e.g. connect
 
 RESERVED_SLUGS = frozenset({"taxonomy"})  # a route of its own under /api/library
 
-Slug = Annotated[str, Field(max_length=SLUG_CHARS, pattern=_SLUG.pattern)]
+SLUG_PATTERN = _SLUG.pattern
+Slug = Annotated[str, Field(max_length=SLUG_CHARS, pattern=SLUG_PATTERN)]
 
 
 class TaxonomyError(Exception):

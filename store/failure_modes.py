@@ -127,3 +127,9 @@ class FailureModes:
                 select(FailureModeRow).order_by(FailureModeRow.name, FailureModeRow.slug)
             )
             return [_entry(row) for row in rows]
+
+    def names(self) -> dict[str, str]:
+        """Every entry's name by its slug, without reading the entries."""
+        with self._store.reading() as session:
+            rows = session.execute(select(FailureModeRow.slug, FailureModeRow.name))
+            return {slug: name for slug, name in rows}

@@ -88,8 +88,21 @@ async def test_the_cli_runs_the_flow_through_the_api_as_the_tokens_owner(
             blank = yaml.safe_load(template.read_text())
             review = full_review(item_spec("payments", "Cap the pool size"))
             template.write_text(dump_yaml({**blank, **review.model_dump(mode="json")}))
-            submitted = await run_json(laptop, "review", "submit", key, str(template))
-            assert submitted["state"] == "tracking"
+            submitted = await run(laptop, "review", "submit", key, str(template), "--json")
+            assert submitted.returncode == 0, submitted.stderr
+            assert json.loads(submitted.stdout)["state"] == "tracking"
+            assert "warning: the review names no contributing factor" in submitted.stderr
+            shown = await run(laptop, "review", "show", key)
+            assert shown.returncode == 0, shown.stderr
+            assert "No failure mode of the library named." in shown.stdout
+            other = str(tmp_path / "other.yaml")
+            unknown = await run(
+                laptop, "review", "template", key, "--failure-mode", "dns-outage", "--out", other
+            )
+            assert unknown.returncode == 2
+            assert "failure_mode.0: 'dns-outage' is not a failure mode of the library" in (
+                unknown.stderr
+            )
 
             item_id = f"{key}-1"
             item = await eventually(

@@ -19,6 +19,7 @@ from app.formats.review_files import (
     review_text,
 )
 from domain.escalation import DeadlineKind, EscalationRecord
+from domain.failure_modes import DEFAULT_TAXONOMY
 from domain.functions import ReviewFunction
 from domain.incident import Incident, IncidentClock, IncidentState, TimelineEvent, TimelineKind
 from domain.limits import (
@@ -30,6 +31,11 @@ from domain.limits import (
 from domain.policy import ActionKind, Rung, default_policy
 from domain.review import FocusedQuestions, Participant, ReviewSchedule, Rubric, check_review
 from domain.severity import Severity
+
+
+def template_of(incident: Incident) -> str:
+    return review_template(incident, taxonomy=DEFAULT_TAXONOMY)
+
 
 STARTED = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 SOURCE = "review.yaml"
@@ -104,7 +110,7 @@ def fill(data: dict[str, Any], *, severity: Severity = Severity.SEV2) -> dict[st
 
 
 def filled_text(**changes: Any) -> str:
-    data = fill(yaml.safe_load(review_template(make_incident())))
+    data = fill(yaml.safe_load(template_of(make_incident())))
     data.update(changes)
     return yaml.safe_dump(data, sort_keys=False)
 
@@ -127,7 +133,7 @@ def paths(problems: list[str]) -> list[str]:
 
 
 def test_template_loads_and_parses_without_the_policy() -> None:
-    review = parse_review(review_template(make_incident()), source=SOURCE)
+    review = parse_review(template_of(make_incident()), source=SOURCE)
     assert review.blast_radius.services == ["checkout", "payments"]
     assert review.blast_radius.duration_minutes == 95
     assert [entry.text for entry in review.timeline] == [
@@ -142,7 +148,7 @@ def test_template_loads_and_parses_without_the_policy() -> None:
 
 
 def test_template_fails_the_policy_only_on_the_fields_left_to_fill() -> None:
-    problems = problems_of(review_template(make_incident()))
+    problems = problems_of(template_of(make_incident()))
     assert set(paths(problems)) == {
         "executive_summary",
         "technical_appendix",
@@ -157,7 +163,7 @@ def test_template_fails_the_policy_only_on_the_fields_left_to_fill() -> None:
 
 def test_filled_template_round_trip_passes_check_review() -> None:
     incident = make_incident()
-    data = fill(yaml.safe_load(review_template(incident)))
+    data = fill(yaml.safe_load(template_of(incident)))
     review = parse_review(
         yaml.safe_dump(data), source=SOURCE, policy=incident.policy, severity=incident.severity
     )
@@ -174,7 +180,7 @@ def comments(text: str) -> str:
 
 
 def test_template_comments_give_the_scale_the_functions_and_the_defaults() -> None:
-    text = review_template(make_incident(severity=Severity.SEV1))
+    text = template_of(make_incident(severity=Severity.SEV1))
     prose = comments(text)
     assert "score each from 1 (least) to 5 (most)" in prose
     assert "SEV1 requires: engineering, operations, product, security, support." in prose
@@ -189,7 +195,7 @@ def test_template_comments_give_the_scale_the_functions_and_the_defaults() -> No
 
 
 def test_template_questions_have_empty_answers_and_default_timeboxes() -> None:
-    data = yaml.safe_load(review_template(make_incident()))
+    data = yaml.safe_load(template_of(make_incident()))
     assert set(data["questions"]) == set(FocusedQuestions.model_fields)
     for answer in data["questions"].values():
         assert answer == {"answer": "", "timebox_minutes": 10}
@@ -203,7 +209,7 @@ def test_template_takes_facilitator_and_participants_from_the_schedule() -> None
         facilitator_proposed=True,
         participants=[Participant(name="erin", function=ReviewFunction.PRODUCT)],
     )
-    text = review_template(make_incident(schedule=schedule))
+    text = template_of(make_incident(schedule=schedule))
     data = yaml.safe_load(text)
     assert data["facilitator"] == "dana"
     assert data["participants"] == [{"name": "erin", "function": "product"}]
@@ -220,7 +226,7 @@ def test_template_includes_escalations_missing_from_the_timeline() -> None:
         reason="not acknowledged within 15m",
     )
     incident = make_incident(escalations=[record])
-    timeline = yaml.safe_load(review_template(incident))["timeline"]
+    timeline = yaml.safe_load(template_of(incident))["timeline"]
     assert timeline[1] == {
         "at": record.at,
         "text": "not acknowledged within 15m; escalated to team lead",
@@ -237,7 +243,7 @@ def test_template_leaves_out_review_bookkeeping() -> None:
             text="review scheduled",
         ),
     ]
-    timeline = yaml.safe_load(review_template(make_incident(timeline=events)))["timeline"]
+    timeline = yaml.safe_load(template_of(make_incident(timeline=events)))["timeline"]
     assert [entry["text"] for entry in timeline] == ["rolled back"]
 
 
@@ -254,9 +260,11 @@ def _uncomment_example(text: str, key: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("key", ["evidence", "participants", "decisions", "action_items"])
+@pytest.mark.parametrize(
+    "key", ["evidence", "participants", "decisions", "contributing_factors", "action_items"]
+)
 def test_commented_examples_are_valid_once_uncommented(key: str) -> None:
-    text = _uncomment_example(review_template(make_incident()), key)
+    text = _uncomment_example(template_of(make_incident()), key)
     review = parse_review(text, source=SOURCE)
     assert len(getattr(review, key)) >= 1
 
@@ -323,7 +331,7 @@ def test_unknown_keys_are_reported_with_a_suggestion() -> None:
 
 
 def test_unknown_key_alone_fails_even_without_the_policy() -> None:
-    text = review_template(make_incident()) + "notes: extra\n"
+    text = template_of(make_incident()) + "notes: extra\n"
     (problem,) = problems_of(text, checked=False)
     assert problem.startswith(f"{SOURCE}: notes: unknown field 'notes'; expected one of ")
 
@@ -414,7 +422,7 @@ _texts = st.text(max_size=200)
 @example(summary="a\n\n", note=" x\ny", title="")
 def test_arbitrary_text_survives_the_template(summary: str, note: str, title: str) -> None:
     timeline = [TimelineEvent(at=STARTED, kind=TimelineKind.NOTE, text=note)]
-    template = review_template(make_incident(title=title, timeline=timeline))
+    template = template_of(make_incident(title=title, timeline=timeline))
     data = yaml.safe_load(template)
     assert data["timeline"] == [{"at": STARTED, "text": note}]
     data["executive_summary"] = summary
@@ -506,7 +514,7 @@ def test_the_template_of_a_long_incident_holds_only_the_latest_timeline() -> Non
         for n in range(REVIEW_TIMELINE_ENTRIES + 30)
     ]
     incident = make_incident(timeline=events)
-    template = review_template(incident)
+    template = template_of(incident)
     data = yaml.safe_load(template)
     assert [entry["text"] for entry in data["timeline"]] == [
         f"n{n}" for n in range(30, REVIEW_TIMELINE_ENTRIES + 30)
@@ -514,5 +522,5 @@ def test_the_template_of_a_long_incident_holds_only_the_latest_timeline() -> Non
     assert "These are the latest 200 events" in template
     # A time shared by two entries is written twice, not as an alias the reader would refuse.
     same = [TimelineEvent(at=STARTED, kind=TimelineKind.NOTE, text=t) for t in ("a", "b")]
-    data = yaml.safe_load(review_template(make_incident(timeline=same)))
+    data = yaml.safe_load(template_of(make_incident(timeline=same)))
     assert parse_review(dump_yaml(fill(data)), source=SOURCE).timeline[1].text == "b"

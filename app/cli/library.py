@@ -6,8 +6,9 @@ an invalid entry (every problem listed), an unknown slug, a taken slug or a stal
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Group, RenderableType
@@ -19,6 +20,10 @@ from app.formats.failure_mode_files import FailureModeFileError, parse_failure_m
 from app.services.library import InvalidFailureMode, Library
 from domain.failure_modes import FailureMode, LibraryEntry, TaxonomyError
 from store import StoreError, configured_store
+
+T = TypeVar("T")
+# How the CLI's commands (declare, review template) name a failure mode, in their problems.
+MODE_OPTION = "--failure-mode"
 
 library: typer.Typer = typer.Typer(
     name="library",
@@ -37,6 +42,17 @@ def _library() -> Library:
         return Library.configured(settings, configured_store(settings))
     except TaxonomyError as error:
         fail(str(error), 2)
+    except StoreError as error:
+        fail(str(error), 1 if error.retryable else 2)
+
+
+def using_library(action: Callable[[Library], T]) -> T:
+    """`action` on the library, its refusals (unknown slugs among them) exiting 2."""
+    service = _library()
+    try:
+        return action(service)
+    except InvalidFailureMode as error:
+        fail("\n".join(error.problems), 2)
     except StoreError as error:
         fail(str(error), 1 if error.retryable else 2)
 

@@ -28,12 +28,13 @@ from app.cli.common import (
     acting,
     fail,
     nothing_matches,
+    remote_api,
     warn,
 )
 from app.cli.config import config
 from app.cli.db import db
 from app.cli.insights import insights
-from app.cli.library import library
+from app.cli.library import MODE_OPTION, library, using_library
 from app.cli.metrics import metrics
 from app.cli.review import review
 from app.cli.tickets import tickets
@@ -94,6 +95,14 @@ def declare(
     detected: Annotated[
         str | None, typer.Option("--detected", help="When impact was noticed (ISO, or 10m ago).")
     ] = None,
+    failure_mode: Annotated[
+        list[str] | None,
+        typer.Option(
+            MODE_OPTION,
+            help="A failure mode of the library it is known to be, by slug (repeatable; "
+            "`afteraction library list` shows them).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Declare an incident and print its key."""
@@ -111,7 +120,11 @@ def declare(
         **acting("declared_by"),
         started_at=_parse_time(started, "--started"),
         detected_at=_parse_time(detected, "--detected"),
+        failure_modes=failure_mode or [],
     )
+    if request.failure_modes and remote_api(_settings()) is None:
+        # Through the API, the API checks them against the deployment's library.
+        using_library(lambda library: library.require(MODE_OPTION, request.failure_modes))
 
     async def declared(incidents: IncidentService) -> tuple[IncidentStatus, str | None]:
         return await incidents.declare(request), await incidents.missing_worker()

@@ -8,6 +8,7 @@ Who acts is never sent: the API takes it from the token.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -60,6 +61,15 @@ class Api:
         await self._http.aclose()
 
     async def call(self, method: str, path: str, answer: type[T] | Any, **kwargs: Any) -> T:
+        response = await self._send(method, path, **kwargs)
+        result: T = TypeAdapter(answer).validate_python(response.json())
+        return result
+
+    async def text(self, path: str, **kwargs: Any) -> str:
+        """The text the API answers a GET with (a review file, a Markdown document)."""
+        return (await self._send("GET", path, **kwargs)).text
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
@@ -74,8 +84,7 @@ class Api:
             raise CommandPending(
                 pending.detail, command_id=pending.command_id, subject=path.split("/")[3]
             )
-        result: T = TypeAdapter(answer).validate_python(response.json())
-        return result
+        return response
 
     def _error(self, response: httpx.Response) -> Exception:
         try:
@@ -165,6 +174,18 @@ class RemoteIncidents:
             "POST", f"/api/incidents/{key}/actions", ActionItemSummary, json=_body(spec)
         )
         return summary
+
+    async def review_template(self, key: str, failure_modes: Sequence[str]) -> str:
+        """The review file to fill in, as the API writes it from the deployment's library."""
+        return await self._api.text(
+            f"/api/incidents/{key}/review/template", params={"failure_mode": [*failure_modes]}
+        )
+
+    async def review_markdown(self, key: str) -> str:
+        """The accepted review as the API renders it, with the library's names."""
+        return await self._api.text(
+            f"/api/incidents/{key}/review", headers={"Accept": "text/markdown"}
+        )
 
 
 class RemoteActionItems:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import UTC
 from pathlib import Path
@@ -23,7 +24,9 @@ from app.cli.common import (
     parse_due,
     remote_api,
     run_remote,
+    warn,
 )
+from app.cli.library import MODE_OPTION, using_library
 from app.cli.remote import RemoteIncidents
 from app.cli.render import status
 from app.formats.review_files import ReviewFileError, parse_review, review_template, review_text
@@ -32,7 +35,8 @@ from domain.functions import ReviewFunction
 from domain.incident import IncidentStatus
 from domain.keys import normal_key
 from domain.limits import REVIEW_FILE_BYTES
-from domain.review import Participant, ReviewSchedule, ScheduleReview
+from domain.review import Participant, Review, ReviewSchedule, ScheduleReview
+from domain.review_tags import tag_warnings
 
 review = typer.Typer(
     name="review",
@@ -112,16 +116,35 @@ def template(
         Path | None, typer.Option("--out", "-o", help="Where to write (default review-KEY.yaml).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    failure_mode: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--failure-mode",
+            help="A failure mode of the library the review names, by slug (repeatable): its "
+            "recipes prefill the action items, as the incident's own failure modes do.",
+        ),
+    ] = None,
 ) -> None:
-    """Write a review file to fill in, prefilled from the incident."""
-    target = (out or Path(f"review-{normal_key(key)}.yaml")).absolute()
+    """Write a review file to fill in, prefilled from the incident and its failure modes."""
+    key = normal_key(key)
+    target = (out or Path(f"review-{key}.yaml")).absolute()
     if target.exists() and not force:
         fail(f"{target} exists; fill it in and submit it, or pass --force to start over", 2)
-    incident = _run(lambda incidents: incidents.get(key))
-    target.write_text(review_template(incident), encoding="utf-8")
-    err.print(
-        f"wrote {target}; fill it in, then: afteraction review submit {incident.key} {target}"
-    )
+    slugs = failure_mode or []
+    api = remote_api(_settings())
+    if api is not None:
+        text = run_remote(api, lambda: RemoteIncidents(api).review_template(key, slugs))
+    else:
+        incident = _run(lambda incidents: incidents.get(key))
+        text = using_library(
+            lambda library: review_template(
+                incident,
+                taxonomy=library.taxonomy,
+                modes=library.named(slugs, declared=incident.failure_modes, field=MODE_OPTION),
+            )
+        )
+    target.write_text(text, encoding="utf-8")
+    err.print(f"wrote {target}; fill it in, then: afteraction review submit {key} {target}")
 
 
 @review.command()
@@ -144,25 +167,45 @@ def submit(key: str, file: Path, as_json: JsonOption = False) -> None:
         # problem with its line, as it does for any client.
         result = run_remote(api, lambda: RemoteIncidents(api).submit_review_file(key, text))
         _emit(result, as_json, f"review accepted: {status(result)}")
+        # Accepted by the API, so it reads here too (without the policy and the library),
+        # unless this CLI is older than the API; then the warnings are the API's to give.
+        with contextlib.suppress(ReviewFileError):
+            _warn_of(parse_review(text, source=str(file)))
         return
+    known = using_library(lambda library: library.known())
 
-    async def go(incidents: IncidentService) -> IncidentStatus:
+    async def go(incidents: IncidentService) -> tuple[IncidentStatus, Review]:
         incident = await incidents.get(key)
         try:
             parsed = parse_review(
-                text, source=str(file), policy=incident.policy, severity=incident.severity
+                text,
+                source=str(file),
+                policy=incident.policy,
+                severity=incident.severity,
+                library=known,
             )
         except ReviewFileError as error:
             fail(f"{file} cannot be submitted:\n{error}", 2)
-        return await incidents.submit_review(key, parsed, actor=cli_actor())
+        return await incidents.submit_review(key, parsed, actor=cli_actor()), parsed
 
-    result = _run(go, uses_policy=True)
+    result, accepted = _run(go, uses_policy=True)
     _emit(result, as_json, f"review accepted: {status(result)}")
+    _warn_of(accepted)
+
+
+def _warn_of(review: Review) -> None:
+    for warning in tag_warnings(review):
+        warn(warning)
 
 
 @review.command()
 def show(key: str, as_json: JsonOption = False) -> None:
     """Render the submitted review as Markdown (executive summary first)."""
+    api = remote_api(_settings())
+    if api is not None and not as_json:
+        markdown = run_remote(api, lambda: RemoteIncidents(api).review_markdown(key))
+        sys.stdout.write(markdown.rstrip("\n") + "\n")
+        return
     incident = _run(lambda incidents: incidents.get(key))
     if incident.review is None:
         fail(
@@ -173,4 +216,5 @@ def show(key: str, as_json: JsonOption = False) -> None:
     if as_json:
         _emit(incident.review, True, "")
         return
-    sys.stdout.write(review_markdown(incident) + "\n")
+    names = using_library(lambda library: library.names())
+    sys.stdout.write(review_markdown(incident, names) + "\n")

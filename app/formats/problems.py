@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic_core import ErrorDetails
 
+from domain.failure_modes import SLUG_FORM, SLUG_PATTERN
+
 
 def problem_message(error: ErrorDetails | dict[str, Any]) -> str:
     """What is wrong with one field, and for a limit, what the limit is and what to do."""
@@ -21,6 +23,8 @@ def problem_message(error: ErrorDetails | dict[str, Any]) -> str:
             f"at most {context['max_length']:,} characters{this}; shorten it, or link to a "
             "document for the rest"
         )
+    if kind == "string_pattern_mismatch" and context.get("pattern") == SLUG_PATTERN:
+        return f"{error.get('input')!r} is not a slug; write it in {SLUG_FORM}"
     if kind == "too_long" and "actual_length" in context:
         return (
             f"at most {context['max_length']:,} entries, this has {context['actual_length']:,}; "

@@ -30,11 +30,13 @@ from app.formats.yaml_files import (
     line_of,
     load_document,
 )
+from domain.failure_modes import FailureMode, Taxonomy
 from domain.functions import ReviewFunction
 from domain.incident import Incident, TimelineKind
 from domain.limits import REVIEW_FILE_BYTES, REVIEW_TIMELINE_ENTRIES
 from domain.policy import ActionKind, Policy, format_duration
-from domain.review import FocusedQuestions, Review, Rubric, check_review
+from domain.review import FocusedQuestions, Review, ReviewProblem, Rubric, check_review
+from domain.review_tags import KnownTags, tag_problems
 from domain.severity import Severity
 
 ZONE_EXAMPLE = "2026-12-15T17:00:00Z"
@@ -337,7 +339,61 @@ def _decisions() -> str:
     )
 
 
-def _action_items(incident: Incident) -> str:
+def _tags(taxonomy: Taxonomy, modes: list[FailureMode]) -> str:
+    text = _comment(
+        "failure_modes: the library's failure modes this incident is an instance of, by slug "
+        "(`afteraction library list` shows them). `afteraction review template KEY "
+        "--failure-mode SLUG` lists one here and prefills action items from its recipes."
+    )
+    if modes:
+        text += "failure_modes:\n"
+        for mode in modes:
+            text += _comment(mode.name) + dump_yaml([mode.slug])
+    else:
+        text += _field("failure_modes", [])
+    example = {
+        "description": "the deploy raised the pool size past the database's connection limit",
+        "trigger": taxonomy.triggers[0],
+        "root_cause": taxonomy.root_causes[0],
+    }
+    return (
+        text
+        + "\n"
+        + _comment(
+            "contributing_factors: what made the incident happen or made it worse; each a "
+            "description, with a trigger and a root_cause (both optional) from the taxonomy "
+            f"in force ({taxonomy.source}). A review without any is accepted, with a warning.",
+            f"Triggers: {', '.join(taxonomy.triggers)}.",
+            f"Root causes: {', '.join(taxonomy.root_causes)}.",
+            "Replace [] with entries like this one:",
+        )
+        + _field("contributing_factors", [])
+        + _commented_example([example])
+    )
+
+
+def _suggested(modes: list[FailureMode]) -> str:
+    """The action items the modes' recipes suggest, for the facilitator to give an owning team
+    and a priority (a recipe knows neither the teams nor the incident's urgency)."""
+    text = ""
+    for mode in modes:
+        for recipe in mode.recipes:
+            for item in recipe.action_items:
+                suggested = {
+                    "title": item.title,
+                    "owning_team": None,
+                    "kind": item.kind.value,
+                    "priority": None,
+                    "due_at": None,
+                    "success_criteria": item.success_criteria,
+                    "slo_link": item.slo_link,
+                }
+                text += _comment(f"From {mode.slug}, recipe {recipe.name}:")
+                text += dump_yaml([suggested])
+    return text
+
+
+def _action_items(incident: Incident, modes: list[FailureMode]) -> str:
     due_within = incident.policy.for_severity(incident.severity).action_items.due_within
     defaults = ", ".join(
         f"{format_duration(due)} for {kind.value}" for kind, due in due_within.items()
@@ -352,15 +408,29 @@ def _action_items(incident: Incident) -> str:
         "success_criteria": "a replay of the incident's traffic pages on-call within 5 minutes",
         "slo_link": "https://slo.example.com/checkout-availability",
     }
-    return (
-        _comment(
-            "action_items: each independent, testable and assignable. Fields: title, "
-            "owning_team, assignee (optional), kind (short_term_mitigation | "
-            "long_term_systemic), priority (P1, P2, P3 or P4), due_at (optional, ISO time with "
-            f"a zone; by default it comes from the policy: {defaults} after the review), "
-            "success_criteria (measurable: how anyone can tell it worked), slo_link (optional).",
-            "Replace [] with items like this one:",
+    guide = _comment(
+        "action_items: each independent, testable and assignable. Fields: title, "
+        "owning_team, assignee (optional), kind (short_term_mitigation | "
+        "long_term_systemic), priority (P1, P2, P3 or P4), due_at (optional, ISO time with "
+        f"a zone; by default it comes from the policy: {defaults} after the review), "
+        "success_criteria (measurable: how anyone can tell it worked), slo_link (optional).",
+    )
+    suggested = _suggested(modes)
+    if suggested:
+        return (
+            guide
+            + _comment(
+                "Suggested by the recipes of the failure modes above: give each an owning_team "
+                "and a priority, and a due_at unless the policy's default suits; drop the ones "
+                "that do not apply, add your own like this one:"
+            )
+            + _commented_example([example])
+            + "action_items:\n"
+            + suggested
         )
+    return (
+        guide
+        + _comment("Replace [] with items like this one:")
         + _field("action_items", [])
         + _commented_example([example])
     )
@@ -375,8 +445,12 @@ def _waiver(incident: Incident) -> str:
     ) + _field("missing_function_waiver", None)
 
 
-def review_template(incident: Incident) -> str:
-    """A YAML review file to fill in, prefilled from the incident, with comments as a guide."""
+def review_template(
+    incident: Incident, *, taxonomy: Taxonomy, modes: list[FailureMode] | None = None
+) -> str:
+    """A YAML review file to fill in, prefilled from the incident, with comments as a guide;
+    `modes` (the library's entries the review names) prefill the action items."""
+    named = modes or []
     blocks = [
         _header(incident),
         _summaries(),
@@ -387,7 +461,8 @@ def review_template(incident: Incident) -> str:
         _rubric(incident.policy),
         _people(incident),
         _decisions(),
-        _action_items(incident),
+        _tags(taxonomy, named),
+        _action_items(incident, named),
         _waiver(incident),
     ]
     return "\n".join(blocks)
@@ -565,10 +640,8 @@ def _covered(path: Path, dropped: list[Path]) -> bool:
     return any(path[: len(d)] == d or d[: len(path)] == path for d in dropped)
 
 
-def _policy_problems(
-    review: Review, policy: Policy, severity: Severity, dropped: list[Path], problems: _Problems
-) -> None:
-    for problem in check_review(review, policy, policy.for_severity(severity)):
+def _review_problems(found: list[ReviewProblem], dropped: list[Path], problems: _Problems) -> None:
+    for problem in found:
         path: Path = tuple(int(p) if p.isdigit() else p for p in problem.path.split("."))
         if not _covered(path, dropped):
             problems.add(path, problem.message)
@@ -580,11 +653,13 @@ def parse_review(
     source: str,
     policy: Policy | None = None,
     severity: Severity | None = None,
+    library: KnownTags | None = None,
 ) -> Review:
     """The review in a YAML text; ReviewFileError lists every problem, one per line.
 
     Given the incident's policy and severity, what keeps the review from being accepted
-    (`check_review`) is reported in the same list.
+    (`check_review`) is reported in the same list; given the taxonomy in force and the
+    library's slugs, so are the failure modes and contributing factors they do not know.
     """
     if (policy is None) != (severity is None):
         raise TypeError("give both policy and severity, or neither")
@@ -611,7 +686,12 @@ def parse_review(
     if review is not None:
         _zone_problems(review, problems)
         if policy is not None and severity is not None:
-            _policy_problems(review, policy, severity, dropped, problems)
+            found = check_review(review, policy, policy.for_severity(severity))
+            _review_problems(found, dropped, problems)
+        if library is not None:
+            _review_problems(
+                tag_problems(review, library.taxonomy, library.slugs), dropped, problems
+            )
     messages = problems.messages()
     if messages or review is None:
         raise ReviewFileError(messages)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 
 from app.formats.review_files import question_text
@@ -279,6 +279,22 @@ def _decision_log(review: Review) -> str:
     return "### Decision log\n\n" + _table(("Date", "Decision", "Rationale", "Owner"), rows)
 
 
+def _failure_modes(review: Review, names: Mapping[str, str]) -> str:
+    if review.failure_modes:
+        modes = "\n".join(
+            f"- {_inline(names[slug])} (`{slug}`)" if slug in names else f"- `{slug}`"
+            for slug in review.failure_modes
+        )
+    else:
+        modes = "No failure mode of the library named."
+    if review.contributing_factors:
+        rows = [[f.description, f.trigger, f.root_cause] for f in review.contributing_factors]
+        factors = _table(("Factor", "Trigger", "Root cause"), rows)
+    else:
+        factors = "No contributing factors named."
+    return f"### Failure modes\n\n{modes}\n\n### Contributing factors\n\n{factors}"
+
+
 def _warnings(record: ReviewRecord) -> str | None:
     if not record.warnings:
         return None
@@ -286,11 +302,12 @@ def _warnings(record: ReviewRecord) -> str | None:
     return f"### Accepted with warnings\n\n{items}"
 
 
-def _technical_appendix(incident: Incident, record: ReviewRecord) -> str:
+def _technical_appendix(incident: Incident, record: ReviewRecord, names: Mapping[str, str]) -> str:
     review = record.review
     parts = [
         "## Technical appendix",
         _text(review.technical_appendix),
+        _failure_modes(review, names),
         _timeline(review),
         _questions(review),
         _rubric(incident, review),
@@ -302,8 +319,13 @@ def _technical_appendix(incident: Incident, record: ReviewRecord) -> str:
     return "\n\n".join(part for part in parts if part is not None)
 
 
-def review_markdown(incident: Incident) -> str:
-    """The incident's accepted review as Markdown; ValueError when it has none yet."""
+def review_markdown(incident: Incident, names: Mapping[str, str] | None = None) -> str:
+    """The incident's accepted review as Markdown; ValueError when it has none yet.
+
+    Args:
+        names: the library's names of failure modes, by slug; a slug without one is shown
+            alone.
+    """
     record = incident.review
     if record is None:
         raise ValueError(
@@ -313,6 +335,6 @@ def review_markdown(incident: Incident) -> str:
     sections = [
         _title(incident, record),
         _executive_summary(incident, record.review),
-        _technical_appendix(incident, record),
+        _technical_appendix(incident, record, names or {}),
     ]
     return "\n\n".join(sections) + "\n"

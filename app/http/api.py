@@ -84,6 +84,7 @@ from domain.commands import (
     Transition,
 )
 from domain.failure_modes import FailureMode, LibraryEntry, Taxonomy, TaxonomyError
+from domain.failure_modes import Slug as ModeSlug
 from domain.identity import Permission
 from domain.incident import (
     Incident,
@@ -507,6 +508,7 @@ def create_app(
     async def declare(body: BaseModel, service: Service, caller: Caller) -> IncidentStatus:
         request = command(NewIncident, body, declared_by=caller.actor.label, actor=caller.actor)
         check_incident(caller, "the new incident", request.teams)
+        await asyncio.to_thread(library.require, "failure_modes", request.failure_modes)
         status = await service.declare(request)
         log.info(
             "incident.declared",
@@ -623,13 +625,26 @@ def create_app(
                 "description": "A YAML review file, with comments as a guide",
                 "content": {"text/yaml": {"schema": {"type": "string"}}},
             },
-            **_errors(404, 503),
+            **_errors(404, 422, 503),
         },
     )
-    async def review_file_template(key: IncidentKey, service: Service) -> YAMLResponse:
+    async def review_file_template(
+        key: IncidentKey,
+        service: Service,
+        failure_mode: Annotated[
+            list[ModeSlug],
+            Query(
+                description="A failure mode of the library the review names, besides the "
+                "incident's own (repeatable): its recipes prefill the action items."
+            ),
+        ] = [],  # noqa: B006 (FastAPI copies a query default; it is never shared)
+    ) -> YAMLResponse:
         incident = await service.get(key)
+        modes = await asyncio.to_thread(
+            library.named, failure_mode, declared=incident.failure_modes, field="failure_mode"
+        )
         return YAMLResponse(
-            review_template(incident),
+            review_template(incident, taxonomy=library.taxonomy, modes=modes),
             headers={"Content-Disposition": f'inline; filename="review-{incident.key}.yaml"'},
         )
 
@@ -666,7 +681,10 @@ def create_app(
             try:
                 check_incident(caller, key, incident.teams)
                 in_force = await asyncio.to_thread(deployed.current)
-                review = submitted_review(body, media, incident, in_force.routing, in_force.policy)
+                known = await asyncio.to_thread(library.known)
+                review = submitted_review(
+                    body, media, incident, in_force.routing, in_force.policy, known
+                )
                 check_items(
                     caller, ((spec.title, spec.owning_team) for spec in review.action_items)
                 )
@@ -711,8 +729,9 @@ def create_app(
                 f"it to /api/incidents/{incident.key}/review",
             )
         if wants_markdown(request.headers.get("accept")):
+            names = await asyncio.to_thread(library.names)
             return Response(
-                review_markdown(incident),
+                review_markdown(incident, names),
                 media_type="text/markdown; charset=utf-8",
                 headers={"Vary": "Accept"},
             )

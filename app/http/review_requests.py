@@ -17,6 +17,7 @@ from app.formats.yaml_files import TOP_LEVEL
 from domain.incident import Incident
 from domain.policy import Policy
 from domain.review import Review, check_review
+from domain.review_tags import KnownTags, tag_problems
 from domain.routing import Routing, RoutingError
 
 _REVIEW_SOURCE = "request body"
@@ -61,20 +62,23 @@ def wants_markdown(accept: str | None) -> bool:
     return markdown > 0 and markdown > as_json
 
 
-def _review_from_yaml(body: bytes, incident: Incident) -> Review:
+def _review_from_yaml(body: bytes, incident: Incident, library: KnownTags) -> Review:
     try:
         return parse_review(
             review_text(body, _REVIEW_SOURCE),
             source=_REVIEW_SOURCE,
             policy=incident.policy,
             severity=incident.severity,
+            library=library,
         )
     except ReviewFileError as error:
         prefix = f"{_REVIEW_SOURCE}: "
         raise InvalidReview([problem.removeprefix(prefix) for problem in error.problems]) from None
 
 
-def _review_from_json(body: bytes, incident: Incident) -> tuple[Review | None, list[str]]:
+def _review_from_json(
+    body: bytes, incident: Incident, library: KnownTags
+) -> tuple[Review | None, list[str]]:
     """The review in a JSON body (None when no part of it is usable) and all its problems:
     its shape, then, for the fields that are well formed, what the policy requires."""
     try:
@@ -111,7 +115,9 @@ def _review_from_json(body: bytes, incident: Incident) -> tuple[Review | None, l
         except ValidationError:
             return None, problems
     severity_policy = incident.policy.for_severity(incident.severity)
-    for problem in check_review(review, incident.policy, severity_policy):
+    found = check_review(review, incident.policy, severity_policy)
+    found += tag_problems(review, library.taxonomy, library.slugs)
+    for problem in found:
         if problem.path.split(".", 1)[0] not in dropped:
             problems.append(str(problem))
     for index, entry in enumerate(review.timeline):
@@ -132,14 +138,20 @@ def _route_problems(review: Review, routing: Routing, policy: Policy) -> list[st
 
 
 def submitted_review(
-    body: bytes, media: str | None, incident: Incident, routing: Routing, policy: Policy
+    body: bytes,
+    media: str | None,
+    incident: Incident,
+    routing: Routing,
+    policy: Policy,
+    library: KnownTags,
 ) -> Review:
-    """The review in the body, or InvalidReview with every problem (unknown teams too)."""
+    """The review in the body, or InvalidReview with every problem (unknown teams, failure
+    modes, triggers and root causes too)."""
     if media in YAML_TYPES:
-        review: Review | None = _review_from_yaml(body, incident)
+        review: Review | None = _review_from_yaml(body, incident, library)
         problems: list[str] = []
     else:
-        review, problems = _review_from_json(body, incident)
+        review, problems = _review_from_json(body, incident, library)
     if review is not None:
         problems += _route_problems(review, routing, policy)
     if problems or review is None:

@@ -14,6 +14,8 @@ from domain.failure_modes import (
     problems,
 )
 from domain.identity import Actor
+from domain.review import ReviewProblem
+from domain.review_tags import KnownTags, unknown_slugs
 from settings import Settings
 from store import Store
 from store.failure_modes import FailureModes
@@ -57,3 +59,29 @@ class Library:
 
     def all(self) -> list[LibraryEntry]:
         return self._modes.all()
+
+    def names(self) -> dict[str, str]:
+        """Every entry's name by its slug: the slugs a review or a declaration may name."""
+        return self._modes.names()
+
+    def known(self) -> KnownTags:
+        """What a review may name now: the taxonomy in force and the library's slugs."""
+        return KnownTags(taxonomy=self.taxonomy, slugs=frozenset(self.names()))
+
+    def require(self, field: str, slugs: list[str]) -> None:
+        """InvalidFailureMode naming every slug (as `field.N`) the library does not hold."""
+        _refuse_unknown(unknown_slugs(field, slugs, self.names()))
+
+    def named(self, slugs: list[str], *, declared: list[str], field: str) -> list[FailureMode]:
+        """The entries of the incident's `declared` slugs and of `slugs` (given as `field`),
+        each once, in order; InvalidFailureMode when the library lacks some."""
+        known = self.names()
+        _refuse_unknown(
+            unknown_slugs("failure_modes", declared, known) + unknown_slugs(field, slugs, known)
+        )
+        return [self._modes.get(slug).mode for slug in dict.fromkeys([*declared, *slugs])]
+
+
+def _refuse_unknown(found: list[ReviewProblem]) -> None:
+    if found:
+        raise InvalidFailureMode([str(problem) for problem in found])
