@@ -19,9 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from app.cli.common import cli_actor
 from app.formats.review_files import ReviewFileError, dump_yaml, parse_review, review_template
 from app.services.library import InvalidFailureMode, Library
-from domain.commands import DeclareIncident
 from domain.failure_modes import DEFAULT_TAXONOMY, FailureMode, Taxonomy
-from domain.incident import workflow_id_for
 from domain.policy import default_policy
 from domain.review import ContributingFactor
 from domain.review_tags import KnownTags, tag_problems, tag_warnings
@@ -259,17 +257,6 @@ async def cli(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Cli
         yield cli_for(dev_env, tmp_path, task_queue, AFTERACTION_TAXONOMY_FILE=str(taxonomy))
 
 
-async def declared_modes(dev_env: WorkflowEnvironment, key: str) -> list[str]:
-    """The failure modes the incident's workflow was started with (its declaration)."""
-    history = await dev_env.client.get_workflow_handle(workflow_id_for(key)).fetch_history()
-    started = history.events[0].workflow_execution_started_event_attributes
-    [declaration] = await dev_env.client.data_converter.decode(
-        started.input.payloads, [DeclareIncident]
-    )
-    assert isinstance(declaration, DeclareIncident)
-    return declaration.failure_modes
-
-
 async def test_declare_template_submit_and_show_with_failure_modes_through_the_cli(
     cli: Cli, dev_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
@@ -284,7 +271,7 @@ async def test_declare_template_submit_and_show_with_failure_modes_through_the_c
         "library list` shows the entries, `afteraction library add FILE` adds one"
     )
     key = str((await run_json(cli, *declare, "--failure-mode", POOL))["key"])
-    assert await declared_modes(dev_env, key) == [POOL]
+    assert (await run_json(cli, "show", key))["failure_modes"] == [POOL]
     await run_json(cli, "resolve", key)
 
     unknown = await cli.refused("review", "template", key, "--failure-mode", "dns-outage")
