@@ -74,8 +74,8 @@ async def test_the_list_takes_the_clis_filters(api: Api) -> None:
     await api.ok("POST", f"/api/incidents/{resolved}/resolve", json={})
 
     async def keys(**params: Any) -> set[str]:
-        rows = await api.ok("GET", "/api/incidents", params={"service": service, **params})
-        return {row["key"] for row in rows}
+        page = await api.ok("GET", "/api/incidents", params={"service": service, **params})
+        return {row["key"] for row in page["items"]}
 
     await eventually(keys, lambda found: found == {ongoing, resolved})
     await eventually(lambda: keys(active="true"), lambda found: found == {ongoing})

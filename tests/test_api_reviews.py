@@ -331,18 +331,22 @@ async def test_action_items_list_show_extend_close_verify_accept_and_the_inciden
     )
     assert added["id"] == f"{key}-3"
 
+    async def listed(**params: str) -> list[dict[str, Any]]:
+        page = await api.ok("GET", "/api/actions", params={"incident": key, **params})
+        assert (page["total"], page["next"]) == (len(page["items"]), None)
+        rows: list[dict[str, Any]] = page["items"]
+        return rows
+
     rows = await eventually(
-        lambda: api.ok("GET", "/api/actions", params={"incident": key}),
+        listed,
         lambda rows: (
             len(rows) == 3 and all(row["state"] == "open" for row in rows) and rows[0]["overdue"]
         ),
     )
     assert rows[0]["id"] == f"{key}-3"  # soonest due first
     assert [row["overdue"] for row in rows] == [True, False, False]
-    platform = await api.ok("GET", "/api/actions", params={"incident": key, "team": "platform"})
-    assert [row["id"] for row in platform] == [f"{key}-2"]
-    overdue = await api.ok("GET", "/api/actions", params={"incident": key, "overdue": "true"})
-    assert [row["id"] for row in overdue] == [f"{key}-3"]
+    assert [row["id"] for row in await listed(team="platform")] == [f"{key}-2"]
+    assert [row["id"] for row in await listed(overdue="true")] == [f"{key}-3"]
 
     first = await item(api, f"{key}-1", "open")
     assert first.ticket is not None and first.spec.title == "Cap the pool size"

@@ -225,7 +225,7 @@ async def test_list_filters_and_says_when_nothing_matches(cli: Cli) -> None:
     await run_json(cli, "resolve", resolved)
 
     async def keys(*filters: str) -> list[str]:
-        return [row["key"] for row in await run_json(cli, "list", *filters)]
+        return [row["key"] for row in (await run_json(cli, "list", *filters))["items"]]
 
     await eventually(
         lambda: keys("--service", service),

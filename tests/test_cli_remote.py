@@ -110,8 +110,8 @@ async def test_the_cli_runs_the_flow_through_the_api_as_the_tokens_owner(
                 lambda found: found["state"] == "open",
                 interval=0.5,
             )
-            rows = await run_json(laptop, "actions", "list", "--incident", key)
-            assert [row["id"] for row in rows] == [item_id]
+            page = await run_json(laptop, "actions", "list", "--incident", key)
+            assert ([row["id"] for row in page["items"]], page["total"]) == ([item_id], 1)
             tickets = await run_json(laptop, "tickets", "list")
             assert [t["ref"]["key"] for t in tickets] == [item["ticket"]["key"]]
             closed = await run_json(laptop, "tickets", "close", item["ticket"]["key"])

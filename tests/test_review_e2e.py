@@ -121,13 +121,13 @@ def test_review_scenario_from_template_to_closed_incident(stack: Stack, tmp_path
     assert texts[1].startswith("@pat escalated to owner")
     assert texts[2].startswith("@payments-lead escalated to team lead")
     assert texts[3].startswith("@payments-manager escalated to manager")
-    overdue = stack.cli_json("actions", "list", "--incident", key, "--overdue")
+    overdue = stack.cli_json("actions", "list", "--incident", key, "--overdue")["items"]
     assert [row["id"] for row in overdue] == [f"{key}-1"]
 
     for ticket in both:
         assert stack.cli("tickets", "close", ticket["ref"]["key"]).returncode == 0
     until(
-        lambda: stack.cli_json("actions", "list", "--incident", key),
+        lambda: stack.cli_json("actions", "list", "--incident", key)["items"],
         lambda rows: [row["state"] for row in rows] == ["verifying", "verifying"],
     )
     early = stack.cli("show", key, "--json")

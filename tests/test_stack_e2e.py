@@ -129,14 +129,14 @@ def test_list_filters_by_state_and_severity(stack: Stack) -> None:
     stack.cli_json("severity", key, "SEV3")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        rows = stack.cli_json("list", "--severity", "SEV3", "--state", "declared")
+        rows = stack.cli_json("list", "--severity", "SEV3", "--state", "declared")["items"]
         if any(row["key"] == key for row in rows):
             break
         time.sleep(0.5)
     else:
         raise AssertionError(f"{key} never listed as a declared SEV3")
     assert all(row["severity"] == "SEV3" and row["state"] == "declared" for row in rows)
-    others = stack.cli_json("list", "--severity", "SEV1")
+    others = stack.cli_json("list", "--severity", "SEV1")["items"]
     assert all(row["key"] != key for row in others)
 
 

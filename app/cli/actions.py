@@ -14,7 +14,9 @@ from temporalio.client import Client
 
 from app.cli import render
 from app.cli.common import (
+    CursorOption,
     JsonOption,
+    LimitOption,
     _emit,
     _model,
     _run,
@@ -22,6 +24,7 @@ from app.cli.common import (
     _settings,
     acting,
     cli_actor,
+    emit_page,
     fail,
     nothing_matches,
     parse_due,
@@ -43,6 +46,7 @@ from domain.action_item import (
 )
 from domain.limits import searchable
 from domain.moments import later_by
+from domain.paging import DEFAULT_PAGE, Page
 from domain.policy import ActionKind
 from settings import Settings
 
@@ -145,8 +149,14 @@ class ItemService(Protocol):
     app.cli.remote.RemoteActionItems through the API."""
 
     async def list(
-        self, *, incident: str | None = None, team: str | None = None, overdue: bool = False
-    ) -> list[ActionItemRow]: ...
+        self,
+        *,
+        incident: str | None = None,
+        team: str | None = None,
+        overdue: bool = False,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[ActionItemRow]: ...
 
     async def get(self, item_id: str) -> ActionItem: ...
 
@@ -173,22 +183,26 @@ def list_items(
     incident: Annotated[str | None, typer.Option("--incident", help="Only this incident.")] = None,
     team: Annotated[str | None, typer.Option("--team", help="Only this owning team.")] = None,
     overdue: Annotated[bool, typer.Option("--overdue", help="Only open items past due.")] = False,
+    limit: LimitOption = DEFAULT_PAGE,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List action items, soonest due first."""
+    """List action items, a page at a time, soonest due first within it."""
     if team is not None:
         try:
             searchable(team)
         except ValueError as error:
             fail(f"--team {team!r}: {error}", 2)
-    rows: list[ActionItemRow] = with_items(
-        lambda items: items.list(incident=incident, team=team, overdue=overdue)
+    page: Page[ActionItemRow] = with_items(
+        lambda items: items.list(
+            incident=incident, team=team, overdue=overdue, limit=limit, cursor=cursor
+        )
     )
+    rows = page.items
     options = {"incident": incident, "team": team, "overdue": overdue}
     hint = "they come from a submitted review (`afteraction review submit`)"
-    _emit(
-        rows, as_json, _rows(rows) if rows else nothing_matches("action item", options, hint=hint)
-    )
+    human = _rows(rows) if rows else nothing_matches("action item", options, hint=hint)
+    emit_page(page, as_json, human, command="actions list")
 
 
 @actions.command()

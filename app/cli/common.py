@@ -40,6 +40,7 @@ from domain.commands import NewIncident
 from domain.identity import Actor, ActorKind
 from domain.incident import Incident, IncidentStatus, IncidentSummary
 from domain.moments import moment
+from domain.paging import PAGE_LIMIT_MAX, BadCursor, Page
 from domain.policy import Policy, PolicyFileError
 from domain.review import Review
 from domain.routing import Routing, RoutingError
@@ -66,6 +67,14 @@ T = TypeVar("T")
 PENDING = 4
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+LimitOption = Annotated[
+    int,
+    typer.Option("--limit", min=1, max=PAGE_LIMIT_MAX, help="Rows in the page (100 by default)."),
+]
+CursorOption = Annotated[
+    str | None,
+    typer.Option("--cursor", help="The next page: the cursor the page before gave (`next`)."),
+]
 NoteOption = Annotated[str | None, typer.Option("--note", help="What was done.")]
 AtOption = Annotated[
     str | None,
@@ -198,7 +207,7 @@ def _exit_codes(go: Callable[[], Coroutine[Any, Any, T]]) -> T:
     with exit 1."""
     try:
         return asyncio.run(go())
-    except (CommandRejected, IncidentNotFound, UnknownCommand) as error:
+    except (CommandRejected, IncidentNotFound, UnknownCommand, BadCursor) as error:
         fail(in_cli_words(str(error)), 2)
     except TemporalUnavailable as error:
         fail(str(error), 1)
@@ -221,6 +230,20 @@ def _emit(result: BaseModel | list[Any], as_json: bool, human: RenderableType) -
         out.print(human)
 
 
+def emit_page(page: Page[Any], as_json: bool, human: RenderableType, *, command: str) -> None:
+    """A page of a list: JSON with its `total` and `next` cursor, or the table and, when the
+    list goes on, how many it shows of how many, and the option that shows the next page."""
+    _emit(page, as_json, human)
+    if as_json:
+        return
+    if page.next is not None:
+        out.print(
+            f"{page.showing()}; the next page: `afteraction {command} … --cursor {page.next}`"
+        )
+    elif page.total is not None and page.total != len(page.items):
+        out.print(page.showing())  # the last page of several
+
+
 class IncidentService(Protocol):
     """What the CLI asks of incidents: app.services.incidents.Incidents straight on Temporal,
     or app.cli.remote.RemoteIncidents through the API."""
@@ -228,8 +251,8 @@ class IncidentService(Protocol):
     async def declare(self, request: NewIncident) -> IncidentStatus: ...
 
     async def list(
-        self, filters: IncidentFilter | None = None, *, limit: int = 100
-    ) -> list[IncidentSummary]: ...
+        self, filters: IncidentFilter | None = None, *, limit: int, cursor: str | None
+    ) -> Page[IncidentSummary]: ...
 
     async def missing_worker(self) -> str | None: ...
 

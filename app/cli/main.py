@@ -17,8 +17,10 @@ from app.cli import render
 from app.cli.actions import actions, with_items
 from app.cli.common import (
     AtOption,
+    CursorOption,
     IncidentService,
     JsonOption,
+    LimitOption,
     NoteOption,
     _emit,
     _model,
@@ -26,6 +28,7 @@ from app.cli.common import (
     _run,
     _settings,
     acting,
+    emit_page,
     fail,
     nothing_matches,
     remote_api,
@@ -53,6 +56,7 @@ from domain.commands import (
 )
 from domain.incident import IncidentState, IncidentStatus, Role
 from domain.keys import normal_key
+from domain.paging import DEFAULT_PAGE
 from domain.severity import Severity
 
 app = typer.Typer(
@@ -162,10 +166,11 @@ def list_incidents(
         str | None,
         typer.Option("--until", help="Only those declared before: ISO time, or how long ago."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    limit: LimitOption = DEFAULT_PAGE,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List incidents, newest first."""
+    """List incidents, open ones first, then the latest declared; a page at a time."""
     level = None
     if severity is not None:
         try:
@@ -182,7 +187,8 @@ def list_incidents(
         since=_parse_time(since, "--since"),
         until=_parse_time(until, "--until"),
     )
-    rows = _run(lambda incidents: incidents.list(filters, limit=limit))
+    page = _run(lambda incidents: incidents.list(filters, limit=limit, cursor=cursor))
+    rows = page.items
     options = {
         "state": state and state.value,
         "active": active,
@@ -193,10 +199,11 @@ def list_incidents(
         "until": until,
     }
     hint = "declare one with `afteraction declare`"
-    _emit(
-        rows,
+    emit_page(
+        page,
         as_json,
         render.incident_list(rows) if rows else nothing_matches("incident", options, hint=hint),
+        command="list",
     )
 
 

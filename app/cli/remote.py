@@ -26,6 +26,7 @@ from domain.action_item import ActionItem, ActionItemRow, ActionItemSpec, Action
 from domain.commands import NewIncident
 from domain.identity import Actor
 from domain.incident import Incident, IncidentStatus, IncidentSummary
+from domain.paging import Page
 from domain.review import Review
 from domain.tickets import Ticket, TicketDetail
 
@@ -117,14 +118,14 @@ class RemoteIncidents:
         return status
 
     async def list(
-        self, filters: IncidentFilter | None = None, *, limit: int = 100
-    ) -> list[IncidentSummary]:
+        self, filters: IncidentFilter | None = None, *, limit: int, cursor: str | None
+    ) -> Page[IncidentSummary]:
         given = (filters or IncidentFilter()).model_dump(mode="json", exclude_defaults=True)
-        params: dict[str, Any] = {"limit": limit, **given}
-        rows: list[IncidentSummary] = await self._api.call(
-            "GET", "/api/incidents", list[IncidentSummary], params=params
+        params: dict[str, Any] = {"limit": limit, **given, **_cursor(cursor)}
+        page: Page[IncidentSummary] = await self._api.call(
+            "GET", "/api/incidents", Page[IncidentSummary], params=params
         )
-        return rows
+        return page
 
     async def missing_worker(self) -> str | None:
         """Not asked through the API: the deployment behind it runs the workers, and a command
@@ -188,22 +189,32 @@ class RemoteIncidents:
         )
 
 
+def _cursor(cursor: str | None) -> dict[str, str]:
+    return {"cursor": cursor} if cursor else {}
+
+
 class RemoteActionItems:
     def __init__(self, api: Api) -> None:
         self._api = api
 
     async def list(
-        self, *, incident: str | None = None, team: str | None = None, overdue: bool = False
-    ) -> list[ActionItemRow]:
-        params: dict[str, Any] = {"overdue": str(overdue).lower()}
+        self,
+        *,
+        incident: str | None = None,
+        team: str | None = None,
+        overdue: bool = False,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[ActionItemRow]:
+        params: dict[str, Any] = {"overdue": str(overdue).lower(), "limit": limit}
         if incident is not None:
             params["incident"] = incident
         if team is not None:
             params["team"] = team
-        rows: list[ActionItemRow] = await self._api.call(
-            "GET", "/api/actions", list[ActionItemRow], params=params
+        page: Page[ActionItemRow] = await self._api.call(
+            "GET", "/api/actions", Page[ActionItemRow], params={**params, **_cursor(cursor)}
         )
-        return rows
+        return page
 
     async def get(self, item_id: str) -> ActionItem:
         item: ActionItem = await self._api.call("GET", f"/api/actions/{item_id}", ActionItem)

@@ -95,6 +95,7 @@ from domain.incident import (
 from domain.keys import normal_key
 from domain.limits import Moment, SearchName
 from domain.metrics import DefinitionSet, Grouping, MetricsReport
+from domain.paging import CURSOR_CHARS, DEFAULT_PAGE, PAGE_LIMIT_MAX, BadCursor, Page
 from domain.policy import Policy, PolicyFileError, format_duration, load_policy
 from domain.review import ReviewRecord, ScheduleReview
 from domain.routing import Routing, RoutingError, load_routing
@@ -204,6 +205,21 @@ CommandKey = Annotated[
     ),
 ]
 Slug = Annotated[str, Path(description="A failure mode's slug, e.g. connection-pool-exhaustion.")]
+PageLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=PAGE_LIMIT_MAX,
+        description="Rows in the page (the answer's `total` says how many match).",
+    ),
+]
+PageCursor = Annotated[
+    str | None,
+    Query(
+        max_length=CURSOR_CHARS,
+        description="The `next` of the page before; without one, the first page.",
+    ),
+]
 
 
 class FailureModeEdit(FailureMode):
@@ -413,6 +429,10 @@ def create_app(
     async def _not_found(_: Request, error: IncidentNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=404)
 
+    @api.exception_handler(BadCursor)
+    async def _bad_cursor(_: Request, error: BadCursor) -> JSONResponse:
+        return JSONResponse({"detail": str(error), "problems": [str(error)]}, status_code=422)
+
     @api.exception_handler(CommandRejected)
     async def _rejected(_: Request, error: CommandRejected) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=409)
@@ -529,16 +549,18 @@ def create_app(
 
     @api.get(
         "/api/incidents",
-        response_model=list[IncidentSummary],
+        response_model=Page[IncidentSummary],
+        summary="List incidents, open ones first, then the latest declared",
         responses=_errors(422, 503),
         dependencies=rule(Permission.READ),
     )
     async def list_incidents(
         service: Service,
         filters: Annotated[IncidentQuery, Query()],
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> list[IncidentSummary]:
-        return await service.list(filters, limit=limit)
+        limit: PageLimit = DEFAULT_PAGE,
+        cursor: PageCursor = None,
+    ) -> Page[IncidentSummary]:
+        return await service.list(filters, limit=limit, cursor=cursor)
 
     @api.get(
         "/api/incidents/{key}",
@@ -772,8 +794,8 @@ def create_app(
     @api.get(
         "/api/actions",
         dependencies=rule(Permission.READ),
-        response_model=list[ActionItemRow],
-        summary="List action items, soonest due first",
+        response_model=Page[ActionItemRow],
+        summary="List action items, a page at a time, soonest due first within it",
         responses=_errors(422, 503),
     )
     async def list_action_items(
@@ -781,9 +803,12 @@ def create_app(
         incident: Annotated[str | None, Query(description="Only this incident's.")] = None,
         team: Annotated[SearchName | None, Query(description="Only this owning team's.")] = None,
         overdue: Annotated[bool, Query(description="Only open items past due.")] = False,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-    ) -> list[ActionItemRow]:
-        return await items.list(incident=incident, team=team, overdue=overdue, limit=limit)
+        limit: PageLimit = DEFAULT_PAGE,
+        cursor: PageCursor = None,
+    ) -> Page[ActionItemRow]:
+        return await items.list(
+            incident=incident, team=team, overdue=overdue, limit=limit, cursor=cursor
+        )
 
     @api.get(
         "/api/actions/{id}",

@@ -27,6 +27,7 @@ from app.services.incidents import (
     rejection_message,
     worker_absence,
 )
+from app.services.listing import visibility_page
 from domain import search_attributes as sa
 from domain.action_item import (
     AcceptRisk,
@@ -41,6 +42,7 @@ from domain.action_item import (
     parse_action_item_id,
 )
 from domain.keys import normal_key
+from domain.paging import DEFAULT_PAGE, Page
 from domain.repeats import item_repeat
 from domain.severity import Severity
 
@@ -61,8 +63,11 @@ class ActionItems:
         incident: str | None = None,
         team: str | None = None,
         overdue: bool = False,
-        limit: int = 500,
-    ) -> list[ActionItemRow]:
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+    ) -> Page[ActionItemRow]:
+        """One page of the items, soonest due first within it (BadCursor: a cursor this list
+        did not give)."""
         now = datetime.now(UTC)
         clauses = ["WorkflowType = 'ActionItemWorkflow'"]
         if incident:
@@ -72,15 +77,14 @@ class ActionItems:
         if overdue:
             clauses.append(f"{sa.STATE.name} = '{ActionItemState.OPEN.value}'")
             clauses.append(f"{sa.DUE_AT.name} < '{now.isoformat().replace('+00:00', 'Z')}'")
-        rows: list[ActionItemRow] = []
+        query = " AND ".join(clauses)
         try:
-            async for execution in self._client.list_workflows(" AND ".join(clauses), limit=limit):
-                row = _row_of(execution, now)
-                if row is not None:
-                    rows.append(row)
+            page = await visibility_page(self._client, query, limit=limit, cursor=cursor)
         except RPCError as error:
             raise TemporalUnavailable(f"cannot list action items: {error.message}") from None
-        return sorted(rows, key=lambda row: (row.due_at, row.id))
+        rows = [row for row in (_row_of(e, now) for e in page.executions) if row is not None]
+        rows.sort(key=lambda row: (row.due_at, row.id))
+        return Page(items=rows, total=page.total, next=page.next)
 
     async def get(self, item_id: str) -> ActionItem:
         item_id = normal_key(item_id)

@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from app.services.commands import UnknownCommand, command_id, outcome, send
 from app.services.incident_filter import IncidentFilter
+from app.services.listing import visibility_page
 from app.services.workers import (
     START_HINT,
     NoWorker,
@@ -60,6 +61,7 @@ from domain.incident import (
 )
 from domain.keys import KEY_EXAMPLE, is_incident_key, normal_key
 from domain.limits import COMMAND_BYTES, kib
+from domain.paging import DEFAULT_PAGE, Page
 from domain.policy import Policy
 from domain.repeats import incident_repeat
 from domain.review import AddActionItem, Review, ScheduleReview, SubmitReview
@@ -276,19 +278,23 @@ class Incidents:
         raise CommandRejected("could not draw an unused incident key; try again")
 
     async def list(
-        self, filters: IncidentFilter | None = None, *, limit: int = 100
-    ) -> list[IncidentSummary]:
+        self,
+        filters: IncidentFilter | None = None,
+        *,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+    ) -> Page[IncidentSummary]:
+        """One page of the incidents the filters match, open ones first, then the latest
+        declared (BadCursor: a cursor this list did not give)."""
         query = (filters or IncidentFilter()).query()
-        summaries: list[IncidentSummary] = []
         try:
-            async for execution in self._client.list_workflows(query, limit=limit):
-                summary = _summary_of(execution)
-                if summary is not None:
-                    summaries.append(summary)
+            page = await visibility_page(self._client, query, limit=limit, cursor=cursor)
         except RPCError as error:
             raise self._unavailable(error) from None
+        summaries = [s for s in map(_summary_of, page.executions) if s is not None]
         epoch = datetime.min.replace(tzinfo=UTC)
-        return sorted(summaries, key=lambda s: s.declared_at or epoch, reverse=True)
+        summaries.sort(key=lambda s: (not s.state.is_final, s.declared_at or epoch), reverse=True)
+        return Page(items=summaries, total=page.total, next=page.next)
 
     async def get(self, key: str) -> Incident:
         key = normal_key(key)
