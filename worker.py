@@ -59,6 +59,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             tickets.comment_on_ticket,
             tickets.update_ticket,
             reconciler.list_targets,
+            reconciler.find_targets,
             reconciler.reconcile_target,
             facts.record_incident_facts,
             facts.record_action_item_facts,

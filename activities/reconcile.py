@@ -27,6 +27,7 @@ from domain.reconcile import (
     OpenItem,
     ReconcileTarget,
     TargetReport,
+    TargetsRequest,
     TargetWindow,
     drift_of,
 )
@@ -51,6 +52,10 @@ def open_items_query() -> str:
     """This deployment's open action items: those on the task queue the reconciler runs on
     (another deployment on the same namespace has its own trackers and credentials)."""
     return f"{sa.OPEN_ACTION_ITEMS} AND TaskQueue = {sa.quoted(activity.info().task_queue)}"
+
+
+def _on_target(target: str) -> str:
+    return f"{open_items_query()} AND {sa.TRACKER.name} = {sa.quoted(target)}"
 
 
 @runtime_checkable
@@ -79,16 +84,44 @@ class TicketReconciler:
 
     @activity.defn(name="list_reconcile_targets")
     async def list_targets(self) -> list[TargetWindow]:
-        """Every target with an open action item, with when its oldest open item started."""
+        """Every target with an open action item, with when its oldest open item started
+        (runs recorded before `find_reconcile_targets` call this)."""
+        RECONCILER_LAST_RUN.set(time.time())
+        return await self._oldest_open(open_items_query())
+
+    @activity.defn(name="find_reconcile_targets")
+    async def find_targets(self, request: TargetsRequest) -> list[TargetWindow]:
+        """The targets with open items. A known target is counted (no item is listed), and
+        keeps its watermark as where its unread history starts; only the open items on targets
+        the run does not know are listed, which is none at all on most runs. A full sweep, or
+        a run that knows no target yet, lists every open item."""
+        RECONCILER_LAST_RUN.set(time.time())
+        if request.full_sweep or not request.known:
+            return await self._oldest_open(open_items_query())
+        known = sorted(request.known)
+        counts = await asyncio.gather(
+            *(self._client.count_workflows(_on_target(target)) for target in known)
+        )
+        windows = [
+            TargetWindow(target=target, oldest_open_at=request.known[target])
+            for target, counted in zip(known, counts, strict=True)
+            if counted.count
+        ]
+        others = ", ".join(sa.quoted(target) for target in known)
+        windows += await self._oldest_open(
+            f"{open_items_query()} AND {sa.TRACKER.name} NOT IN ({others})"
+        )
+        return sorted(windows, key=lambda window: window.target)
+
+    async def _oldest_open(self, query: str) -> list[TargetWindow]:
         oldest: dict[str, datetime] = {}
-        async for execution in self._client.list_workflows(open_items_query()):
+        async for execution in self._client.list_workflows(query):
             target = execution.typed_search_attributes.get(sa.TRACKER)
             if target is None:
                 continue
             started = execution.start_time
             if target not in oldest or started < oldest[target]:
                 oldest[target] = started
-        RECONCILER_LAST_RUN.set(time.time())
         return [TargetWindow(target=t, oldest_open_at=at) for t, at in sorted(oldest.items())]
 
     @activity.defn(name="reconcile_target")
@@ -146,7 +179,7 @@ class TicketReconciler:
 
     async def _open_items(self, target: str, workflow_ids: list[str]) -> dict[str, OpenItem]:
         """The open items of `target` among `workflow_ids`, a batch of ids a query."""
-        on_target = f"{open_items_query()} AND {sa.TRACKER.name} = {sa.quoted(target)}"
+        on_target = _on_target(target)
         items: dict[str, OpenItem] = {}
         for start in range(0, len(workflow_ids), IDS_A_QUERY):
             batch = ", ".join(sa.quoted(id_) for id_ in workflow_ids[start : start + IDS_A_QUERY])

@@ -31,6 +31,18 @@ class TargetWindow(BaseModel):
     oldest_open_at: datetime = Field(description="when its oldest open item started")
 
 
+class TargetsRequest(BaseModel):
+    """Which targets a run reads: those it knows (with their watermarks) are counted, the
+    others found by listing only the open items on targets it does not know."""
+
+    known: dict[str, datetime] = Field(
+        default_factory=dict, description="the targets the last runs read, by watermark"
+    )
+    full_sweep: bool = Field(
+        default=False, description="list every open item: every target from its oldest one"
+    )
+
+
 class OpenItem(BaseModel):
     """An open action item as visibility lists it (no per-item call)."""
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import (
     Client,
     ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
 )
+from temporalio.testing import ActivityEnvironment
 
+from activities.reconcile import TicketReconciler
 from domain.action_item import ActionItemState, action_workflow_id
-from domain.reconcile import WORKFLOW_NAME, ReconcileRequest, ReconcileResult
+from domain.reconcile import WORKFLOW_NAME, ReconcileRequest, ReconcileResult, TargetsRequest
+from domain.search_attributes import OPEN_ACTION_ITEMS
 from integrations.local import TARGET as LOCAL_TARGET
 from integrations.local import LocalTracker
+from integrations.registry import TrackerRegistry
 from integrations.temporal_schedules import ensure_reconcile_schedule, schedule_id
 from settings import Settings
 from tests.helpers import eventually, new_key
@@ -172,3 +178,46 @@ async def test_a_full_sweep_repairs_drift_that_no_recent_change_shows(
             lambda found: found.state is ActionItemState.VERIFYING,
         )
         await item.terminate("done")
+
+
+async def test_a_run_counts_its_known_targets_and_lists_only_the_items_of_new_ones(
+    client: Client, tmp_path: Path
+) -> None:
+    task_queue = f"tq-{uuid.uuid4()}"
+    elsewhere = "github:acme/new-target"  # no GitHub token: its items wait for their tickets
+    starts = {}
+    async with build_worker(client, Settings(home=tmp_path), task_queue=task_queue):
+        for number, target in enumerate((LOCAL_TARGET, LOCAL_TARGET, elsewhere)):
+            start = standalone_item(new_key(), history_limit=1000)
+            route = start.route.model_copy(update={"target": target})
+            handle = await client.start_workflow(
+                ActionItemWorkflow.run,
+                start.model_copy(update={"route": route}),
+                id=f"recon-{task_queue}-{number}",
+                task_queue=task_queue,
+            )
+            starts[handle.id] = target
+        on_queue = f"{OPEN_ACTION_ITEMS} AND TaskQueue = '{task_queue}'"
+        await eventually(
+            lambda: client.count_workflows(on_queue), lambda counted: counted.count == 3
+        )
+        reconciler = TicketReconciler(client, TrackerRegistry(Settings(home=tmp_path)))
+        environment = ActivityEnvironment()
+        environment.info = dataclasses.replace(environment.info, task_queue=task_queue)
+
+        async def find(**request: Any) -> dict[str, datetime]:
+            windows = await environment.run(reconciler.find_targets, TargetsRequest(**request))
+            return {window.target: window.oldest_open_at for window in windows}
+
+        # A run that knows no target lists every open item: each target from its oldest.
+        discovered = await find()
+        assert set(discovered) == {LOCAL_TARGET, elsewhere}
+        # One that knows the local target keeps its watermark for it, finds the new target by
+        # listing only the items not on known targets, and drops a known target left empty.
+        watermark = datetime(2026, 12, 1, tzinfo=UTC)
+        found = await find(known={LOCAL_TARGET: watermark, "jira:GONE": watermark})
+        assert found == {LOCAL_TARGET: watermark, elsewhere: discovered[elsewhere]}
+        # A full sweep lists them all again, watermarks or not.
+        assert await find(known={LOCAL_TARGET: watermark}, full_sweep=True) == discovered
+        for workflow_id in starts:
+            await client.get_workflow_handle(workflow_id).terminate("done")

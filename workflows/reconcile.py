@@ -1,8 +1,9 @@
 """TicketReconciler: catches the ticket changes webhooks missed, run by a Temporal Schedule.
 
-Each run lists the targets that have open action items, reads each target's tickets updated
-since its watermark (targets in parallel, one activity each), and signals `ticket_changed` to
-the items whose ticket disagrees with them. A full sweep (its own, daily schedule) reads every
+Each run finds the targets that have open action items (the known ones counted, only the open
+items on unknown targets listed), reads each target's tickets updated since its watermark
+(targets in parallel, one activity each), and signals `ticket_changed` to the items whose
+ticket disagrees with them. A full sweep (its own, daily schedule) reads every
 ticket since each target's oldest open item instead, to repair drift no recent change shows.
 The watermarks travel to the next run as this
 run's result (`workflow.get_last_completion_result`): a target that failed keeps its old
@@ -26,10 +27,13 @@ with workflow.unsafe.imports_passed_through():
         ReconcileResult,
         ReconcileTarget,
         TargetReport,
+        TargetsRequest,
         TargetWindow,
     )
 
 LIST_TIMEOUT = timedelta(minutes=1)
+# Runs recorded before this listed every open item to find the targets.
+FIND_TARGETS_BY_COUNT = "find-reconcile-targets-by-count"
 # A target read pages through its tickets: generous, but a hung tracker must not hold the run.
 TARGET_TIMEOUT = timedelta(minutes=2)
 # A run is retried by the next scheduled run, so an activity gives up after a few attempts.
@@ -48,12 +52,22 @@ class TicketReconcilerWorkflow:
         last = workflow.get_last_completion_result(ReconcileResult)
         watermarks = dict(last.watermarks if last is not None else {})
         watermarks.update(request.watermarks)
-        targets: list[TargetWindow] = await workflow.execute_activity(
-            "list_reconcile_targets",
-            result_type=list[TargetWindow],
-            start_to_close_timeout=LIST_TIMEOUT,
-            retry_policy=RECONCILE_RETRY,
-        )
+        targets: list[TargetWindow]
+        if workflow.patched(FIND_TARGETS_BY_COUNT):
+            targets = await workflow.execute_activity(
+                "find_reconcile_targets",
+                TargetsRequest(known=watermarks, full_sweep=request.full_sweep),
+                result_type=list[TargetWindow],
+                start_to_close_timeout=LIST_TIMEOUT,
+                retry_policy=RECONCILE_RETRY,
+            )
+        else:
+            targets = await workflow.execute_activity(
+                "list_reconcile_targets",
+                result_type=list[TargetWindow],
+                start_to_close_timeout=LIST_TIMEOUT,
+                retry_policy=RECONCILE_RETRY,
+            )
         reports = await asyncio.gather(
             *(
                 self._read(
