@@ -43,6 +43,7 @@ class Delivery(BaseModel):
 
     task_queue: str = Field(max_length=KEY_CHARS)
     slot: datetime = Field(description="the slot whose week the digest covers")
+    timezone: str = Field(max_length=64, description="the digest's zone (an IANA name)")
     delivery: str = Field(max_length=KEY_CHARS, description="the slot (ISO), or a manual key")
     channel: Channel
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 
 from domain.digest import Digest, build
-from domain.digest_runs import week_after, week_before
+from domain.digest_runs import week_after, week_before, zone
 from domain.metrics import MetricsReport, compute
 from store.database import Store
 from store.facts import (
@@ -29,7 +29,8 @@ class DigestReader:
         self._facts = FactsRepository(store)
 
     def digest(self, *, task_queue: str, slot: datetime, timezone: str) -> Digest:
-        """The digest of `slot` (aware, in the digest's zone)."""
+        """The digest of `slot` in `timezone` (the week is a week of that zone's clock)."""
+        slot = slot.astimezone(zone(timezone))
         week_start = week_before(slot)
         since = _ms(week_start)
         incident, item = IncidentFactRow, ActionItemFactRow
