@@ -41,6 +41,7 @@ from domain.digest_runs import (
     delivery_key,
     latest_slot,
     message_id,
+    slot_in_week,
 )
 from domain.digest_text import chat_text, plain_text, subject
 from domain.limits import KEY_CHARS
@@ -60,6 +61,7 @@ HEARTBEAT_EVERY = timedelta(seconds=1)
 class PlanRequest(BaseModel):
     at: datetime = Field(description="the run's time (workflow.now())")
     delivery: str | None = Field(default=None, max_length=KEY_CHARS)
+    week: str | None = Field(default=None, max_length=20)
 
 
 class DigestPlan(BaseModel):
@@ -108,6 +110,11 @@ class DigestActivities:
         policy = self._policy()
         timezone = policy.effective_timezone(self._settings.timezone)
         slot = latest_slot(request.at, policy, timezone)
+        if request.week is not None:
+            try:
+                slot = slot_in_week(request.week, policy, timezone)
+            except ValueError as error:
+                raise ApplicationError(str(error), type="BadWeek", non_retryable=True) from None
         channels = channels_for(policy, self._settings, self._notifier)
         skipped = None
         if not policy.enabled:

@@ -36,6 +36,9 @@ class DigestRequest(BaseModel):
     delivery: str | None = Field(
         default=None, max_length=KEY_CHARS, description="a manual send's own delivery key"
     )
+    week: str | None = Field(
+        default=None, max_length=20, description="a manual send's ISO week (2026-W49)"
+    )
 
 
 class Delivery(BaseModel):

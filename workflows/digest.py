@@ -37,7 +37,7 @@ SEND_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
     maximum_attempts=12,
-    non_retryable_error_types=["PolicyFileError"],
+    non_retryable_error_types=["PolicyFileError", "BadWeek"],
 )
 
 
@@ -47,7 +47,7 @@ class WeeklyDigestWorkflow:
     async def run(self, request: DigestRequest) -> DigestRunResult:
         plan = await workflow.execute_activity_method(
             DigestActivities.plan_digest,
-            PlanRequest(at=workflow.now(), delivery=request.delivery),
+            PlanRequest(at=workflow.now(), delivery=request.delivery, week=request.week),
             start_to_close_timeout=PLAN_TIMEOUT,
             retry_policy=SEND_RETRY,
         )
