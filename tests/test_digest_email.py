@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from temporalio.client import (
     Client,
     ScheduleActionExecutionStartWorkflow,
@@ -20,7 +21,7 @@ from temporalio.client import (
 from domain.digest_html import html
 from domain.digest_policy import DigestPolicy
 from domain.digest_runs import Channel, Delivery, DigestRequest, DigestRunResult, message_id
-from domain.digest_text import plain_text, subject
+from domain.digest_text import chat_text, plain_text, subject
 from integrations.temporal_schedules import (
     DIGEST_CATCHUP_WINDOW,
     digest_schedule_id,
@@ -33,6 +34,7 @@ from store.digests import DeliveryStatus, DigestDeliveries
 from tests.digest_week import SLOT, WEEK, ZONE, seed
 from tests.helpers import eventually
 from tests.smtp_server import PASSWORD, SmtpServer, smtp_server
+from tests.test_notifier import Receiver, receiver  # noqa: F401 (a fixture)
 from worker import build_worker
 from workflows.digest import WeeklyDigestWorkflow
 
@@ -68,10 +70,16 @@ def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
 
 
 async def test_a_seeded_week_arrives_as_its_digest(
-    client: Client, task_queue: str, tmp_path: Path, smtp: SmtpServer
+    client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    smtp: SmtpServer,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     home = tmp_path / "home"
-    settings = smtp_settings(home, smtp)
+    settings = smtp_settings(home, smtp).model_copy(
+        update={"chat_webhook_url": SecretStr(receiver.url)}
+    )
     store = configured_store(settings)
     seed(store)
     delivery = f"manual-{uuid.uuid4().hex[:8]}"
@@ -85,8 +93,14 @@ async def test_a_seeded_week_arrives_as_its_digest(
     expected = DigestReader(store).digest(task_queue=task_queue, slot=SLOT, timezone=ZONE)
     mid = message_id(task_queue, delivery, "digest.example.com")
     assert [(o.channel, o.status, o.message_id) for o in result.outcomes] == [
-        (Channel.EMAIL, "sent", mid)
+        (Channel.EMAIL, "sent", mid),
+        (Channel.CHAT, "sent", mid),
     ]
+    # The chat's short form, keyed like the email so a receiver can drop a resent copy.
+    [posted] = await receiver.received()
+    assert posted.body["text"] == chat_text(expected)
+    assert posted.headers["idempotency-key"] == mid
+    assert "Action items: 1 due, 2 overdue" in posted.body["text"]
     assert result.slot == SLOT
 
     [received] = smtp.handler.messages()

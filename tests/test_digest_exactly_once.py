@@ -25,7 +25,7 @@ from settings import Settings
 from store import configured_store
 from store.digests import DeliveryStatus, DigestDeliveries
 from tests.digest_week import SLOT, WEEK, ZONE
-from tests.smtp_server import Gate, SmtpServer, smtp_server
+from tests.smtp_server import PASSWORD, Gate, SmtpServer, smtp_server
 from tests.stack import free_port
 from tests.test_digest_email import SENDER, smtp_settings
 from tests.test_exactly_once_ticket import start_worker, worker_processes
@@ -121,6 +121,8 @@ async def test_a_worker_killed_mid_send_leaves_exactly_one_email(
         [received] = smtp.handler.messages()
         assert received.message["Message-ID"] == mid
         assert delivery_record(settings, task_queue, delivery) == (DeliveryStatus.SENT, 2)
+        logs = (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text()
+        assert "digest.sending" in logs and PASSWORD not in logs
         # The plan, and the send's second attempt (the history keeps a retried activity's last
         # start): the killed one was noticed by its missing heartbeat.
         assert await send_attempts(handle) == [1, 2]
