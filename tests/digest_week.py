@@ -1,12 +1,14 @@
-"""A seeded week for the digest tests: fact rows written through the read model's own write
-path (FactsRepository), around the slot Monday 2026-11-30 09:00 Europe/Berlin (08:00 UTC).
+"""The digest tests' week and their worker's settings (an SMTP server, the policy's [digest]).
 
-The week is [Mon 23 Nov 08:00Z, Mon 30 Nov 08:00Z); the week ahead runs to Mon 7 Dec 08:00Z;
-the four weeks before the week start on Mon 26 Oct 08:00Z (the day after DST ended)."""
+The seeded week: fact rows written through the read model's own write path (FactsRepository),
+around the slot Monday 2026-11-30 09:00 Europe/Berlin (08:00 UTC). The week is
+[Mon 23 Nov 08:00Z, Mon 30 Nov 08:00Z); the week ahead runs to Mon 7 Dec 08:00Z; the four
+weeks before the week start on Mon 26 Oct 08:00Z (the day after DST ended)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,8 +18,10 @@ from domain.functions import ReviewFunction
 from domain.incident import IncidentState
 from domain.policy import ActionKind, Rung
 from domain.severity import Severity
+from settings import Settings
 from store import Store
 from store.facts import FactsRepository
+from tests.smtp_server import SmtpServer
 
 ZONE = "Europe/Berlin"
 SLOT = datetime(2026, 11, 30, 9, 0, tzinfo=ZoneInfo(ZONE))
@@ -157,3 +161,28 @@ def seed(store: Store) -> None:
         facts.record_incident(row, at=recorded)
     for entry in ITEMS:
         facts.record_action_item(entry, at=recorded)
+
+
+RECIPIENTS = ["sre-leads@example.com", "vp-eng@example.com"]
+SENDER = "afteraction@digest.example.com"
+
+
+def digest_policy_file(folder: Path, *, weekday: str = "monday", time: str = "09:00") -> Path:
+    path = folder / "policy.toml"
+    path.write_text(
+        f'[digest]\nweekday = "{weekday}"\ntime = "{time}"\ntimezone = "{ZONE}"\n'
+        f"recipients = {RECIPIENTS!r}\n".replace("'", '"'),
+        encoding="utf-8",
+    )
+    return path
+
+
+def smtp_settings(home: Path, server: SmtpServer) -> Settings:
+    return Settings(
+        _env_file=None,
+        home=home,
+        policy_file=digest_policy_file(home.parent),
+        smtp_url=server.url,
+        smtp_from=SENDER,
+        smtp_ca_file=server.ca_file,
+    )

@@ -27,40 +27,15 @@ from integrations.temporal_schedules import (
     digest_schedule_id,
     ensure_digest_schedule,
 )
-from settings import Settings
 from store import configured_store
 from store.digest_facts import DigestReader
 from store.digests import DeliveryStatus, DigestDeliveries
-from tests.digest_week import SLOT, WEEK, ZONE, seed
+from tests.digest_week import RECIPIENTS, SENDER, SLOT, WEEK, ZONE, seed, smtp_settings
 from tests.helpers import eventually
 from tests.smtp_server import PASSWORD, SmtpServer, smtp_server
 from tests.test_notifier import Receiver, receiver  # noqa: F401 (a fixture)
 from worker import build_worker
 from workflows.digest import WeeklyDigestWorkflow
-
-RECIPIENTS = ["sre-leads@example.com", "vp-eng@example.com"]
-SENDER = "afteraction@digest.example.com"
-
-
-def digest_policy_file(folder: Path, *, weekday: str = "monday", time: str = "09:00") -> Path:
-    path = folder / "policy.toml"
-    path.write_text(
-        f'[digest]\nweekday = "{weekday}"\ntime = "{time}"\ntimezone = "{ZONE}"\n'
-        f"recipients = {RECIPIENTS!r}\n".replace("'", '"'),
-        encoding="utf-8",
-    )
-    return path
-
-
-def smtp_settings(home: Path, server: SmtpServer) -> Settings:
-    return Settings(
-        _env_file=None,
-        home=home,
-        policy_file=digest_policy_file(home.parent),
-        smtp_url=server.url,
-        smtp_from=SENDER,
-        smtp_ca_file=server.ca_file,
-    )
 
 
 @pytest.fixture

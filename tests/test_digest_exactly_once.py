@@ -24,10 +24,9 @@ from integrations.temporal_client import connect
 from settings import Settings
 from store import configured_store
 from store.digests import DeliveryStatus, DigestDeliveries
-from tests.digest_week import SLOT, WEEK, ZONE
+from tests.digest_week import SENDER, SLOT, WEEK, ZONE, smtp_settings
 from tests.smtp_server import PASSWORD, Gate, SmtpServer, smtp_server
 from tests.stack import free_port
-from tests.test_digest_email import SENDER, smtp_settings
 from tests.test_exactly_once_ticket import start_worker, worker_processes
 from worker import build_worker
 from workflows.digest import WeeklyDigestWorkflow

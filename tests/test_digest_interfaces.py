@@ -19,9 +19,8 @@ from store.digest_facts import DigestReader
 from tests.api_server import serving_api
 from tests.auth import bearer, token_secret
 from tests.cli import Cli, cli_env
-from tests.digest_week import SLOT, WEEK, ZONE, seed
+from tests.digest_week import SLOT, WEEK, ZONE, digest_policy_file, seed, smtp_settings
 from tests.smtp_server import smtp_server
-from tests.test_digest_email import digest_policy_file, smtp_settings
 from worker import build_worker, publish_deployment
 
 
