@@ -31,6 +31,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notify import Notifier
+from activities.store_errors import store_unavailable
 from domain.digest import Digest
 from domain.digest_html import html
 from domain.digest_policy import DigestPolicy
@@ -192,11 +193,7 @@ class DigestActivities:
             await _heartbeating(asyncio.to_thread(deliver, digest, mid))
             await asyncio.to_thread(lambda: deliveries.mark_sent(delivery, at=datetime.now(UTC)))
         except StoreError as error:
-            raise ApplicationError(
-                f"the digest's database failed: {error}",
-                type="StoreUnavailable",
-                non_retryable=not error.retryable,
-            ) from None
+            raise store_unavailable(error, "the digest's") from None
         log.info("digest.sent", **fields)
         return DeliveryOutcome(channel=delivery.channel, status="sent", message_id=mid)
 

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.action_item import ActionItemState
+from domain.digest_runs import Channel, Delivery
 from domain.facts import ActionItemFacts, IncidentFacts
 from domain.functions import ReviewFunction
 from domain.incident import IncidentState
@@ -20,6 +21,7 @@ from domain.policy import ActionKind, Rung
 from domain.severity import Severity
 from settings import Settings
 from store import Store
+from store.digests import DigestDeliveries
 from store.facts import FactsRepository
 from tests.smtp_server import SmtpServer
 
@@ -186,3 +188,18 @@ def smtp_settings(home: Path, server: SmtpServer) -> Settings:
         smtp_from=SENDER,
         smtp_ca_file=server.ca_file,
     )
+
+
+def delivery_record(store: Store, task_queue: str, delivery: str) -> tuple[str, str, int]:
+    """The email delivery's (status, Message-ID, attempts) of the seeded week's slot."""
+    record = DigestDeliveries(store).get(
+        Delivery(
+            task_queue=task_queue,
+            slot=SLOT,
+            timezone=ZONE,
+            delivery=delivery,
+            channel=Channel.EMAIL,
+        )
+    )
+    assert record is not None
+    return record.status, record.message_id, record.attempts

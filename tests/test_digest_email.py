@@ -20,7 +20,7 @@ from temporalio.client import (
 
 from domain.digest_html import html
 from domain.digest_policy import DigestPolicy
-from domain.digest_runs import Channel, Delivery, DigestRequest, DigestRunResult, message_id
+from domain.digest_runs import Channel, DigestRequest, DigestRunResult, message_id
 from domain.digest_text import chat_text, plain_text, subject
 from integrations.temporal_schedules import (
     DIGEST_CATCHUP_WINDOW,
@@ -29,8 +29,17 @@ from integrations.temporal_schedules import (
 )
 from store import configured_store
 from store.digest_facts import DigestReader
-from store.digests import DeliveryStatus, DigestDeliveries
-from tests.digest_week import RECIPIENTS, SENDER, SLOT, WEEK, ZONE, seed, smtp_settings
+from store.digests import DeliveryStatus
+from tests.digest_week import (
+    RECIPIENTS,
+    SENDER,
+    SLOT,
+    WEEK,
+    ZONE,
+    delivery_record,
+    seed,
+    smtp_settings,
+)
 from tests.helpers import eventually
 from tests.smtp_server import PASSWORD, SmtpServer, smtp_server
 from tests.test_notifier import Receiver, receiver  # noqa: F401 (a fixture)
@@ -102,17 +111,7 @@ async def test_a_seeded_week_arrives_as_its_digest(
     assert "approved by vp-eng" in body and "INC-A INC-A title → INC-OLD1, INC-OLD2" in body
     assert PASSWORD not in message.as_string()
 
-    record = DigestDeliveries(store).get(
-        Delivery(
-            task_queue=task_queue,
-            slot=SLOT,
-            timezone=ZONE,
-            delivery=delivery,
-            channel=Channel.EMAIL,
-        )
-    )
-    assert record is not None
-    assert (record.status, record.message_id, record.attempts) == (DeliveryStatus.SENT, mid, 1)
+    assert delivery_record(store, task_queue, delivery) == (DeliveryStatus.SENT, mid, 1)
 
 
 async def test_the_schedule_follows_the_policy(client: Client) -> None:

@@ -19,12 +19,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from app.stack import dev_server_command
 from bench.chaos_stack import Child, wait_for
-from domain.digest_runs import Channel, Delivery, DigestRequest, DigestRunResult, message_id
+from domain.digest_runs import DigestRequest, DigestRunResult, message_id
 from integrations.temporal_client import connect
 from settings import Settings
 from store import configured_store
-from store.digests import DeliveryStatus, DigestDeliveries
-from tests.digest_week import SENDER, SLOT, WEEK, ZONE, smtp_settings
+from store.digests import DeliveryStatus
+from tests.digest_week import SENDER, WEEK, delivery_record, smtp_settings
 from tests.smtp_server import PASSWORD, Gate, SmtpServer, smtp_server
 from tests.stack import free_port
 from tests.test_exactly_once_ticket import start_worker, worker_processes
@@ -62,20 +62,6 @@ async def send_attempts(handle: WorkflowHandle[WeeklyDigestWorkflow, DigestRunRe
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attempts.append(event.activity_task_started_event_attributes.attempt)
     return attempts
-
-
-def delivery_record(settings: Settings, task_queue: str, delivery: str) -> tuple[str, int]:
-    record = DigestDeliveries(configured_store(settings)).get(
-        Delivery(
-            task_queue=task_queue,
-            slot=SLOT,
-            timezone=ZONE,
-            delivery=delivery,
-            channel=Channel.EMAIL,
-        )
-    )
-    assert record is not None
-    return record.status, record.attempts
 
 
 async def test_a_worker_killed_mid_send_leaves_exactly_one_email(
@@ -119,7 +105,11 @@ async def test_a_worker_killed_mid_send_leaves_exactly_one_email(
         assert [(o.status, o.message_id) for o in result.outcomes] == [("sent", mid)]
         [received] = smtp.handler.messages()
         assert received.message["Message-ID"] == mid
-        assert delivery_record(settings, task_queue, delivery) == (DeliveryStatus.SENT, 2)
+        assert delivery_record(configured_store(settings), task_queue, delivery) == (
+            DeliveryStatus.SENT,
+            mid,
+            2,
+        )
         logs = (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text()
         assert "digest.sending" in logs and PASSWORD not in logs
         # The plan, and the send's second attempt (the history keeps a retried activity's last
@@ -167,7 +157,9 @@ async def test_a_dev_server_restart_mid_send_leaves_exactly_one_email(tmp_path: 
             assert (outcome.message_id, outcome.status in ("sent", "already_sent")) == (mid, True)
             [received] = smtp.handler.messages()
             assert received.message["Message-ID"] == mid
-            assert delivery_record(settings, task_queue, delivery)[0] == DeliveryStatus.SENT
+            assert delivery_record(configured_store(settings), task_queue, delivery)[0] == (
+                DeliveryStatus.SENT
+            )
     finally:
         server.stop()
 
