@@ -88,7 +88,7 @@ def email_message(digest: Digest, *, sender: str, recipients: list[str], mid: st
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Message-ID"] = mid
-    message["Date"] = formatdate(digest.slot.timestamp(), usegmt=True)
+    message["Date"] = formatdate(usegmt=True)
     message.set_content(plain_text(digest))
     message.add_alternative(html(digest), subtype="html")
     return message
@@ -125,13 +125,21 @@ class DigestActivities:
                 "no channel: set AFTERACTION_SMTP_URL and the policy's [digest] recipients, or "
                 "AFTERACTION_CHAT_WEBHOOK_URL"
             )
-        return DigestPlan(
+        plan = DigestPlan(
             slot=slot,
             timezone=timezone,
             delivery=request.delivery or delivery_key(slot),
             channels=channels,
             skipped=skipped,
         )
+        log.info(
+            "digest.planned",
+            slot=slot.isoformat(),
+            delivery=plan.delivery,
+            channels=[c.value for c in channels],
+            skipped=skipped,
+        )
+        return plan
 
     @activity.defn(name="send_digest_email")
     async def send_digest_email(self, delivery: Delivery) -> DeliveryOutcome:

@@ -25,7 +25,11 @@ digest: typer.Typer = typer.Typer(
 
 WeekOption = Annotated[
     str | None,
-    typer.Option("--week", help="An ISO week, e.g. 2026-W49 (default: the latest slot's)."),
+    typer.Option(
+        "--week",
+        help="The ISO week the digest is sent in, e.g. 2026-W49 (it covers the week before "
+        "its send time); default: the latest send time's.",
+    ),
 ]
 
 

@@ -941,7 +941,8 @@ def create_app(
         week: Annotated[
             str | None,
             Query(
-                description="An ISO week, e.g. 2026-W49 (default: the latest slot's).",
+                description="The ISO week the digest is sent in, e.g. 2026-W49 (it covers the week "
+                "before its send time); default: the latest send time's.",
                 max_length=20,
             ),
         ] = None,
