@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from domain.digest_policy import check_timezone
+from domain.digest_policy import check_address, check_timezone
 from domain.policy import parse_duration
 from integrations.email import parse_smtp_url
 
@@ -345,6 +345,11 @@ class Settings(BaseSettings):
     @classmethod
     def _timezone(cls, value: str) -> str:
         return check_timezone(value)
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        return check_address(value)
 
     @field_validator("smtp_url")
     @classmethod

@@ -44,6 +44,15 @@ def check_timezone(name: str) -> str:
     return name
 
 
+def check_address(address: str) -> str:
+    """An email address (ValueError naming it otherwise): no display name, no list."""
+    if len(address) > NAME_CHARS or not _ADDRESS.match(address):
+        raise ValueError(
+            f"{address[:60]!r} is not an email address; give one such as sre-leads@example.com"
+        )
+    return address
+
+
 class DigestPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -73,12 +82,8 @@ class DigestPolicy(BaseModel):
     @field_validator("recipients")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
-        wrong = [a for a in value if len(a) > NAME_CHARS or not _ADDRESS.match(a)]
-        if wrong:
-            raise ValueError(
-                f"not an email address: {', '.join(repr(a[:60]) for a in wrong)}; "
-                "give addresses such as sre-leads@example.com"
-            )
+        for address in value:
+            check_address(address)
         return value
 
     @property

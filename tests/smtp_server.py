@@ -85,7 +85,8 @@ class Handler:
         )
         if ok:
             self.logins.append(USER)
-        return AuthResult(success=ok)
+        # handled=False: the server answers 535 itself (True would leave the client waiting).
+        return AuthResult(success=ok, handled=False)
 
     def messages(self) -> list[Received]:
         with self._lock:

@@ -16,6 +16,7 @@ from temporalio.client import (
     ScheduleActionExecutionStartWorkflow,
     ScheduleBackfill,
     ScheduleOverlapPolicy,
+    WorkflowFailureError,
 )
 
 from domain.digest_html import html
@@ -112,6 +113,27 @@ async def test_a_seeded_week_arrives_as_its_digest(
     assert PASSWORD not in message.as_string()
 
     assert delivery_record(store, task_queue, delivery) == (DeliveryStatus.SENT, mid, 1)
+
+
+async def test_a_refused_login_fails_the_run_at_once_and_names_no_password(
+    client: Client, task_queue: str, tmp_path: Path, smtp: SmtpServer
+) -> None:
+    wrong = smtp.url.replace(PASSWORD, "not-the-password")
+    settings = smtp_settings(tmp_path / "home", smtp).model_copy(
+        update={"smtp_url": SecretStr(wrong)}
+    )
+    async with build_worker(client, settings, task_queue=task_queue):
+        with pytest.raises(WorkflowFailureError) as failed:
+            await client.execute_workflow(
+                WeeklyDigestWorkflow.run,
+                DigestRequest(delivery="manual-refused", week=WEEK),
+                id=f"digest-test-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+    message = str(failed.value.cause)
+    assert "refused the SMTP login" in message and "AFTERACTION_SMTP_URL" in message
+    assert "not-the-password" not in message
+    assert smtp.handler.messages() == []
 
 
 async def test_the_schedule_follows_the_policy(client: Client) -> None:
