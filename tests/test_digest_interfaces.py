@@ -60,7 +60,7 @@ async def test_preview_and_send_now_from_the_cli(
         )
 
 
-def test_get_api_digest_answers_readers_only(tmp_path: Path) -> None:
+async def test_get_api_digest_answers_readers_only_and_the_remote_cli(tmp_path: Path) -> None:
     settings = Settings(
         _env_file=None,
         home=tmp_path / "home",
@@ -83,3 +83,12 @@ def test_get_api_digest_answers_readers_only(tmp_path: Path) -> None:
         assert httpx.get(f"{api_url}/api/digest", params={"week": WEEK}).status_code == 401
         wrong = bearer("aft_" + "x" * 40)
         assert httpx.get(f"{api_url}/api/digest", headers=wrong).status_code == 401
+        # The CLI with a token asks the API (no store, no Temporal of its own).
+        env = cli_env(tmp_path / "elsewhere", "127.0.0.1:1")
+        env.update(AFTERACTION_API_URL=api_url, AFTERACTION_API_TOKEN=viewer)
+        (tmp_path / "elsewhere").mkdir()
+        cli = Cli(tmp_path / "elsewhere", env, prefix=("digest",))
+        shown = await cli("preview", "--week", WEEK, "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout) == expected.model_dump(mode="json")
+        assert "not an ISO week" in await cli.refused("preview", "--week", "W49")

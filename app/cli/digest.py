@@ -1,5 +1,8 @@
 """`afteraction digest`: preview the weekly digest of a week, or send one now. Part of the
-`afteraction` app (app.cli.main registers it)."""
+`afteraction` app (app.cli.main registers it).
+
+The preview goes through the API when AFTERACTION_API_TOKEN is set, else straight to the store;
+a send by hand starts a WeeklyDigest run on Temporal."""
 
 from __future__ import annotations
 
@@ -9,7 +12,17 @@ import typer
 from rich.text import Text
 from temporalio.client import Client, WorkflowFailureError
 
-from app.cli.common import JsonOption, _emit, _run_client, _settings, deployed, fail, warn
+from app.cli.common import (
+    JsonOption,
+    _emit,
+    _run_client,
+    _settings,
+    deployed,
+    fail,
+    remote_api,
+    run_remote,
+    warn,
+)
 from app.services.digest import SendPending, WeekError, preview, send_now
 from domain.digest import Digest
 from domain.digest_runs import DigestRunResult
@@ -37,15 +50,27 @@ WeekOption = Annotated[
 def preview_command(week: WeekOption = None, as_json: JsonOption = False) -> None:
     """Print the digest of a week as its email's plain text (or as JSON)."""
     settings = _settings()
+    api = remote_api(settings)
+    if api is not None:
+        params = {"week": week} if week else None
+        remote: Digest = run_remote(
+            api, lambda: api.call("GET", "/api/digest", Digest, params=params)
+        )
+        _show(remote, as_json)
+        return
     in_force, _ = deployed(settings)
     if in_force.warning:
         warn(in_force.warning)
     try:
-        found: Digest = preview(configured_store(settings), settings, in_force.policy.digest, week)
+        found = preview(configured_store(settings), settings, in_force.policy.digest, week)
     except WeekError as error:
         fail(f"--week: {error}", 2)
     except StoreError as error:
         fail(str(error), 1 if error.retryable else 2)
+    _show(found, as_json)
+
+
+def _show(found: Digest, as_json: bool) -> None:
     _emit(found, as_json, Text(plain_text(found).rstrip("\n")))
 
 
