@@ -4,7 +4,9 @@ The digest of slot S (a send time, aware in the digest's zone) covers **the week
 [S - 1 week, S), for what happened (incidents declared, reviews held, risks accepted, repeats),
 **the week ahead**, [S, S + 1 week), for what falls due (reviews, action items), and the state
 **at S** for what is still open or overdue. Everything is read from the facts' times, never
-from their current state, so the digest of a past week reads the same whenever it is computed.
+from their current state, so the digest of a past week reads the same whenever it is computed;
+the one exception is an item's due date, which is the one in force now (the facts keep no
+history of extensions), so an extension granted after S moves the item in S's digest too.
 The comparison figures come from domain/metrics.py (the same definitions as `metrics`): the
 week, against the four weeks before it.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from domain.action_item import ActionItemState
 from domain.digest import Digest
@@ -32,45 +33,92 @@ def test_the_seeded_week_field_by_field(tmp_path: Path) -> None:
     assert digest.week_start == datetime(2026, 11, 23, 8, tzinfo=UTC)
     assert digest.ahead_end == datetime(2026, 12, 7, 8, tzinfo=UTC)
 
-    by_severity = {s.severity: s for s in digest.incidents}
-    assert [s.severity for s in digest.incidents] == list(Severity)
-    counts = {s: (by_severity[s].declared, by_severity[s].open) for s in Severity}
-    assert counts == {
-        Severity.SEV1: (1, 1),
-        Severity.SEV2: (1, 2),
-        Severity.SEV3: (1, 0),
-        Severity.SEV4: (0, 0),
-    }
-    listed = {s: [i.key for i in by_severity[s].incidents] for s in Severity}
-    assert listed == {
-        Severity.SEV1: ["INC-A"],
-        Severity.SEV2: ["INC-C", "INC-B"],
-        Severity.SEV3: ["INC-D"],
-        Severity.SEV4: [],
-    }
-    assert by_severity[Severity.SEV3].incidents[0].state == "cancelled"
+    def listed(key: str, severity: str, state: str, declared: datetime) -> dict[str, Any]:
+        return {
+            "key": key,
+            "title": f"{key} title",
+            "severity": severity,
+            "state": state,
+            "declared_at": declared,
+        }
 
-    reviews = digest.reviews
-    assert [(r.key, r.due_at) for r in reviews.due] == [("INC-B", at(12, 2, 10))]
-    assert [(r.key, r.due_at) for r in reviews.overdue] == [("INC-C", at(11, 18))]
-    [held] = reviews.held
-    assert (held.key, held.held_at, held.missing_functions, held.waived) == (
-        "INC-A",
-        at(11, 26, 12),
-        ["security"],
-        True,
-    )
-    assert reviews.more == 0
+    # INC-F (closed during the week, declared before it) and INC-E (closed before it) are in
+    # no list; the cancelled INC-D counts as declared, not as open.
+    assert [section.model_dump() for section in digest.incidents] == [
+        {
+            "severity": "SEV1",
+            "declared": 1,
+            "open": 1,
+            "incidents": [listed("INC-A", "SEV1", "tracking", at(11, 24, 10))],
+            "more": 0,
+        },
+        {
+            "severity": "SEV2",
+            "declared": 1,
+            "open": 2,
+            "incidents": [
+                listed("INC-C", "SEV2", "resolved", at(11, 10)),
+                listed("INC-B", "SEV2", "resolved", at(11, 25, 9)),
+            ],
+            "more": 0,
+        },
+        {
+            "severity": "SEV3",
+            "declared": 1,
+            "open": 0,
+            "incidents": [listed("INC-D", "SEV3", "cancelled", at(11, 26, 8))],
+            "more": 0,
+        },
+        {"severity": "SEV4", "declared": 0, "open": 0, "incidents": [], "more": 0},
+    ]
 
-    items = digest.action_items
-    assert [(i.id, i.owner, i.due_at) for i in items.due] == [("INC-A-1", "pat", at(12, 3))]
-    assert items.overdue == 2
-    overdue = {
-        team.team: [(i.id, i.owner, i.rung) for i in team.items] for team in items.overdue_by_team
+    def review(key: str, severity: str, due: datetime, **held: Any) -> dict[str, Any]:
+        fields = {"held_at": None, "missing_functions": [], "waived": False, **held}
+        return {"key": key, "title": f"{key} title", "severity": severity, "due_at": due, **fields}
+
+    # INC-F's review was held before the week, before its deadline: in no list.
+    assert digest.reviews.model_dump() == {
+        "due": [review("INC-B", "SEV2", at(12, 2, 10))],
+        "overdue": [review("INC-C", "SEV2", at(11, 18))],
+        "held": [
+            review(
+                "INC-A",
+                "SEV1",
+                at(11, 26, 18),
+                held_at=at(11, 26, 12),
+                missing_functions=["security"],
+                waived=True,
+            )
+        ],
+        "more": 0,
     }
-    assert overdue == {
-        "payments": [("INC-C-1", "pat", "team_lead")],
-        "platform": [("INC-C-2", None, "owner")],
+
+    def item(id: str, team: str, owner: str | None, due: datetime, rung: str | None) -> Any:
+        return {
+            "id": id,
+            "title": f"{id} title",
+            "owning_team": team,
+            "owner": owner,
+            "due_at": due,
+            "rung": rung,
+        }
+
+    assert digest.action_items.model_dump() == {
+        "due": [item("INC-A-1", "payments", "pat", at(12, 3), None)],
+        "due_more": 0,
+        "overdue": 2,
+        "overdue_by_team": [
+            {
+                "team": "payments",
+                "items": [item("INC-C-1", "payments", "pat", at(11, 20), "team_lead")],
+                "more": 0,
+            },
+            {
+                "team": "platform",
+                "items": [item("INC-C-2", "platform", None, at(11, 28), "owner")],
+                "more": 0,
+            },
+        ],
     }
 
     # The week: INC-F-2 on time, INC-F-1 accepted (closed, never on time); INC-A reviewed in
@@ -93,13 +141,22 @@ def test_the_seeded_week_field_by_field(tmp_path: Path) -> None:
         "time_to_review_mean": 3 * DAY,
     }
 
-    assert digest.repeats.count == 1
-    assert [(r.key, r.repeat_of) for r in digest.repeats.incidents] == [
-        ("INC-A", ["INC-OLD1", "INC-OLD2"])
+    assert digest.repeats.model_dump() == {
+        "count": 1,
+        "incidents": [
+            {"key": "INC-A", "title": "INC-A title", "repeat_of": ["INC-OLD1", "INC-OLD2"]}
+        ],
+    }
+    assert [a.model_dump() for a in digest.risk_acceptances] == [
+        {
+            "id": "INC-F-1",
+            "title": "INC-F-1 title",
+            "owning_team": "platform",
+            "approver": "vp-eng",
+            "accepted_at": at(11, 27),
+        }
     ]
-    assert [(a.id, a.approver, a.accepted_at) for a in digest.risk_acceptances] == [
-        ("INC-F-1", "vp-eng", at(11, 27))
-    ]
+    assert digest.risk_acceptances_more == 0
 
 
 def test_what_happens_after_the_slot_leaves_its_digest_unchanged(tmp_path: Path) -> None:
