@@ -9,6 +9,7 @@ from typing import Any
 
 from domain.action_item import ActionItemState
 from domain.digest import Digest
+from domain.digest_html import html
 from domain.digest_policy import DigestPolicy
 from domain.digest_runs import latest_slot, slot_in_week, week_after
 from domain.incident import IncidentState
@@ -205,3 +206,21 @@ def test_missed_weeks_all_name_the_latest_slot() -> None:
     now = datetime(2026, 12, 2, 12, tzinfo=UTC)
     caught_up = {latest_slot(now, policy, ZONE) for _ in range(3)}
     assert caught_up == {SLOT}
+
+
+def test_people_s_text_is_escaped_in_the_html(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    seed(store)
+    FactsRepository(store).record_incident(
+        incident(
+            "INC-X",
+            Severity.SEV1,
+            IncidentState.DECLARED,
+            title='<img src=x onerror="alert(1)"> & co',
+            declared_at=at(11, 27),
+        ),
+        at=at(11, 27),
+    )
+    page = html(DigestReader(store).digest(task_queue="tq", slot=SLOT, timezone=ZONE))
+    assert "INC-X [declared] &lt;img src=x onerror=&#34;alert(1)&#34;&gt; &amp; co" in page
+    assert "<img" not in page

@@ -136,6 +136,48 @@ async def test_a_refused_login_fails_the_run_at_once_and_names_no_password(
     assert smtp.handler.messages() == []
 
 
+async def test_a_refused_webhook_does_not_hold_up_the_email(
+    client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    smtp: SmtpServer,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    receiver.status = 404
+    settings = smtp_settings(tmp_path / "home", smtp).model_copy(
+        update={"chat_webhook_url": SecretStr(receiver.url)}
+    )
+    async with build_worker(client, settings, task_queue=task_queue):
+        with pytest.raises(WorkflowFailureError) as failed:
+            await client.execute_workflow(
+                WeeklyDigestWorkflow.run,
+                DigestRequest(delivery="manual-webhook-refused", week=WEEK),
+                id=f"digest-test-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+    assert "chat: " in str(failed.value.cause) and "HTTP 404" in str(failed.value.cause)
+    assert len(smtp.handler.messages()) == 1
+    assert len(await receiver.received()) == 1  # refused for good: not retried
+
+
+async def test_a_disabled_digest_sends_nothing(
+    client: Client, task_queue: str, tmp_path: Path, smtp: SmtpServer
+) -> None:
+    settings = smtp_settings(tmp_path / "home", smtp)
+    assert settings.policy_file is not None
+    with settings.policy_file.open("a", encoding="utf-8") as policy:
+        policy.write("enabled = false\n")
+    async with build_worker(client, settings, task_queue=task_queue):
+        result = await client.execute_workflow(
+            WeeklyDigestWorkflow.run,
+            DigestRequest(),
+            id=f"digest-test-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+    assert result.outcomes == []
+    assert smtp.handler.messages() == []
+
+
 async def test_the_schedule_follows_the_policy(client: Client) -> None:
     task_queue = f"tq-{uuid.uuid4()}"
     monday = DigestPolicy()
