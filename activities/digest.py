@@ -26,7 +26,6 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -39,13 +38,14 @@ from domain.digest_runs import (
     Channel,
     Delivery,
     DeliveryOutcome,
+    DigestPlan,
+    PlanRequest,
     delivery_key,
     latest_slot,
     message_id,
     slot_in_week,
 )
 from domain.digest_text import chat_text, plain_text, subject
-from domain.limits import KEY_CHARS
 from domain.policy import PolicyFileError, load_policy
 from integrations.email import SmtpFailed, parse_smtp_url, send
 from settings import Settings
@@ -57,20 +57,6 @@ from telemetry.logs import get_logger
 log = get_logger("afteraction.digest")
 
 HEARTBEAT_EVERY = timedelta(seconds=1)
-
-
-class PlanRequest(BaseModel):
-    at: datetime = Field(description="the run's time (workflow.now())")
-    delivery: str | None = Field(default=None, max_length=KEY_CHARS)
-    week: str | None = Field(default=None, max_length=20)
-
-
-class DigestPlan(BaseModel):
-    slot: datetime
-    timezone: str = Field(max_length=64)
-    delivery: str = Field(max_length=KEY_CHARS)
-    channels: list[Channel] = Field(default_factory=list, max_length=len(Channel))
-    skipped: str | None = Field(default=None, max_length=KEY_CHARS, description="why none")
 
 
 def channels_for(policy: DigestPolicy, settings: Settings, notifier: Notifier) -> list[Channel]:
@@ -118,7 +104,8 @@ class DigestActivities:
                 raise ApplicationError(str(error), type="BadWeek", non_retryable=True) from None
         channels = channels_for(policy, self._settings, self._notifier)
         skipped = None
-        if not policy.enabled:
+        # Off turns off the schedule's sends; a send by hand (its own delivery) still goes.
+        if not policy.enabled and request.delivery is None:
             channels, skipped = [], "the policy's [digest] is disabled"
         elif not channels:
             skipped = (

@@ -56,7 +56,9 @@ def check_address(address: str) -> str:
 class DigestPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = Field(default=True, description="false: no weekly digest is sent")
+    enabled: bool = Field(
+        default=True, description="false: no weekly digest (a send by hand still goes)"
+    )
     weekday: Weekday = Weekday.MONDAY
     time: str = Field(default="09:00", description="HH:MM, 24-hour, in the digest's time zone")
     timezone: str | None = Field(

@@ -41,6 +41,24 @@ class DigestRequest(BaseModel):
     )
 
 
+class PlanRequest(BaseModel):
+    """What a run asks its plan: its own time, and a manual send's delivery and week."""
+
+    at: datetime = Field(description="the run's time (workflow.now())")
+    delivery: str | None = Field(default=None, max_length=KEY_CHARS)
+    week: str | None = Field(default=None, max_length=20)
+
+
+class DigestPlan(BaseModel):
+    """The slot a run sends, in which zone, under which delivery key, to which channels."""
+
+    slot: datetime
+    timezone: str = Field(max_length=64)
+    delivery: str = Field(max_length=KEY_CHARS)
+    channels: list[Channel] = Field(default_factory=list, max_length=len(Channel))
+    skipped: str | None = Field(default=None, max_length=KEY_CHARS, description="why none")
+
+
 class Delivery(BaseModel):
     """One channel's delivery of one slot's digest: the send activities' input."""
 

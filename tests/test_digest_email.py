@@ -160,7 +160,7 @@ async def test_a_refused_webhook_does_not_hold_up_the_email(
     assert len(await receiver.received()) == 1  # refused for good: not retried
 
 
-async def test_a_disabled_digest_sends_nothing(
+async def test_a_disabled_digest_is_sent_only_by_hand(
     client: Client, task_queue: str, tmp_path: Path, smtp: SmtpServer
 ) -> None:
     settings = smtp_settings(tmp_path / "home", smtp)
@@ -168,14 +168,18 @@ async def test_a_disabled_digest_sends_nothing(
     with settings.policy_file.open("a", encoding="utf-8") as policy:
         policy.write("enabled = false\n")
     async with build_worker(client, settings, task_queue=task_queue):
-        result = await client.execute_workflow(
-            WeeklyDigestWorkflow.run,
-            DigestRequest(),
-            id=f"digest-test-{uuid.uuid4()}",
-            task_queue=task_queue,
-        )
-    assert result.outcomes == []
-    assert smtp.handler.messages() == []
+        scheduled, by_hand = [
+            await client.execute_workflow(
+                WeeklyDigestWorkflow.run,
+                request,
+                id=f"digest-test-{uuid.uuid4()}",
+                task_queue=task_queue,
+            )
+            for request in (DigestRequest(), DigestRequest(delivery="manual-while-off"))
+        ]
+    assert scheduled.outcomes == []
+    assert [o.status for o in by_hand.outcomes] == ["sent"]
+    assert len(smtp.handler.messages()) == 1
 
 
 async def test_the_schedule_follows_the_policy(client: Client) -> None:

@@ -17,14 +17,16 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.digest import DigestActivities, DigestPlan, PlanRequest
+    from activities.digest import DigestActivities
     from domain.digest_runs import (
         WORKFLOW_NAME,
         Channel,
         Delivery,
         DeliveryOutcome,
+        DigestPlan,
         DigestRequest,
         DigestRunResult,
+        PlanRequest,
     )
 
 PLAN_TIMEOUT = timedelta(seconds=30)
