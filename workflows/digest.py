@@ -4,7 +4,8 @@ A run asks which slot to send: the latest at or before the run's own time, not t
 scheduled for, so the runs the server starts late after an outage (catch-up) all send the
 latest week, and every run after the first finds its deliveries recorded as sent and sends
 nothing (activities/digest.py). The schedule never overlaps its runs, so two runs never send
-one slot at once. Each channel is its own activity: a failing webhook does not hold up the
+one slot at once (unless an operator forces it: a backfill or trigger with overlap AllowAll,
+whose runs may both find the slot's delivery `sending` and both send). Each channel is its own activity: a failing webhook does not hold up the
 email, and the run fails (visible on the schedule) only after both have had their tries.
 """
 
