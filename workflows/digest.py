@@ -5,8 +5,9 @@ scheduled for, so the runs the server starts late after an outage (catch-up) all
 latest week, and every run after the first finds its deliveries recorded as sent and sends
 nothing (activities/digest.py). The schedule never overlaps its runs, so two runs never send
 one slot at once (unless an operator forces it: a backfill or trigger with overlap AllowAll,
-whose runs may both find the slot's delivery `sending` and both send). Each channel is its own activity: a failing webhook does not hold up the
-email, and the run fails (visible on the schedule) only after both have had their tries.
+whose runs may both find the slot's delivery `sending` and both send). Each channel is its own
+activity: a failing webhook does not hold up the email, and the run fails (visible on the
+schedule) only after both have had their tries.
 """
 
 from __future__ import annotations
