@@ -32,16 +32,18 @@ async def test_preview_and_send_now_from_the_cli(
         settings = smtp_settings(home, smtp).model_copy(update={"task_queue": task_queue})
         store = configured_store(settings)
         seed(store)
-        # The CLI reads the digest settings the deployment's worker published (Berlin time).
+        # The CLI reads the digest settings the deployment's worker published (Berlin time),
+        # not its own (it names no policy file).
         publish_deployment(settings, store)
         env = cli_env(home, client.service_client.config.target_host)
         env["AFTERACTION_TASK_QUEUE"] = task_queue
-        env["AFTERACTION_POLICY_FILE"] = str(settings.policy_file)
         cli = Cli(home, env, prefix=("digest",))
         expected = DigestReader(store).digest(task_queue=task_queue, slot=SLOT, timezone=ZONE)
 
         shown = await cli("preview", "--week", WEEK)
         assert shown.returncode == 0, shown.stderr
+        # The CLI's own (built-in) policy would say UTC; the published one is in force.
+        assert "ignoring AFTERACTION_POLICY_FILE" in shown.stderr
         assert shown.stdout == plain_text(expected)
         as_json = await cli("preview", "--week", WEEK, "--json")
         assert json.loads(as_json.stdout) == expected.model_dump(mode="json")
