@@ -15,7 +15,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.digest_policy import check_address, check_timezone
 from domain.policy import parse_duration
+from integrations.email import parse_smtp_url
 
 ENV_PREFIX = "AFTERACTION_"
 DATABASE_FILE = "afteraction.db"
@@ -123,6 +125,26 @@ class Settings(BaseSettings):
     )
     chat_webhook_url: SecretStr | None = Field(
         default=None, description="an https:// or http:// URL that accepts JSON POSTs"
+    )
+    timezone: str = Field(
+        default="UTC",
+        description="an IANA time zone, e.g. Europe/Berlin: the weekly digest's, unless the "
+        "policy's [digest] names one",
+    )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="where the digest is emailed: smtp://USER:PASSWORD@HOST:587?starttls=true, "
+        "smtps://USER:PASSWORD@HOST:465 or smtp://HOST:25; unset: no email",
+    )
+    smtp_from: str = Field(
+        default="afteraction@localhost",
+        min_length=3,
+        description="the digest email's From address, e.g. afteraction@example.com",
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description="a PEM file of the CA that signed the SMTP server's certificate (default: "
+        "the system's)",
     )
     reconcile_every: timedelta = Field(
         default=timedelta(minutes=5),
@@ -232,6 +254,7 @@ class Settings(BaseSettings):
         "temporal_tls_cert",
         "temporal_tls_key",
         "oidc_roles_file",
+        "smtp_ca_file",
     )
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
@@ -316,6 +339,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 "expected sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/NAME"
             )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        return check_address(value)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_smtp_url(value.get_secret_value())
         return value
 
     @field_validator("chat_webhook_url")

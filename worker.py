@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
+from activities.digest import DigestActivities
 from activities.facilitators import FacilitatorRotation
 from activities.facts import FactsRecorder
 from activities.log_context import LogContextInterceptor
@@ -27,17 +28,18 @@ from domain.policy import load_policy
 from domain.routing import load_routing
 from integrations.registry import TrackerRegistry
 from integrations.temporal_client import connect
-from integrations.temporal_schedules import ensure_reconcile_schedule
+from integrations.temporal_schedules import ensure_digest_schedule, ensure_reconcile_schedule
 from settings import Settings, SettingsError, load_settings
 from store import Store, StoreError, configured_store
 from store.deployment_config import DeploymentConfigs
 from telemetry.logs import configure_logging, get_logger
 from telemetry.metrics import serve_worker_metrics, temporal_runtime
 from workflows.action_item import ActionItemWorkflow
+from workflows.digest import WeeklyDigestWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.reconcile import TicketReconcilerWorkflow
 
-WORKFLOWS = [IncidentWorkflow, ActionItemWorkflow, TicketReconcilerWorkflow]
+WORKFLOWS = [IncidentWorkflow, ActionItemWorkflow, TicketReconcilerWorkflow, WeeklyDigestWorkflow]
 
 log = get_logger("afteraction.worker")
 
@@ -48,6 +50,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     tickets = TicketActivities(registry)
     reconciler = TicketReconciler(client, registry)
     facts = FactsRecorder(settings)
+    digest = DigestActivities(settings, notifier)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -64,6 +67,9 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             facts.record_incident_facts,
             facts.record_action_item_facts,
             facts.find_earlier_incidents,
+            digest.plan_digest,
+            digest.send_digest_email,
+            digest.send_digest_chat,
         ],
         # The tracker libraries are synchronous; their activities will run in this pool.
         activity_executor=ThreadPoolExecutor(max_workers=16),
@@ -135,6 +141,9 @@ async def run_worker(settings: Settings) -> None:
     sweep = await ensure_reconcile_schedule(
         client, settings.task_queue, settings.reconcile_sweep_every, full_sweep=True
     )
+    digest_policy = published.policy.digest
+    digest_zone = digest_policy.effective_timezone(settings.timezone)
+    digest = await ensure_digest_schedule(client, settings.task_queue, digest_policy, digest_zone)
     log.info(
         "worker.started",
         temporal_address=settings.effective_temporal_address,
@@ -144,6 +153,8 @@ async def run_worker(settings: Settings) -> None:
         reconcile_every=str(settings.reconcile_every),
         sweep_schedule=sweep,
         sweep_every=str(settings.reconcile_sweep_every),
+        digest_schedule=digest,
+        digest_at=f"{digest_policy.weekday.value} {digest_policy.time} {digest_zone}",
         database=store.url,
         metrics=settings.worker_metrics_address,
         temporal_metrics=settings.temporal_metrics_address,

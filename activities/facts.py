@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.store_errors import store_unavailable
 from domain.action_item import ActionItemState
 from domain.facts import ActionItemFacts, IncidentFacts
 from domain.policy import Rung
@@ -75,11 +75,7 @@ class FactsRecorder:
         try:
             return use(self._facts())
         except StoreError as error:
-            raise ApplicationError(
-                f"the read model's database failed: {error}",
-                type="StoreUnavailable",
-                non_retryable=not error.retryable,
-            ) from None
+            raise store_unavailable(error, "the read model's") from None
 
     def _facts(self) -> FactsRepository:
         with self._lock:

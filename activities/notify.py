@@ -12,6 +12,7 @@ import http.client
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from email.utils import parsedate_to_datetime
@@ -64,12 +65,19 @@ class Notifier:
         if self._url is not None:
             # The receiver can drop a retried delivery by this key.
             idempotency_key = f"{info.workflow_id}/{notice.deadline.value}/{notice.step}"
-            await asyncio.to_thread(self._post, self._url, notice, idempotency_key)
+            body = {"text": notice.chat_text(), "afteraction": notice.model_dump(mode="json")}
+            await asyncio.to_thread(self.post, body, idempotency_key)
 
-    def _post(self, url: SecretStr, notice: EscalationNotice, idempotency_key: str) -> None:
-        body = json.dumps(
-            {"text": notice.chat_text(), "afteraction": notice.model_dump(mode="json")}
-        )
+    @property
+    def configured(self) -> bool:
+        return self._url is not None
+
+    def post(self, payload: Mapping[str, object], idempotency_key: str) -> None:
+        """POST `payload` as JSON to the webhook (blocking; ApplicationError when it fails)."""
+        url = self._url
+        if url is None:
+            raise _misconfigured("is not set")
+        body = json.dumps(payload)
         try:
             request = urllib.request.Request(
                 url.get_secret_value(),

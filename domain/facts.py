@@ -17,10 +17,12 @@ from pydantic import BaseModel, Field
 from domain.action_item import ActionItem, ActionItemState
 from domain.deadlines import review_due_at
 from domain.escalation import EscalationRecord
+from domain.functions import ReviewFunction
 from domain.incident import Incident, IncidentClock, IncidentState
 from domain.limits import NAMES_ITEMS, Key, Name, SearchName, Title
 from domain.policy import ActionKind, Rung
 from domain.recurrence import EARLIER_INCIDENTS, RECURRENCES
+from domain.review import missing_functions
 from domain.severity import Severity
 
 
@@ -53,6 +55,14 @@ class IncidentFacts(BaseModel):
     review_submitted_at: datetime | None = None
     review_due_at: datetime | None = Field(
         default=None, description="the policy's review deadline, once the incident is resolved"
+    )
+    missing_functions: list[ReviewFunction] = Field(
+        default_factory=list,
+        max_length=len(ReviewFunction),
+        description="the functions the policy requires that the submitted review lacked",
+    )
+    missing_functions_waived: bool = Field(
+        default=False, description="the review went ahead without them, with a waiver"
     )
     closed_at: datetime | None = None
     cancelled_at: datetime | None = None
@@ -93,6 +103,8 @@ class ActionItemFacts(BaseModel):
     escalations: int = 0
     escalations_by_rung: dict[Rung, int] = Field(default_factory=dict)
     rung: Rung | None = Field(default=None, description="the rung of its latest escalation")
+    owner: Name | None = Field(default=None, description="who the ticket is assigned to")
+    approver: Name | None = Field(default=None, description="who accepted its risk")
 
     def same_facts(self, other: ActionItemFacts) -> bool:
         return self.model_dump(exclude={"revision"}) == other.model_dump(exclude={"revision"})
@@ -144,6 +156,12 @@ def incident_facts(incident: Incident, *, revision: int = 0) -> IncidentFacts:
         review_due = review_due_at(
             clock.resolved_at, incident.policy.for_severity(incident.severity)
         )
+    missing: list[ReviewFunction] = []
+    waived = False
+    if incident.review is not None:
+        review = incident.review.review
+        missing = missing_functions(review, incident.policy.for_severity(incident.severity))
+        waived = bool(missing) and bool((review.missing_function_waiver or "").strip())
     return IncidentFacts(
         key=incident.key,
         revision=revision,
@@ -162,6 +180,8 @@ def incident_facts(incident: Incident, *, revision: int = 0) -> IncidentFacts:
         resolved_at=clock.resolved_at,
         review_submitted_at=clock.review_held_at,
         review_due_at=review_due,
+        missing_functions=missing,
+        missing_functions_waived=waived,
         closed_at=clock.closed_at,
         cancelled_at=clock.cancelled_at,
         escalations=incident.escalation_count,
@@ -202,4 +222,6 @@ def action_item_facts(item: ActionItem, *, revision: int = 0) -> ActionItemFacts
         escalations=item.escalation_count,
         escalations_by_rung=_by_rung(item.earlier_escalation_rungs, item.escalations),
         rung=latest_rung,
+        owner=item.spec.assignee or item.route.assignee,
+        approver=item.acceptance.approver if accepted_at is not None and item.acceptance else None,
     )

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from domain.digest_policy import DigestPolicy
 from domain.functions import ReviewFunction
 from domain.limits import LONGEST_DURATION
 from domain.severity import Severity
@@ -265,6 +266,9 @@ class Policy(_Strict):
         default=timedelta(days=90),
         description="how far back a new incident looks for earlier ones of the same service or "
         "failure mode; 0s looks for none",
+    )
+    digest: DigestPolicy = Field(
+        default_factory=DigestPolicy, description="when the weekly digest goes out, to whom"
     )
 
     @field_validator("rubric_scale")
@@ -582,6 +586,8 @@ def _table_model(parent: tuple[str | int, ...]) -> type[BaseModel] | None:
     """The model a table of the policy file is read into, to list its fields."""
     if not parent:
         return Policy
+    if parent == ("digest",):
+        return DigestPolicy
     if parent[0] == "severities" and len(parent) == 2:
         return SeverityPolicy
     if parent[0] == "severities" and len(parent) == 3 and parent[2] == "escalation":

@@ -54,6 +54,8 @@ def incident_columns(facts: IncidentFacts) -> dict[str, Any]:
         "resolved_ms": epoch_ms(facts.resolved_at),
         "review_submitted_ms": epoch_ms(facts.review_submitted_at),
         "review_due_ms": epoch_ms(facts.review_due_at),
+        "missing_functions": _json([f.value for f in facts.missing_functions]),
+        "missing_functions_waived": facts.missing_functions_waived,
         "closed_ms": epoch_ms(facts.closed_at),
         "cancelled_ms": epoch_ms(facts.cancelled_at),
         "escalations": facts.escalations,
@@ -83,6 +85,8 @@ def action_item_columns(facts: ActionItemFacts) -> dict[str, Any]:
         "escalations": facts.escalations,
         "escalations_by_rung": _json({r.value: n for r, n in facts.escalations_by_rung.items()}),
         "rung": facts.rung.value if facts.rung is not None else None,
+        "owner": facts.owner,
+        "approver": facts.approver,
     }
 
 

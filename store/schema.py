@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -159,6 +161,8 @@ class IncidentFactRow(Base):
     resolved_ms: Mapped[int | None] = mapped_column(BigInteger)
     review_submitted_ms: Mapped[int | None] = mapped_column(BigInteger)
     review_due_ms: Mapped[int | None] = mapped_column(BigInteger)
+    missing_functions: Mapped[str] = mapped_column(Text, server_default="[]")
+    missing_functions_waived: Mapped[bool] = mapped_column(Boolean, server_default=false())
     closed_ms: Mapped[int | None] = mapped_column(BigInteger)
     cancelled_ms: Mapped[int | None] = mapped_column(BigInteger)
     escalations: Mapped[int] = mapped_column(Integer)
@@ -197,6 +201,8 @@ class ActionItemFactRow(Base):
     escalations: Mapped[int] = mapped_column(Integer)
     escalations_by_rung: Mapped[str] = mapped_column(Text)
     rung: Mapped[str | None] = mapped_column(String(16))
+    owner: Mapped[str | None] = mapped_column(Text)
+    approver: Mapped[str | None] = mapped_column(Text)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -227,3 +233,20 @@ class FailureModeRow(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str] = mapped_column(String(255))
+
+
+class DigestDeliveryRow(Base):
+    """One channel's delivery of one weekly digest (store/digests.py): `sending` while a send
+    may be under way, `sent` once the receiver accepted it."""
+
+    __tablename__ = "digest_deliveries"
+
+    task_queue: Mapped[str] = mapped_column(String(255), primary_key=True)
+    delivery: Mapped[str] = mapped_column(String(255), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    slot: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[str] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

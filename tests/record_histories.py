@@ -55,6 +55,7 @@ from domain.commands import (
     SetSeverity,
     Transition,
 )
+from domain.digest_runs import DigestRequest, DigestRunResult
 from domain.incident import Incident, IncidentState, Role
 from domain.policy import ActionKind, Policy
 from domain.reconcile import ReconcileRequest, ReconcileResult
@@ -64,6 +65,7 @@ from integrations.local import LocalTracker
 from settings import Settings
 from store import configured_store
 from store.facts import FactsRepository
+from tests.digest_week import WEEK, smtp_settings
 from tests.helpers import declare, eventually, new_key
 from tests.policies import fast_policy, slow_policy
 from tests.reviews import (
@@ -75,6 +77,7 @@ from tests.reviews import (
     standalone_item,
 )
 from tests.servers import dev_server_path
+from tests.smtp_server import smtp_server
 from worker import build_worker
 from workflows.incident import IncidentWorkflow
 
@@ -436,6 +439,28 @@ async def reconciler_catches_a_closed_ticket(client: Client, task_queue: str) ->
     return {"reconciler-signals-drift": handle}
 
 
+async def digest_sends_a_week(client: Client, task_queue: str) -> Recorded:
+    """A WeeklyDigest run by hand for a week: planned, emailed to a loopback SMTP server (a
+    worker of its own on a queue of its own: the recording worker configures no SMTP)."""
+    queue = f"{task_queue}-digest"
+    with (
+        tempfile.TemporaryDirectory(prefix="afteraction-digest-") as folder,
+        smtp_server(Path(folder)) as smtp,
+    ):
+        settings = smtp_settings(Path(folder) / "home", smtp)
+        async with build_worker(client, settings, task_queue=queue):
+            handle = await client.start_workflow(
+                "WeeklyDigest",
+                DigestRequest(delivery=f"manual-{uuid.uuid4().hex[:8]}", week=WEEK),
+                id=f"digest-{uuid.uuid4()}",
+                task_queue=queue,
+                result_type=DigestRunResult,
+            )
+            result = await handle.result()
+    assert [o.status for o in result.outcomes] == ["sent"], result
+    return {"digest-sends-a-week": handle}
+
+
 async def resolved(client: Client, task_queue: str, policy: Policy) -> Handle:
     handle = await declare(client, task_queue, policy)
     await handle.execute_update(IncidentWorkflow.acknowledge, Acknowledge(commander="bob"))
@@ -598,6 +623,7 @@ SCENARIOS: list[Scenario] = [
     item_continued_as_new,
     reconciler_catches_a_closed_ticket,
     repeat_escalates_the_earlier_fix,
+    digest_sends_a_week,
 ]
 # The recording worker's local tracker folder (scenarios that act as the owning team use it).
 HOME: list[Path] = []

@@ -19,6 +19,8 @@ from domain.commands import Transition
 from domain.review import SubmitReview
 from integrations.local import LocalTracker
 from settings import Settings
+from store import configured_store
+from store.facts import FactsRepository
 from tests.emulators.github import GitHubEmulator, github_serving
 from tests.emulators.jira import JiraEmulator, JiraWorkflow, Status
 from tests.emulators.jira import Transition as JiraTransition
@@ -114,3 +116,9 @@ async def test_accepting_the_risk_closes_the_ticket_as_wont_do_on_every_tracker(
     assert any(
         "risk accepted by vp-eng (won't do): replaced by the rewrite" in c.text for c in comments
     )
+    # The read model keeps who accepted each risk (the weekly digest lists them).
+    rows = await eventually(
+        lambda: asyncio.to_thread(FactsRepository(configured_store(settings)).action_items),
+        lambda found: {row["approver"] for row in found.values()} == {"vp-eng"},
+    )
+    assert len(rows) == 3

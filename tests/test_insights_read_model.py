@@ -19,6 +19,7 @@ from domain.action_item import (
     action_workflow_id,
 )
 from domain.commands import Acknowledge, Transition
+from domain.functions import ReviewFunction
 from domain.incident import IncidentState
 from domain.review import ScheduleReview, SubmitReview
 from settings import Settings
@@ -45,7 +46,16 @@ async def test_facts_follow_the_workflows_and_check_notices_a_deleted_row(
         IncidentWorkflow.schedule_review,
         ScheduleReview(at=datetime.now(UTC) + timedelta(days=1), facilitator="fran"),
     )
+    # Held without operations, which SEV2 requires: waived, and a fact the digest lists.
     review = full_review(item_spec("payments", "Cap the pool size"))
+    review = review.model_copy(
+        update={
+            "participants": [
+                p for p in review.participants if p.function is not ReviewFunction.OPERATIONS
+            ],
+            "missing_function_waiver": "operations were on the other incident",
+        }
+    )
     await handle.execute_update(
         IncidentWorkflow.submit_review,
         SubmitReview(review=review, routes={"payments": local_route("payments")}, by="fran"),
@@ -74,7 +84,13 @@ async def test_facts_follow_the_workflows_and_check_notices_a_deleted_row(
     row = facts.incidents([incident.key])[incident.key]
     assert row["state"] == "closed"
     assert row["started_ms"] == round(started.timestamp() * 1000)
-    assert facts.action_items()[f"{incident.key}-1"]["state"] == "done"
+    assert (row["missing_functions"], row["missing_functions_waived"]) == ('["operations"]', True)
+    item_row = facts.action_items()[f"{incident.key}-1"]
+    assert (item_row["state"], item_row["owner"], item_row["approver"]) == (
+        "done",
+        "payments-oncall",
+        None,
+    )
 
     facts.forget_incident(incident.key)
     report = await read_model.check()

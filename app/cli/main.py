@@ -36,6 +36,7 @@ from app.cli.common import (
 )
 from app.cli.config import config
 from app.cli.db import db
+from app.cli.digest import digest
 from app.cli.insights import insights
 from app.cli.library import MODE_OPTION, library, using_library
 from app.cli.metrics import metrics
@@ -75,6 +76,7 @@ app.add_typer(metrics, name="metrics")
 app.add_typer(insights, name="insights")
 app.add_typer(config, name="config")
 app.add_typer(library, name="library")
+app.add_typer(digest, name="digest")
 
 
 def _command(key: str, name: str, payload: BaseModel, as_json: bool) -> None:

@@ -49,6 +49,8 @@ from app.services.actions import ActionItems, RetryOutcome
 from app.services.commands import KEY_PATTERN, CommandPending, Pending, UnknownCommand
 from app.services.credentials import CredentialsError, bootstrap_admin_token, check_exposure
 from app.services.deployment import Deployed
+from app.services.digest import WeekError
+from app.services.digest import preview as digest_preview
 from app.services.incident_filter import IncidentFilter
 from app.services.incidents import (
     CommandRejected,
@@ -83,6 +85,7 @@ from domain.commands import (
     SetSeverity,
     Transition,
 )
+from domain.digest import Digest
 from domain.failure_modes import FailureMode, LibraryEntry, Taxonomy, TaxonomyError
 from domain.failure_modes import Slug as ModeSlug
 from domain.identity import Permission
@@ -926,6 +929,31 @@ def create_app(
     )
     async def metric_definitions() -> DefinitionSet:
         return DefinitionSet()
+
+    @api.get(
+        "/api/digest",
+        dependencies=rule(Permission.READ),
+        response_model=Digest,
+        summary="The weekly digest of a week, as its email would carry it",
+        responses=_errors(422, 503),
+    )
+    async def weekly_digest(
+        week: Annotated[
+            str | None,
+            Query(
+                description="The ISO week the digest is sent in, e.g. 2026-W49 (it covers the week "
+                "before its send time); default: the latest send time's.",
+                max_length=20,
+            ),
+        ] = None,
+    ) -> Digest:
+        in_force = await asyncio.to_thread(deployed.current)
+        try:
+            return await asyncio.to_thread(
+                lambda: digest_preview(store, settings, in_force.policy.digest, week)
+            )
+        except WeekError as error:
+            raise HTTPException(422, f"week: {error}") from None
 
     # ---- the failure-mode library ---------------------------------------------------------
 
