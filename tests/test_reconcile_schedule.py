@@ -18,7 +18,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.reconcile import TicketReconciler
 from domain.action_item import ActionItemState, action_workflow_id
 from domain.reconcile import WORKFLOW_NAME, ReconcileRequest, ReconcileResult, TargetsRequest
-from domain.search_attributes import OPEN_ACTION_ITEMS
+from domain.search_attributes import OPEN_ACTION_ITEMS, TRACKER
 from integrations.local import TARGET as LOCAL_TARGET
 from integrations.local import LocalTracker
 from integrations.registry import TrackerRegistry
@@ -197,7 +197,10 @@ async def test_a_run_counts_its_known_targets_and_lists_only_the_items_of_new_on
                 task_queue=task_queue,
             )
             starts[handle.id] = target
-        on_queue = f"{OPEN_ACTION_ITEMS} AND TaskQueue = '{task_queue}'"
+        # Listed once their first task has set their tracker target.
+        on_queue = (
+            f"{OPEN_ACTION_ITEMS} AND TaskQueue = '{task_queue}' AND {TRACKER.name} IS NOT NULL"
+        )
         await eventually(
             lambda: client.count_workflows(on_queue), lambda counted: counted.count == 3
         )
