@@ -30,6 +30,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ import httpx
 from temporalio.client import Client
 
 from app.services.actions import ActionItems
+from app.services.commands import CommandPending
 from app.services.incidents import Incidents
 from bench.chaos_stack import AFTERACTION, TASK_QUEUE, ChaosStack
 from bench.incident_throughput import summary
@@ -62,6 +64,19 @@ ESCALATED_ITEMS = 50
 ESCALATION_DUE_IN = timedelta(seconds=20)
 API_CALLS = 30
 CLI_CALLS = 10
+PENDING_TRIES = 10
+
+
+async def patiently(command: Callable[[], Awaitable[Any]]) -> None:
+    """Send a command again under the same key while it is pending (a busy worker has not
+    answered within the service's wait): the same key attaches to the first, never a second."""
+    for _ in range(PENDING_TRIES):
+        try:
+            await command()
+            return
+        except CommandPending:
+            continue
+    raise RuntimeError(f"a command stayed pending through {PENDING_TRIES} waits")
 
 
 def rss_mb(pid: int) -> float:
@@ -87,13 +102,17 @@ class Scale:
             declared_by="bench",
         )
         key = (await self.incidents.declare(new)).key
-        await self.incidents.command(key, "resolve", Transition())
+        await patiently(
+            lambda: self.incidents.command(key, "resolve", Transition(), request_key=key)
+        )
         review = review_with(items, number)
         if due_at is not None:
             review.action_items = [
                 spec.model_copy(update={"due_at": due_at}) for spec in review.action_items
             ]
-        await self.incidents.submit_review(key, review, actor=BENCH)
+        await patiently(
+            lambda: self.incidents.submit_review(key, review, actor=BENCH, request_key=key)
+        )
         return key
 
     async def create(self, items: int, per_incident: int, concurrency: int) -> dict[str, Any]:
