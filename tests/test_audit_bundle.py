@@ -11,12 +11,16 @@ import csv
 import io
 import json
 import uuid
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -25,6 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from app.formats.audit_bundle import read_bundle, write_bundle, zip_bytes
 from app.formats.audit_histories import load_history, parse_path
+from app.http.api import create_app
 from app.services.audit import export_bundle, verify_bundle
 from domain.action_item import (
     AcceptRisk,
@@ -37,12 +42,16 @@ from domain.action_item import (
 )
 from domain.audit.manifest import MANIFEST, SIGNATURE, Manifest, digests
 from domain.commands import AddTimelineEvent, Transition
-from domain.identity import Actor, ActorKind
+from domain.identity import Actor, ActorKind, Role
 from domain.incident import workflow_id_for
 from domain.review import SubmitReview
+from settings import Settings
+from tests.auth import bearer, token_secret
+from tests.cli import Cli, cli_env
 from tests.emulators.github import GitHubEmulator, github_serving
 from tests.emulators.jira import JiraEmulator
 from tests.helpers import declare, eventually
+from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec, item_state, quick_items_policy
 from tests.reviews import signal_ticket as local_ticket_changed
 from tests.test_accepted_tickets import (
@@ -365,3 +374,83 @@ async def test_a_record_edited_under_a_fresh_manifest_no_longer_says_what_the_hi
     # With the key it trusts, the auditor also learns the bundle is no longer signed.
     signed = await verify_bundle(files, trusted_key=exported.signer.public_key())
     assert f"{SIGNATURE}: missing; the bundle is not signed" in signed.problems
+
+
+def _pem(signer: Ed25519PrivateKey) -> bytes:
+    return signer.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+async def test_the_cli_exports_a_signed_zip_that_verify_accepts_and_a_changed_one_it_refuses(
+    exported: Exported, dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "audit-signing.pem"
+    key_file.write_bytes(_pem(exported.signer))
+    env = cli_env(tmp_path, dev_env.client.service_client.config.target_host)
+    env["AFTERACTION_AUDIT_SIGNING_KEY"] = str(key_file)
+    audit = Cli(home=tmp_path, env=env, prefix=("audit",))
+
+    done = await audit("export", exported.key.lower(), "--out", "bundle.zip")
+    assert done.returncode == 0, done.stderr
+    assert "signed by" in done.stdout
+    printed = await audit("public-key")
+    assert printed.stdout.encode() == exported.signer.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (tmp_path / "public.pem").write_text(printed.stdout)
+    without_key = {
+        name: value for name, value in env.items() if name != "AFTERACTION_AUDIT_SIGNING_KEY"
+    }
+    auditor = Cli(home=tmp_path, env=without_key, prefix=("audit",))
+
+    verified = await auditor("verify", "bundle.zip", "--public-key", "public.pem")
+    assert verified.returncode == 0, verified.stderr
+    assert "the signature holds" in verified.stdout
+
+    files = read_bundle(tmp_path / "bundle.zip")
+    files["record/tickets.csv"] = files["record/tickets.csv"].replace(b"OPS-1", b"OPS-2", 1)
+    (tmp_path / "changed.zip").write_bytes(zip_bytes(files))
+    refused = await auditor("verify", "changed.zip", "--public-key", "public.pem")
+    assert refused.returncode == 3, refused.stderr
+    assert "failed: record/tickets.csv: changed since export" in refused.stderr
+
+    (tmp_path / "other.pem").write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    forged = await auditor("verify", "bundle.zip", "--public-key", "other.pem")
+    assert forged.returncode == 3
+    assert "failed: manifest.sig: the signature does not match" in forged.stderr
+
+
+async def test_auditors_get_the_bundle_from_the_api_and_others_do_not(
+    exported: Exported, dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    settings = Settings(
+        home=tmp_path,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        policy_file=None,
+        routing_file=None,
+        audit_signing_key=SecretStr(_pem(exported.signer).decode()),
+    )
+    transport = httpx.ASGITransport(app=create_app(settings, policy=slow_policy()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://afteraction") as http:
+        path = f"/api/incidents/{exported.key}/audit"
+        auditor = bearer(token_secret(settings, role=Role.AUDITOR))
+        answer = await http.get(path, headers=auditor)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "application/zip"
+        with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+            files = {name: archive.read(name) for name in archive.namelist()}
+        verdict = await verify_bundle(files, trusted_key=exported.signer.public_key())
+        assert verdict.problems == []
+        assert _histories(files) == _histories(exported.files)
+
+        viewer = bearer(token_secret(settings, role=Role.VIEWER))
+        refused = await http.get(path, headers=viewer)
+        assert refused.status_code == 403
+        assert "auditor" in refused.json()["detail"]
+        missing = await http.get("/api/incidents/INC-261127-ZZZZ/audit", headers=auditor)
+        assert missing.status_code == 404, missing.text
