@@ -29,7 +29,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from app.formats.audit_bundle import read_bundle, write_bundle, zip_bytes
 from app.formats.audit_histories import load_history, parse_path
-from app.http.api import create_app
 from app.services.audit import export_bundle, verify_bundle
 from domain.action_item import (
     AcceptRisk,
@@ -46,12 +45,12 @@ from domain.identity import Actor, ActorKind, Role
 from domain.incident import workflow_id_for
 from domain.review import SubmitReview
 from settings import Settings
+from tests.api_server import serving_api
 from tests.auth import bearer, token_secret
 from tests.cli import Cli, cli_env
 from tests.emulators.github import GitHubEmulator, github_serving
 from tests.emulators.jira import JiraEmulator
 from tests.helpers import declare, eventually
-from tests.policies import slow_policy
 from tests.reviews import full_review, item_spec, item_state, quick_items_policy
 from tests.reviews import signal_ticket as local_ticket_changed
 from tests.test_accepted_tickets import (
@@ -425,7 +424,7 @@ async def test_the_cli_exports_a_signed_zip_that_verify_accepts_and_a_changed_on
     assert "failed: manifest.sig: the signature does not match" in forged.stderr
 
 
-async def test_auditors_get_the_bundle_from_the_api_and_others_do_not(
+async def test_auditors_get_the_bundle_from_the_api_and_through_it_the_cli(
     exported: Exported, dev_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     settings = Settings(
@@ -435,22 +434,34 @@ async def test_auditors_get_the_bundle_from_the_api_and_others_do_not(
         routing_file=None,
         audit_signing_key=SecretStr(_pem(exported.signer).decode()),
     )
-    transport = httpx.ASGITransport(app=create_app(settings, policy=slow_policy()))
-    async with httpx.AsyncClient(transport=transport, base_url="http://afteraction") as http:
-        path = f"/api/incidents/{exported.key}/audit"
-        auditor = bearer(token_secret(settings, role=Role.AUDITOR))
-        answer = await http.get(path, headers=auditor)
-        assert answer.status_code == 200, answer.text
-        assert answer.headers["content-type"] == "application/zip"
-        with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
-            files = {name: archive.read(name) for name in archive.namelist()}
-        verdict = await verify_bundle(files, trusted_key=exported.signer.public_key())
-        assert verdict.problems == []
-        assert _histories(files) == _histories(exported.files)
+    auditor_token = token_secret(settings, role=Role.AUDITOR)
+    path = f"/api/incidents/{exported.key}/audit"
+    with serving_api(settings) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            answer = await http.get(path, headers=bearer(auditor_token))
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["content-type"] == "application/zip"
+            with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+                files = {name: archive.read(name) for name in archive.namelist()}
+            verdict = await verify_bundle(files, trusted_key=exported.signer.public_key())
+            assert verdict.problems == []
+            assert _histories(files) == _histories(exported.files)
 
-        viewer = bearer(token_secret(settings, role=Role.VIEWER))
-        refused = await http.get(path, headers=viewer)
-        assert refused.status_code == 403
-        assert "auditor" in refused.json()["detail"]
-        missing = await http.get("/api/incidents/INC-261127-ZZZZ/audit", headers=auditor)
-        assert missing.status_code == 404, missing.text
+            viewer = bearer(token_secret(settings, role=Role.VIEWER))
+            refused = await http.get(path, headers=viewer)
+            assert refused.status_code == 403
+            assert "auditor" in refused.json()["detail"]
+            unknown = await http.get("/api/incidents/INC-261127-ZZZZ/audit", headers=viewer)
+            assert unknown.status_code == 403, "the permission is checked before anything"
+            missing = await http.get(
+                "/api/incidents/INC-261127-ZZZZ/audit", headers=bearer(auditor_token)
+            )
+            assert missing.status_code == 404, missing.text
+
+        env = cli_env(tmp_path, "127.0.0.1:1")  # no Temporal: the CLI goes through the API
+        env |= {"AFTERACTION_API_URL": url, "AFTERACTION_API_TOKEN": auditor_token}
+        done = await Cli(home=tmp_path, env=env, prefix=("audit",))(
+            "export", exported.key, "--out", "through-the-api"
+        )
+        assert done.returncode == 0, done.stderr
+        assert read_bundle(tmp_path / "through-the-api").keys() == files.keys()

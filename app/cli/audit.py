@@ -10,19 +10,22 @@ verification, every reason printed.
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
+import zipfile
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from app.cli.common import _run_client, _settings, err, fail, out, warn
-from app.formats.audit_bundle import BundleError, read_bundle, write_bundle
+from app.cli.common import _run_client, _settings, err, fail, out, remote_api, run_remote, warn
+from app.formats.audit_bundle import BundleError, read_bundle, unzipped, write_bundle
 from app.formats.audit_histories import parse_path
 from app.services.audit import export_bundle, signing_key, verify_bundle
-from domain.audit.manifest import SIGNATURE
-from domain.audit.signing import GENERATE_HINT, SigningKeyError, public_key, public_pem, public_raw
+from domain.audit.manifest import MANIFEST, SIGNATURE, Manifest
+from domain.audit.signing import GENERATE_HINT, SigningKeyError, public_key, public_pem
 from domain.keys import normal_key
 
 FAILED = 3
@@ -55,15 +58,26 @@ def export(
 ) -> None:
     """Write the evidence bundle of an incident: every history of it and its items, the record
     derived from them, and a manifest of SHA-256s (signed, when a key is set)."""
-    signer = _signer()
     target = out_path or Path(f"{normal_key(key)}-audit.zip")
-    files = _run_client(lambda client, _: export_bundle(client, key, key_to_sign=signer))
+    api = remote_api(_settings())
+    if api is not None:
+        # The API signs with its own key; the bundle is written as it came.
+        path = f"/api/incidents/{quote(normal_key(key), safe='')}/audit"
+        zipped = run_remote(api, lambda: api.content(path))
+        try:
+            files = unzipped(io.BytesIO(zipped), Path(path))
+        except zipfile.BadZipFile:
+            fail(f"the API at {api.base_url} answered something other than a zip", 1)
+    else:
+        signer = _signer()
+        files = _run_client(lambda client, _: export_bundle(client, key, key_to_sign=signer))
     try:
         write_bundle(files, target)
     except BundleError as error:
         fail(str(error), 2)
     histories = sum(1 for path in files if parse_path(path) is not None)
-    signed = f"signed by {public_raw(signer.public_key())}" if signer else "not signed"
+    signer_key = Manifest.model_validate_json(files[MANIFEST]).signing_key
+    signed = f"signed by {signer_key}" if signer_key else "not signed"
     out.print(f"wrote {target}: {histories} histories, the record and the manifest ({signed})")
 
 

@@ -61,15 +61,20 @@ def _checked(count: int, total: int, where: Path) -> None:
         )
 
 
+def unzipped(source: Path | io.BytesIO, where: Path) -> dict[str, bytes]:
+    """Every file of a zip (`where` names it in errors)."""
+    with zipfile.ZipFile(source) as archive:
+        entries = [info for info in archive.infolist() if not info.is_dir()]
+        _checked(len(entries), sum(info.file_size for info in entries), where)
+        return {info.filename: archive.read(info) for info in entries}
+
+
 def read_bundle(where: Path) -> dict[str, bytes]:
     """Every file of a bundle folder or zip, by its path in the bundle."""
     try:
         if where.is_dir():
             return _read_folder(where)
-        with zipfile.ZipFile(where) as archive:
-            entries = [info for info in archive.infolist() if not info.is_dir()]
-            _checked(len(entries), sum(info.file_size for info in entries), where)
-            return {info.filename: archive.read(info) for info in entries}
+        return unzipped(where, where)
     except zipfile.BadZipFile:
         raise BundleError(f"{where} is neither a bundle folder nor a zip") from None
     except FileNotFoundError:

@@ -53,7 +53,7 @@ from domain.audit.signing import (
     signature_problem,
 )
 from domain.incident import workflow_id_for
-from domain.keys import normal_key
+from domain.keys import KEY_EXAMPLE, is_incident_key, normal_key
 from settings import Settings
 from workflows.action_item import ActionItemWorkflow
 from workflows.incident import IncidentWorkflow
@@ -157,6 +157,12 @@ async def export_bundle(
 ) -> dict[str, bytes]:
     """Every file of the incident's evidence bundle, by its path in the bundle."""
     key = normal_key(key)
+    if not is_incident_key(key):
+        # Never sent: it would be part of a visibility query.
+        raise IncidentNotFound(
+            f"no incident {key[:60]!r}: keys look like {KEY_EXAMPLE}; "
+            "`afteraction list` shows the incidents"
+        )
     incident_id = workflow_id_for(key)
     try:
         runs = {incident_id: await _every_run(client, incident_id)}
