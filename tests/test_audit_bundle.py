@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -349,8 +350,19 @@ async def test_replay_with_a_reordered_workflow_names_the_history_it_breaks(
     github_item = exported.item_ids[0]
     assert len(verdict.problems) == 1, verdict.problems
     [problem] = verdict.problems
-    assert github_item.replace("/", "%2F") in problem and "does not replay" in problem
-    assert "Nondeterminism" in problem or "nondeterminism" in problem
+    [path] = [
+        p for p in exported.files if p.startswith(f"histories/{quote(github_item, safe='')}/")
+    ]
+    assert problem.startswith(f"{path}: workflow {github_item} does not replay"), problem
+    # The event named is the acceptance's comment, as the history recorded it.
+    [comment] = [
+        event
+        for event in load_history(path, exported.files[path]).events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and b"/acceptance" in event.activity_task_scheduled_event_attributes.input.payloads[0].data
+    ]
+    assert f" {comment.event_id} activity_task_scheduled comment_on_ticket;" in problem
+    assert "Nondeterminism error: Activity type of scheduled event 'comment_on_ticket'" in problem
 
 
 async def test_a_record_edited_under_a_fresh_manifest_no_longer_says_what_the_histories_say(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,6 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Replayer
 
 from app.formats.audit_histories import (
     HistoryFileError,
@@ -32,6 +31,7 @@ from app.formats.audit_histories import (
     run_history,
 )
 from app.formats.audit_record import record_files
+from app.services.audit_replay import replay_histories
 from app.services.incidents import IncidentNotFound, TemporalUnavailable, unavailable_message
 from domain.audit.events import RunHistory
 from domain.audit.manifest import (
@@ -271,30 +271,6 @@ def _first_difference(expected: bytes, found: bytes) -> str:
     )
 
 
-async def _replay(
-    loaded: Sequence[tuple[str, WorkflowHistory]],
-    workflows: Sequence[type],
-    converter: DataConverter,
-    verdict: Verdict,
-) -> None:
-    replayer = Replayer(workflows=list(workflows), data_converter=converter)
-
-    async def histories() -> AsyncIterator[WorkflowHistory]:
-        for _, history in loaded:
-            yield history
-
-    paths = iter(path for path, _ in loaded)
-    async with replayer.workflow_replay_iterator(histories()) as results:
-        async for result in results:
-            path = next(paths)
-            verdict.replayed += 1
-            if result.replay_failure is not None:
-                verdict.problems.append(
-                    f"{path}: workflow {result.history.workflow_id} does not replay on the "
-                    f"installed code: {result.replay_failure}"
-                )
-
-
 async def verify_bundle(
     files: Files,
     *,
@@ -334,7 +310,9 @@ async def verify_bundle(
     verdict.histories = len(loaded)
     if not loaded:
         verdict.problems.append("histories/: no workflow history in the bundle")
-    await _replay(loaded, workflows, converter, verdict)
+    replayed = await replay_histories(loaded, workflows, converter)
+    verdict.replayed = replayed.count
+    verdict.problems += replayed.problems
     if manifest is not None:
         for path, expected in record_files(derive_record(manifest.incident_key, decoded)).items():
             found = files.get(path)
