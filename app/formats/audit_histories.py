@@ -92,6 +92,7 @@ def _event(converter: PayloadConverter, event: ProtoEvent) -> HistoryEvent | Non
         return made(
             EventKind.STARTED,
             name=a.workflow_type.name,
+            ref=a.continued_execution_run_id or None,
             identity=a.identity or None,
             data=_decode(converter, a.input.payloads),
         )

@@ -117,6 +117,17 @@ def _review(entry: ReviewEntry) -> str:
     return "\n\n".join(lines)
 
 
+def _missing(record: AuditRecord) -> list[str]:
+    if not record.missing_runs:
+        return []
+    return [
+        "**Runs missing**: the histories name these runs, whose own histories were gone when "
+        "the bundle was exported (the namespace's retention removed them); what they did is "
+        "not in this record.",
+        table(("Workflow", "Run"), record.missing_runs),
+    ]
+
+
 def record_markdown(record: AuditRecord) -> str:
     workflows = {workflow_id for workflow_id, _, _ in record.runs}
     parts = [
@@ -127,6 +138,7 @@ def record_markdown(record: AuditRecord) -> str:
         "`refused` is a command accepted and then failed. The CSV files hold every row in full.",
         "## Runs",
         table(("Workflow", "Run", "Type"), record.runs),
+        *_missing(record),
         "## Commands",
         _table(record.commands, _COMMAND_COLUMNS),
         "## Deadlines, reminders and escalations",

@@ -144,10 +144,17 @@ async def _every_run(client: Client, workflow_id: str) -> dict[str, WorkflowHist
         wanted.add(execution.run_id)
     wanted.add((await client.get_workflow_handle(workflow_id).describe()).run_id)
     histories: dict[str, WorkflowHistory] = {}
-    while wanted - set(histories):
-        for run_id in sorted(wanted - set(histories)):
+    gone: set[str] = set()  # named by a history, removed by retention: the record says so
+    while wanted - set(histories) - gone:
+        for run_id in sorted(wanted - set(histories) - gone):
             handle = client.get_workflow_handle(workflow_id, run_id=run_id)
-            histories[run_id] = await handle.fetch_history()
+            try:
+                histories[run_id] = await handle.fetch_history()
+            except RPCError as error:
+                if error.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                gone.add(run_id)
+                continue
             wanted |= _linked_runs(histories[run_id])
     return histories
 

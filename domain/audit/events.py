@@ -43,7 +43,8 @@ class HistoryEvent(BaseModel):
     ref: str | None = Field(
         default=None,
         description="what ties events together: an update's id, an activity's scheduled event "
-        "id, a child's workflow id, the next run's id",
+        "id, a child's workflow id, the run before (a start) or after (a continue-as-new or "
+        "a reset)",
     )
     identity: str | None = Field(default=None, description="the client that sent it")
     data: Any = Field(default=None, description="the decoded input or result")

@@ -103,6 +103,11 @@ class AuditRecord(BaseModel):
     runs: list[tuple[str, str, str]] = Field(
         default_factory=list, description="(workflow id, run id, workflow type) of every run"
     )
+    missing_runs: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="(workflow id, run id) of runs the histories name (the run before, after or "
+        "reset to) whose history is not there: retention removed it before the export",
+    )
     commands: list[CommandEntry] = Field(default_factory=list)
     deadlines: list[DeadlineEntry] = Field(default_factory=list)
     tickets: list[TicketEntry] = Field(default_factory=list)
@@ -372,6 +377,20 @@ def _order(entry: Entry) -> tuple[datetime, str, str, int]:
     return (entry.at, entry.workflow_id, entry.run_id, entry.event_id)
 
 
+_LINKS_TO_RUNS = (EventKind.STARTED, EventKind.CONTINUED_AS_NEW, EventKind.RESET)
+
+
+def _missing_runs(runs: list[RunHistory]) -> list[tuple[str, str]]:
+    held = {(run.workflow_id, run.run_id) for run in runs}
+    named = {
+        (run.workflow_id, event.ref)
+        for run in runs
+        for event in run.events
+        if event.kind in _LINKS_TO_RUNS and event.ref
+    }
+    return sorted(named - held)
+
+
 def derive_record(incident_key: str, runs: Iterable[RunHistory]) -> AuditRecord:
     """The record of `incident_key` from the histories of every run of it and its items."""
     record = AuditRecord(incident_key=incident_key)
@@ -385,6 +404,7 @@ def derive_record(incident_key: str, runs: Iterable[RunHistory]) -> AuditRecord:
         reader = _Run(run, record)
         reader.links = links  # a ticket created in an earlier run keeps its link in the next
         reader.read()
+    record.missing_runs = _missing_runs(ordered)
     record.commands.sort(key=_order)
     record.deadlines.sort(key=_order)
     record.tickets.sort(key=_order)

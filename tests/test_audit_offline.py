@@ -1,8 +1,11 @@
-"""The audit signing key as AFTERACTION_AUDIT_SIGNING_KEY gives it (a PEM, or the path of
-one), what a wrong one is told, never echoing it; and a manifest that names every change."""
+"""The parts of an audit bundle that need no server: the signing key as
+AFTERACTION_AUDIT_SIGNING_KEY gives it (a PEM, or the path of one), what a wrong one is told,
+never echoing it; a manifest that names every change; a record that says which runs retention
+removed and what a refused command was refused for."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,8 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.ec import (
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
+from app.formats.audit_record import record_markdown
 from app.services.audit import signing_key
+from domain.audit.events import EventKind, HistoryEvent, RunHistory
 from domain.audit.manifest import Manifest, digests, file_problems
+from domain.audit.record import derive_record
 from domain.audit.signing import SigningKeyError, public_key, public_raw
 from settings import Settings
 
@@ -75,3 +81,44 @@ def test_the_manifest_names_a_changed_a_missing_and_an_added_file() -> None:
         Manifest.model_validate(
             {**manifest.model_dump(), "files": [{"path": "../etc", "sha256": "0" * 64, "bytes": 0}]}
         )
+
+
+def _event(event_id: int, kind: EventKind, **fields: object) -> HistoryEvent:
+    at = datetime(2026, 12, 2, 12, 0, event_id, tzinfo=UTC)
+    return HistoryEvent(event_id=event_id, at=at, kind=kind, **fields)
+
+
+def test_the_record_names_the_runs_retention_removed_and_why_a_command_failed() -> None:
+    """The second run of an incident, whose first run's history is gone: it names the run
+    before it; a facilitator that could not be proposed fails the command after acceptance."""
+    actor = {"kind": "token", "subject": "ci-bot", "display_name": "CI", "via": "ci-bot"}
+    later = RunHistory(
+        workflow_id="incident/INC-261127-7KQ2",
+        run_id="run-2",
+        workflow_type="IncidentWorkflow",
+        events=[
+            _event(1, EventKind.STARTED, ref="run-1", data=[{"carried_over": {}}]),
+            _event(
+                5,
+                EventKind.UPDATE_ACCEPTED,
+                name="schedule_review",
+                ref="schedule_review:1",
+                data=[{"at": "2026-12-03T15:00:00Z", "actor": actor}],
+            ),
+            _event(7, EventKind.UPDATE_COMPLETED, ref="schedule_review:1", failure="no pool"),
+            _event(9, EventKind.CONTINUED_AS_NEW, ref="run-3"),
+        ],
+    )
+    record = derive_record("INC-261127-7KQ2", [later])
+    assert record.missing_runs == [
+        ("incident/INC-261127-7KQ2", "run-1"),
+        ("incident/INC-261127-7KQ2", "run-3"),
+    ]
+    [command] = record.commands  # a continuation's start is not a declaration
+    assert (command.command, command.actor, command.outcome, command.reason) == (
+        "schedule_review",
+        "token:ci-bot",
+        "refused",
+        "no pool",
+    )
+    assert "**Runs missing**" in record_markdown(record)
