@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from app.formats.audit_record import record_markdown
 from app.services.audit import signing_key
+from app.stack import StackError, preflight
 from domain.audit.events import EventKind, HistoryEvent, RunHistory
 from domain.audit.manifest import Manifest, digests, file_problems
 from domain.audit.record import derive_record
@@ -60,6 +61,11 @@ def test_a_wrong_key_is_refused_with_what_to_do_and_without_its_text(tmp_path: P
         message = str(refused.value)
         assert (reason in message and "openssl genpkey" in message) or "PEM" in message
         assert "c2VjcmV0" not in message and "PRIVATE KEY-----\n" not in message
+    # `make run` says so before it starts anything.
+    with pytest.raises(StackError, match="not an unencrypted PEM private key"):
+        preflight(
+            Settings(home=tmp_path, policy_file=None, audit_signing_key=SecretStr(secret_looking))
+        )
 
 
 def test_the_manifest_names_a_changed_a_missing_and_an_added_file() -> None:
