@@ -56,8 +56,11 @@ def export(
         ),
     ] = None,
 ) -> None:
-    """Write the evidence bundle of an incident: every history of it and its items, the record
-    derived from them, and a manifest of SHA-256s (signed, when a key is set)."""
+    """Write an incident's evidence bundle: a .zip, or a new folder.
+
+    It holds every history of the incident and its items, the record derived from them, and a
+    manifest of SHA-256s (signed when AFTERACTION_AUDIT_SIGNING_KEY is set).
+    """
     target = out_path or Path(f"{normal_key(key)}-audit.zip")
     api = remote_api(_settings())
     if api is not None:
@@ -105,9 +108,11 @@ def verify(
         ),
     ] = None,
 ) -> None:
-    """Check a bundle: every file against the manifest, the manifest against its signature,
-    every history replayed on the installed code, the record derived again. Exit 3 on any
-    failure, each named."""
+    """Check a bundle, offline; exit 3 naming every failure.
+
+    Every file against the manifest, the manifest against its signature, every history replayed
+    on the installed code, and the record derived again from the histories.
+    """
     trusted = _trusted(key_file)
     try:
         files = read_bundle(path)
