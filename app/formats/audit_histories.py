@@ -112,14 +112,28 @@ def _event(converter: PayloadConverter, event: ProtoEvent) -> HistoryEvent | Non
             EventKind.RESET,
             identity=f.identity or None,
             ref=f.new_run_id,
+            data={"base_run_id": f.base_run_id},
             failure=_failure(f.failure),
         )
+    if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED:
+        admitted = event.workflow_execution_update_admitted_event_attributes.request
+        return made(
+            EventKind.UPDATE_ADMITTED,
+            name=admitted.input.name,
+            ref=admitted.meta.update_id,
+            identity=admitted.meta.identity or None,
+            data=_decode(converter, admitted.input.args.payloads),
+        )
     if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-        request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+        accepted = event.workflow_execution_update_accepted_event_attributes
+        request = accepted.accepted_request
+        if not request.HasField("input"):
+            # Admitted first (an update a reset reapplied): the request is in that event.
+            return made(EventKind.UPDATE_ACCEPTED, ref=accepted.protocol_instance_id)
         return made(
             EventKind.UPDATE_ACCEPTED,
             name=request.input.name,
-            ref=request.meta.update_id,
+            ref=accepted.protocol_instance_id or request.meta.update_id,
             identity=request.meta.identity or None,
             data=_decode(converter, request.input.args.payloads),
         )

@@ -23,6 +23,7 @@ class EventKind(StrEnum):
     CANCELED = "canceled"
     TIMED_OUT = "timed_out"
     RESET = "reset"  # a workflow task failed because someone reset the workflow from here
+    UPDATE_ADMITTED = "update_admitted"  # the request of an update accepted later (reapplied)
     UPDATE_ACCEPTED = "update_accepted"
     UPDATE_REJECTED = "update_rejected"
     UPDATE_COMPLETED = "update_completed"

@@ -166,6 +166,9 @@ class _Run:
             for e in run.events
             if e.kind in (EventKind.ACTIVITY_COMPLETED, EventKind.ACTIVITY_FAILED) and e.ref
         }
+        self.admitted = {
+            e.ref: e for e in run.events if e.kind is EventKind.UPDATE_ADMITTED and e.ref
+        }
         self.links: dict[str, str] = {}
 
     def where(self, event: HistoryEvent) -> dict[str, Any]:
@@ -197,10 +200,17 @@ class _Run:
             )
         )
 
-    def read(self) -> None:
+    def read(self, held: set[str]) -> None:
+        """Read the run's events; a run reset from a run in `held` only from its reset on (the
+        events before it are copies of that run's, already read there)."""
+        first = 0
+        for event in self.run.events:
+            base = event.data.get("base_run_id") if isinstance(event.data, dict) else None
+            if event.kind is EventKind.RESET and base in held:
+                first = event.event_id
         for event in self.run.events:
             handler = getattr(self, f"_on_{event.kind.value}", None)
-            if handler is not None:
+            if handler is not None and event.event_id >= first:
                 handler(event)
 
     def _on_started(self, event: HistoryEvent) -> None:
@@ -226,6 +236,11 @@ class _Run:
         )
 
     def _on_update_accepted(self, event: HistoryEvent) -> None:
+        if event.name is None and event.ref in self.admitted:
+            admitted = self.admitted[event.ref]
+            event = event.model_copy(
+                update={"name": admitted.name, "identity": admitted.identity, "data": admitted.data}
+            )
         payload = _first(event.data)
         end = self.update_ends.get(event.ref or "")
         if end is None:
@@ -403,7 +418,7 @@ def derive_record(incident_key: str, runs: Iterable[RunHistory]) -> AuditRecord:
         record.runs.append((run.workflow_id, run.run_id, run.workflow_type))
         reader = _Run(run, record)
         reader.links = links  # a ticket created in an earlier run keeps its link in the next
-        reader.read()
+        reader.read({other.run_id for other in ordered if other.workflow_id == run.workflow_id})
     record.missing_runs = _missing_runs(ordered)
     record.commands.sort(key=_order)
     record.deadlines.sort(key=_order)
