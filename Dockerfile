@@ -23,6 +23,11 @@ RUN pip install --no-deps . \
     && mkdir -p /var/lib/afteraction \
     && chown afteraction:afteraction /var/lib/afteraction
 
+# The commit an audit bundle's manifest names (the image holds no .git):
+# docker build --build-arg AFTERACTION_GIT_COMMIT=$(git rev-parse HEAD) .
+ARG AFTERACTION_GIT_COMMIT=""
+ENV AFTERACTION_GIT_COMMIT=${AFTERACTION_GIT_COMMIT}
+
 ENV AFTERACTION_HOME=/var/lib/afteraction \
     AFTERACTION_API_HOST=0.0.0.0 \
     AFTERACTION_API_PORT=8000 \

@@ -146,6 +146,11 @@ class Settings(BaseSettings):
         description="a PEM file of the CA that signed the SMTP server's certificate (default: "
         "the system's)",
     )
+    audit_signing_key: SecretStr | None = Field(
+        default=None,
+        description="the Ed25519 private key that signs audit bundles: a PKCS#8 PEM (from "
+        "`openssl genpkey -algorithm ed25519`), or the path of a file holding one",
+    )
     reconcile_every: timedelta = Field(
         default=timedelta(minutes=5),
         description="how often the ticket reconciler reads the trackers for changes webhooks "

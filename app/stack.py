@@ -21,7 +21,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from app.services.audit import signing_key
 from app.services.credentials import ensure_local_admin_token
+from domain.audit.signing import SigningKeyError
 from domain.policy import PolicyFileError, load_policy
 from domain.routing import RoutingError, load_routing
 from domain.search_attributes import dev_server_flags
@@ -208,7 +210,8 @@ def preflight(settings: Settings) -> None:
         load_policy(settings.policy_file)
         load_routing(settings.routing_file)
         load_role_map(settings.oidc_roles_file)
-    except (PolicyFileError, RoutingError, RoleMapError) as error:
+        signing_key(settings)
+    except (PolicyFileError, RoutingError, RoleMapError, SigningKeyError) as error:
         raise StackError(str(error)) from None
     if settings.admin_token_file is not None and not settings.admin_token_file.is_file():
         raise StackError(

@@ -60,6 +60,27 @@ def jira_emulator() -> Iterator[JiraEmulator]:
         emu.stop()
 
 
+def three_trackers(home: Path, github: GitHubEmulator, jira: JiraEmulator) -> Settings:
+    """A worker's settings for the emulated GitHub and Jira, and the local tracker in `home`."""
+    return Settings(
+        home=home,
+        github_token=SecretStr(GITHUB_TOKEN),
+        github_base_url=github.base_url,
+        jira_url=jira.url,
+        jira_email=JIRA_EMAIL,
+        jira_api_token=SecretStr(JIRA_TOKEN),
+    )
+
+
+def three_routes() -> dict[str, TeamRoute]:
+    """A team on each tracker: payments on GitHub, ops on Jira, platform on the local one."""
+    return {
+        "payments": TeamRoute(team="payments", target=f"github:{REPO}"),
+        "ops": TeamRoute(team="ops", target="jira:OPS", issue_type="Task"),
+        "platform": local_route("platform"),
+    }
+
+
 async def opened(client: Client, workflow_id: str) -> None:
     """Once the item has its ticket."""
     await eventually(
@@ -70,20 +91,9 @@ async def opened(client: Client, workflow_id: str) -> None:
 async def test_accepting_the_risk_closes_the_ticket_as_wont_do_on_every_tracker(
     client: Client, github_emulator: GitHubEmulator, jira_emulator: JiraEmulator, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        home=tmp_path,
-        github_token=SecretStr(GITHUB_TOKEN),
-        github_base_url=github_emulator.base_url,
-        jira_url=jira_emulator.url,
-        jira_email=JIRA_EMAIL,
-        jira_api_token=SecretStr(JIRA_TOKEN),
-    )
+    settings = three_trackers(tmp_path, github_emulator, jira_emulator)
     task_queue = f"tq-{uuid.uuid4()}"
-    routes = {
-        "payments": TeamRoute(team="payments", target=f"github:{REPO}"),
-        "ops": TeamRoute(team="ops", target="jira:OPS", issue_type="Task"),
-        "platform": local_route("platform"),
-    }
+    routes = three_routes()
     async with build_worker(client, settings, task_queue=task_queue):
         handle = await declare(client, task_queue, slow_policy())
         await handle.execute_update(IncidentWorkflow.resolve, Transition())

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from app.cli import render
 from app.cli.actions import actions, with_items
+from app.cli.audit import audit
 from app.cli.common import (
     AtOption,
     CursorOption,
@@ -77,6 +78,7 @@ app.add_typer(insights, name="insights")
 app.add_typer(config, name="config")
 app.add_typer(library, name="library")
 app.add_typer(digest, name="digest")
+app.add_typer(audit, name="audit")
 
 
 def _command(key: str, name: str, payload: BaseModel, as_json: bool) -> None:

@@ -70,6 +70,10 @@ class Api:
         """The text the API answers a GET with (a review file, a Markdown document)."""
         return (await self._send("GET", path, **kwargs)).text
 
+    async def content(self, path: str) -> bytes:
+        """The bytes the API answers a GET with (an audit bundle's zip)."""
+        return (await self._send("GET", path)).content
+
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._http.request(method, path, **kwargs)

@@ -3,11 +3,11 @@ the technical appendix, for engineers."""
 
 from __future__ import annotations
 
-import html
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
+from app.formats.markdown_text import NONE, Markdown, inline, safe, table, when
 from app.formats.review_files import question_text
 from domain.action_item import ActionItemSpec, ActionItemSummary
 from domain.functions import ReviewFunction
@@ -22,46 +22,8 @@ from domain.review import (
     missing_functions,
 )
 
-NONE = "—"
 _LINKABLE = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
 _KIND = {ActionKind.SHORT_TERM: "short-term mitigation", ActionKind.LONG_TERM: "long-term systemic"}
-
-
-def _safe(text: str) -> str:
-    """Text a person typed, made inert: no raw HTML (a renderer would run a <script>), and no
-    link of their own (a [link](javascript:...) would run too). Links are ours to make, from
-    http(s) URLs only (`_link`)."""
-    text = html.escape(text, quote=False)
-    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
-
-
-def _inline(text: str) -> str:
-    """One line: Markdown would end a table row, a list item or a heading at a newline."""
-    return _safe(" ".join(text.split()))
-
-
-class _Markdown(str):
-    """Markdown this module wrote (a link), which a table cell must not escape again."""
-
-
-def _cell(text: str | None) -> str:
-    value = text if isinstance(text, _Markdown) else _inline(text or "")
-    return value.replace("|", "\\|") if value else NONE
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str | None]]) -> str:
-    lines = [
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---" for _ in headers) + "|",
-    ]
-    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _when(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        return moment.strftime("%Y-%m-%d %H:%M")
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _day(moment: datetime | date | None) -> str:
@@ -74,7 +36,7 @@ def _day(moment: datetime | date | None) -> str:
 
 
 def _text(text: str, missing: str = "_Not written._") -> str:
-    return _safe(text.strip()) or missing
+    return safe(text.strip()) or missing
 
 
 def _minutes(minutes: int) -> str:
@@ -96,10 +58,10 @@ def _duration(incident: Incident, review: Review) -> str:
 
 
 def _title(incident: Incident, record: ReviewRecord) -> str:
-    by = f" by {_inline(record.submitted_by)}" if record.submitted_by else ""
+    by = f" by {inline(record.submitted_by)}" if record.submitted_by else ""
     return (
-        f"# {incident.key}: {_inline(incident.title)} ({incident.severity.value})\n\n"
-        f"Post-incident review, submitted {_when(record.submitted_at)}{by}."
+        f"# {incident.key}: {inline(incident.title)} ({incident.severity.value})\n\n"
+        f"Post-incident review, submitted {when(record.submitted_at)}{by}."
     )
 
 
@@ -109,7 +71,7 @@ def _impact(incident: Incident, review: Review) -> str:
         [
             "### Impact",
             "",
-            f"- **Customers:** {_inline(radius.customers) or 'not recorded'}",
+            f"- **Customers:** {inline(radius.customers) or 'not recorded'}",
             f"- **Services:** {', '.join(radius.services) or 'not recorded'}",
             f"- **Regions:** {', '.join(radius.regions) or 'not recorded'}",
             f"- **Duration:** {_duration(incident, review)}",
@@ -121,7 +83,7 @@ def _key_decisions(review: Review) -> str:
     if not review.decisions:
         return "### Key decisions\n\nNo decisions recorded."
     items = [
-        f"- {_inline(d.decision)} ({_inline(d.owner)}, {_day(d.date)})" for d in review.decisions
+        f"- {inline(d.decision)} ({inline(d.owner)}, {_day(d.date)})" for d in review.decisions
     ]
     return "### Key decisions\n\n" + "\n".join(items)
 
@@ -141,8 +103,8 @@ def _ticket(item: ActionItemSummary) -> str | None:
     if item.ticket is None:
         return None
     if item.ticket.url:
-        return _Markdown(_link(item.ticket.key, item.ticket.url))
-    return _inline(item.ticket.key)
+        return Markdown(_link(item.ticket.key, item.ticket.url))
+    return inline(item.ticket.key)
 
 
 def _tracked_rows(
@@ -186,7 +148,7 @@ def _action_items(incident: Incident, review: Review) -> str:
         rows = _spec_rows(review.action_items)
     else:
         return "### Action items\n\nNo action items."
-    return "### Action items\n\n" + _table(_ITEM_HEADERS, rows)
+    return "### Action items\n\n" + table(_ITEM_HEADERS, rows)
 
 
 def _executive_summary(incident: Incident, review: Review) -> str:
@@ -204,7 +166,7 @@ def _executive_summary(incident: Incident, review: Review) -> str:
 def _timeline(review: Review) -> str:
     if not review.timeline:
         return "### Timeline\n\nNo timeline recorded."
-    entries = [f"- **{_when(e.at)}** {_inline(e.text)}" for e in review.timeline]
+    entries = [f"- **{when(e.at)}** {inline(e.text)}" for e in review.timeline]
     return "### Timeline\n\n" + "\n".join(entries)
 
 
@@ -224,16 +186,16 @@ def _rubric(incident: Incident, review: Review) -> str:
     for name in Rubric.model_fields:
         score = getattr(review.rubric, name)
         rows.append([name.replace("_", " "), NONE if score is None else f"{score} / {high}"])
-    return f"### Rubric\n\nScored from {low} (least) to {high} (most).\n\n" + _table(
+    return f"### Rubric\n\nScored from {low} (least) to {high} (most).\n\n" + table(
         ("Measure", "Score"), rows
     )
 
 
 def _link(text: str | None, url: str) -> str:
-    label = _inline(text or "")
+    label = inline(text or "")
     if not _LINKABLE.match(url):
         # Shown, never followed: javascript:, data: and the like are not links here.
-        shown = _inline(url).replace("`", "'")
+        shown = inline(url).replace("`", "'")
         return f"{label} (`{shown}`)" if label else f"`{shown}`"
     target = "%20".join(url.split()).replace("<", "%3C").replace(">", "%3E")
     return f"[{label}](<{target}>)" if label else f"<{target}>"
@@ -261,14 +223,14 @@ def _participants(incident: Incident, review: Review) -> str:
             rows.append([function.value, ", ".join(names)])
         elif function in missing:
             rows.append([function.value, "nobody (required by the policy)"])
-    facilitator = _inline(review.facilitator or "") or "not recorded"
+    facilitator = inline(review.facilitator or "") or "not recorded"
     needed = ", ".join(f.value for f in required) or "none"
-    waiver = _inline(review.missing_function_waiver or "")
+    waiver = inline(review.missing_function_waiver or "")
     waived = f" Went ahead without a required function because: {waiver}" if waiver else ""
     return (
         f"### Participants\n\nFacilitator: {facilitator}. "
         f"Functions {incident.severity.value} requires: {needed}.{waived}\n\n"
-        + _table(("Function", "People"), rows)
+        + table(("Function", "People"), rows)
     )
 
 
@@ -276,20 +238,20 @@ def _decision_log(review: Review) -> str:
     if not review.decisions:
         return "### Decision log\n\nNo decisions recorded."
     rows = [[_day(d.date), d.decision, d.rationale, d.owner] for d in review.decisions]
-    return "### Decision log\n\n" + _table(("Date", "Decision", "Rationale", "Owner"), rows)
+    return "### Decision log\n\n" + table(("Date", "Decision", "Rationale", "Owner"), rows)
 
 
 def _failure_modes(review: Review, names: Mapping[str, str]) -> str:
     if review.failure_modes:
         modes = "\n".join(
-            f"- {_inline(names[slug])} (`{slug}`)" if slug in names else f"- `{slug}`"
+            f"- {inline(names[slug])} (`{slug}`)" if slug in names else f"- `{slug}`"
             for slug in review.failure_modes
         )
     else:
         modes = "No failure mode of the library named."
     if review.contributing_factors:
         rows = [[f.description, f.trigger, f.root_cause] for f in review.contributing_factors]
-        factors = _table(("Factor", "Trigger", "Root cause"), rows)
+        factors = table(("Factor", "Trigger", "Root cause"), rows)
     else:
         factors = "No contributing factors named."
     return f"### Failure modes\n\n{modes}\n\n### Contributing factors\n\n{factors}"
@@ -298,7 +260,7 @@ def _failure_modes(review: Review, names: Mapping[str, str]) -> str:
 def _warnings(record: ReviewRecord) -> str | None:
     if not record.warnings:
         return None
-    items = "\n".join(f"- {_inline(warning)}" for warning in record.warnings)
+    items = "\n".join(f"- {inline(warning)}" for warning in record.warnings)
     return f"### Accepted with warnings\n\n{items}"
 
 

@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_va
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
+from app.formats.audit_bundle import zip_bytes
 from app.formats.problems import problem_message
 from app.formats.review_files import review_template
 from app.formats.review_markdown import review_markdown
@@ -46,6 +47,7 @@ from app.http.review_requests import (
 from app.http.team_scope import check_incident, check_items
 from app.http.webhooks import router as webhooks_router
 from app.services.actions import ActionItems, RetryOutcome
+from app.services.audit import export_bundle, signing_key
 from app.services.commands import KEY_PATTERN, CommandPending, Pending, UnknownCommand
 from app.services.credentials import CredentialsError, bootstrap_admin_token, check_exposure
 from app.services.deployment import Deployed
@@ -76,6 +78,7 @@ from domain.action_item import (
     item_id_of_workflow,
     parse_action_item_id,
 )
+from domain.audit.signing import SigningKeyError
 from domain.commands import (
     Acknowledge,
     AddTimelineEvent,
@@ -378,9 +381,11 @@ def create_app(
     routing: Routing | None = None,
     connector: Connector = connect,
 ) -> FastAPI:
-    """The API; the policy, the routing and the taxonomy files are read here, once
-    (PolicyFileError, RoutingError, TaxonomyError when one is unusable)."""
+    """The API; the policy, the routing and the taxonomy files and the audit signing key are
+    read here, once (PolicyFileError, RoutingError, TaxonomyError, SigningKeyError when one is
+    unusable)."""
     connection = _TemporalConnection(settings, connector)
+    audit_signer = signing_key(settings)
     # The API's own files must be usable (they are in force until a worker publishes its own).
     load_policy(settings.policy_file)
     load_routing(settings.routing_file)
@@ -763,6 +768,36 @@ def create_app(
         response.headers["Vary"] = "Accept"
         return incident.review
 
+    # ---- evidence for auditors ------------------------------------------------------------
+
+    @api.get(
+        "/api/incidents/{key}/audit",
+        dependencies=rule(Permission.AUDIT),
+        response_class=Response,
+        summary="The incident's evidence bundle, as a zip",
+        description="Every workflow history of the incident and its action items, the record "
+        "derived from them (Markdown and CSV) and a manifest of their SHA-256s, signed when "
+        "AFTERACTION_AUDIT_SIGNING_KEY is set: what `afteraction audit export` writes, and "
+        "`afteraction audit verify` checks.",
+        responses={
+            200: {
+                "description": "The bundle as a zip",
+                "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **_errors(404, 503),
+        },
+    )
+    async def audit_bundle(key: IncidentKey, request: Request) -> Response:
+        client = await request.app.state.connection.client()
+        with structlog.contextvars.bound_contextvars(incident_key=key, command="audit_export"):
+            files = await export_bundle(client, key, key_to_sign=audit_signer)
+            log.info("incident.audit_exported", files=len(files), signed=audit_signer is not None)
+        return Response(
+            zip_bytes(files),
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{key}-audit.zip"'},
+        )
+
     # ---- action items --------------------------------------------------------------------
 
     @api.post(
@@ -1112,6 +1147,7 @@ def serve(settings: Settings) -> None:
         RoleMapError,
         StoreError,
         CredentialsError,
+        SigningKeyError,
     ) as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(2) from None
