@@ -25,7 +25,7 @@ from domain.action_item import (
     VerifyItem,
     action_workflow_id,
 )
-from domain.audit_report import ItemOutcome, ReviewStanding, Standing
+from domain.audit.report import ItemOutcome, ReviewStanding, Standing
 from domain.commands import Acknowledge, Cancel, Transition
 from domain.escalation import DeadlineKind
 from domain.functions import ReviewFunction

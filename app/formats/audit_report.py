@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from domain.audit_report import DeadlineRow, IncidentRow, ItemRow, PeriodReport, Standing
+from domain.audit.report import DeadlineRow, IncidentRow, ItemRow, PeriodReport, Standing
 
 DEADLINES = ("acknowledge", "resolve", "review")
 

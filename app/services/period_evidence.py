@@ -1,5 +1,5 @@
 """The period report's evidence: every incident declared in the period, read from its workflow
-with its action items, turned into domain.audit_report rows.
+with its action items, turned into domain.audit.report rows.
 
 The incidents come from visibility, a page at a time; each incident and its items are asked
 for their state (a query each, a few at a time, so a long period does not flood the worker).
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from app.services.actions import ActionItems
 from app.services.incident_filter import IncidentFilter
 from app.services.incidents import CommandRejected, Incidents
-from domain.audit_report import (
+from domain.audit.report import (
     REPORT_INCIDENTS,
     IncidentRow,
     PeriodReport,
