@@ -1,6 +1,7 @@
 """`afteraction audit`: evidence for auditors. `export` writes an incident's bundle (every
 history, the record derived from them, a manifest, signed when AFTERACTION_AUDIT_SIGNING_KEY
-is set); `verify` checks one offline; `public-key` prints the key that checks signatures.
+is set); `verify` checks one offline; `report` gives a period's control evidence;
+`public-key` prints the key that checks signatures.
 
 Part of the `afteraction` app (app.cli.main registers it), so it shares its exit codes (2 for
 invalid input or an unknown incident, 1 Temporal unreachable), plus 3: the bundle failed
@@ -13,20 +14,38 @@ import asyncio
 import io
 import sys
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from temporalio.client import Client
 
-from app.cli.common import _run_client, _settings, err, fail, out, remote_api, run_remote, warn
+from app.cli.common import (
+    _parse_time,
+    _run_client,
+    _settings,
+    err,
+    fail,
+    out,
+    remote_api,
+    run_remote,
+    warn,
+)
 from app.formats.audit_bundle import BundleError, read_bundle, unzipped, write_bundle
 from app.formats.audit_histories import parse_path
+from app.formats.audit_report import ReportFormat, rendered
+from app.services.actions import ActionItems
 from app.services.audit import export_bundle, signing_key, verify_bundle
+from app.services.incidents import Incidents
+from app.services.period_evidence import PeriodEvidence
 from domain.audit.manifest import MANIFEST, SIGNATURE, Manifest
 from domain.audit.signing import GENERATE_HINT, SigningKeyError, public_key, public_pem
 from domain.keys import normal_key
+from domain.policy import default_policy
+from settings import Settings
 
 FAILED = 3
 
@@ -130,6 +149,56 @@ def verify(
         f"verified {path}: every file matches the manifest, {signed}{verdict.replayed} "
         "histories replay on the installed code, and the record says what they say"
     )
+
+
+@audit.command()
+def report(
+    since: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Incidents declared at or after: an ISO date or time, or how long ago (90d).",
+        ),
+    ],
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="And before: an ISO date or time, or how long ago (default now)."
+        ),
+    ] = None,
+    form: Annotated[
+        ReportFormat, typer.Option("--format", help="md, csv or html.")
+    ] = ReportFormat.MD,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write it to this file (default: print it).")
+    ] = None,
+) -> None:
+    """Control evidence for a period: per incident, its deadlines met or missed and by how
+    much, how its review was held, and what became of each action item; totals first."""
+    start = _parse_time(since, "--from")
+    assert start is not None
+    end = _parse_time(until, "--to") or datetime.now(UTC)
+    api = remote_api(_settings())
+    if api is not None:
+        params = {"from": start.isoformat(), "to": end.isoformat(), "format": form.value}
+        text = run_remote(api, lambda: api.text("/api/audit/report", params=params))
+    else:
+
+        async def made(client: Client, settings: Settings) -> str:
+            # It only reads: the policy and routing of new commands play no part.
+            incidents = Incidents(client, task_queue=settings.task_queue, policy=default_policy())
+            evidence = PeriodEvidence(incidents, ActionItems(client))
+            return rendered(await evidence.report(start, end), form)
+
+        text = _run_client(made)
+    if out_path is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out_path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        fail(f"--out {out_path}: cannot write it ({error.strerror})", 2)
+    out.print(f"wrote {out_path}")
 
 
 @audit.command("public-key")

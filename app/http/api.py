@@ -12,6 +12,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import structlog
@@ -24,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from app.formats.audit_bundle import zip_bytes
+from app.formats.audit_report import MEDIA_TYPES, ReportFormat, rendered
 from app.formats.problems import problem_message
 from app.formats.review_files import review_template
 from app.formats.review_markdown import review_markdown
@@ -65,6 +67,7 @@ from app.services.incidents import (
 )
 from app.services.insights import DEFAULT_SINCE, Insights, WindowError, window, window_length
 from app.services.library import InvalidFailureMode, Library
+from app.services.period_evidence import PeriodEvidence
 from app.services.tickets import StatusChange, set_status
 from domain.action_item import (
     AcceptRisk,
@@ -101,6 +104,7 @@ from domain.incident import (
 from domain.keys import normal_key
 from domain.limits import Moment, SearchName
 from domain.metrics import DefinitionSet, Grouping, MetricsReport
+from domain.moments import moment
 from domain.paging import CURSOR_CHARS, DEFAULT_PAGE, PAGE_LIMIT_MAX, BadCursor, Page
 from domain.policy import Policy, PolicyFileError, format_duration, load_policy
 from domain.review import ReviewRecord, ScheduleReview
@@ -769,6 +773,46 @@ def create_app(
         return incident.review
 
     # ---- evidence for auditors ------------------------------------------------------------
+
+    @api.get(
+        "/api/audit/report",
+        dependencies=rule(Permission.AUDIT),
+        response_class=Response,
+        summary="Control evidence for a period",
+        description="Per incident declared in [from, to): its deadlines met or missed and by "
+        "how much, how its review was held, and what became of each action item, totals "
+        "first: what `afteraction audit report` prints.",
+        responses={
+            200: {
+                "description": "The report",
+                "content": {
+                    media: {"schema": {"type": "string"}} for media in MEDIA_TYPES.values()
+                },
+            },
+            **_errors(409, 422, 503),
+        },
+    )
+    async def audit_report(
+        service: Service,
+        items: Items,
+        since: Annotated[
+            str, Query(alias="from", max_length=100, description="ISO time, or how long ago (90d).")
+        ],
+        until: Annotated[
+            str | None, Query(alias="to", max_length=100, description="Default: now.")
+        ] = None,
+        form: Annotated[ReportFormat, Query(alias="format")] = ReportFormat.MD,
+    ) -> Response:
+        now = datetime.now(UTC)
+        try:
+            start = moment(since, now=now, ahead=False)
+            end = now if until is None else moment(until, now=now, ahead=False)
+        except ValueError as error:
+            problem = f"query.from or query.to: {error}"
+            return JSONResponse({"detail": problem, "problems": [problem]}, status_code=422)
+        report = await PeriodEvidence(service, items).report(start, end)
+        log.info("audit.report", since=start.isoformat(), until=end.isoformat(), format=form.value)
+        return Response(rendered(report, form), media_type=MEDIA_TYPES[form])
 
     @api.get(
         "/api/incidents/{key}/audit",
