@@ -146,6 +146,12 @@ class Settings(BaseSettings):
         description="a PEM file of the CA that signed the SMTP server's certificate (default: "
         "the system's)",
     )
+    git_commit: str | None = Field(
+        default=None,
+        max_length=100,
+        description="the commit this build was made from (the image sets it from "
+        "`--build-arg`); audit bundles name it, else `git rev-parse HEAD` of a checkout",
+    )
     audit_signing_key: SecretStr | None = Field(
         default=None,
         description="the Ed25519 private key that signs audit bundles: a PKCS#8 PEM (from "

@@ -111,6 +111,10 @@ async def test_accepting_the_risk_closes_the_ticket_as_wont_do_on_every_tracker(
             )
         closed = await handle.result()
         assert {item.state for item in closed.action_items} == {ActionItemState.ACCEPTED}
+        # The incident closes on its items' reports; each item ends only once its ticket calls
+        # (the comment, the close) are done.
+        for workflow_id in workflow_ids:
+            await client.get_workflow_handle(workflow_id).result()
 
     github_issue = github_emulator.repo(REPO).issues[1]
     assert (github_issue.state, github_issue.state_reason) == ("closed", "not_planned")

@@ -96,7 +96,14 @@ async def reviewed_incident(http: httpx.AsyncClient, api: str, number: int) -> s
     assert submitted.status_code in (200, 503), submitted.text
 
     async def state() -> str:
-        return str((await ok(http, "GET", f"{api}/api/incidents/{key}"))["state"])
+        # A query to an incident whose worker was just killed waits out its sticky queue
+        # (10 s) before another worker answers it: the API says 503 meanwhile, and asking
+        # again is what a client does.
+        answer = await http.get(f"{api}/api/incidents/{key}")
+        if answer.status_code == 503:
+            return f"no answer yet: {answer.text}"
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["state"])
 
     await eventually(state, lambda found: found == "tracking", timeout=60, interval=0.5)
     return key

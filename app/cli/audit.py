@@ -92,7 +92,11 @@ def export(
             fail(f"the API at {api.base_url} answered something other than a zip", 1)
     else:
         signer = _signer()
-        files = _run_client(lambda client, _: export_bundle(client, key, key_to_sign=signer))
+        files = _run_client(
+            lambda client, settings: export_bundle(
+                client, key, key_to_sign=signer, commit=settings.git_commit
+            )
+        )
     try:
         write_bundle(files, target)
     except BundleError as error:
@@ -137,7 +141,7 @@ def verify(
         files = read_bundle(path)
     except BundleError as error:
         fail(str(error), 2)
-    verdict = asyncio.run(verify_bundle(files, trusted_key=trusted))
+    verdict = asyncio.run(verify_bundle(files, trusted_key=trusted, commit=_settings().git_commit))
     for note in verdict.notes:
         warn(note)
     if not verdict.ok:

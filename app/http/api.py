@@ -834,7 +834,9 @@ def create_app(
     async def audit_bundle(key: IncidentKey, request: Request) -> Response:
         client = await request.app.state.connection.client()
         with structlog.contextvars.bound_contextvars(incident_key=key, command="audit_export"):
-            files = await export_bundle(client, key, key_to_sign=audit_signer)
+            files = await export_bundle(
+                client, key, key_to_sign=audit_signer, commit=settings.git_commit
+            )
             log.info("incident.audit_exported", files=len(files), signed=audit_signer is not None)
         return Response(
             zip_bytes(files),

@@ -7,7 +7,6 @@ API's GET /api/incidents/{key}/audit, share these.
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,16 +59,15 @@ from workflows.incident import IncidentWorkflow
 
 # What a bundle holds and what its replay runs: the workflow code installed here.
 AUDITED_WORKFLOWS: list[type] = [IncidentWorkflow, ActionItemWorkflow]
-# The commit this code was built from, where a build knows it (the image sets it); otherwise
-# `git rev-parse` in the source folder, when it is a checkout.
-COMMIT_VARIABLE = "AFTERACTION_GIT_COMMIT"
 SOURCE = Path(__file__).resolve().parents[2]
 
 
-def code_version() -> CodeVersion:
+def code_version(commit: str | None = None) -> CodeVersion:
+    """The installed code: `commit` where the build knows it (AFTERACTION_GIT_COMMIT, which
+    the image sets); otherwise `git rev-parse` in the source folder, when it is a checkout."""
     return CodeVersion(
         afteraction=importlib.metadata.version("afteraction"),
-        commit=os.environ.get(COMMIT_VARIABLE) or _git_commit(),
+        commit=commit or _git_commit(),
         temporalio=importlib.metadata.version("temporalio"),
     )
 
@@ -160,7 +158,11 @@ async def _every_run(client: Client, workflow_id: str) -> dict[str, WorkflowHist
 
 
 async def export_bundle(
-    client: Client, key: str, *, key_to_sign: Ed25519PrivateKey | None = None
+    client: Client,
+    key: str,
+    *,
+    key_to_sign: Ed25519PrivateKey | None = None,
+    commit: str | None = None,
 ) -> dict[str, bytes]:
     """Every file of the incident's evidence bundle, by its path in the bundle."""
     key = normal_key(key)
@@ -196,7 +198,7 @@ async def export_bundle(
     manifest = Manifest(
         incident_key=key,
         exported_at=datetime.now(UTC),
-        code_version=code_version(),
+        code_version=code_version(commit),
         signing_key=public_raw(key_to_sign.public_key()) if key_to_sign else None,
         files=digests(files),
     )
@@ -284,6 +286,7 @@ async def verify_bundle(
     trusted_key: Ed25519PublicKey | None = None,
     workflows: Sequence[type] = AUDITED_WORKFLOWS,
     converter: DataConverter = pydantic_data_converter,
+    commit: str | None = None,
 ) -> Verdict:
     """Check every file against the manifest and the manifest against its signature (with
     `trusted_key`, else the key the manifest names), replay every history with `workflows`,
@@ -293,7 +296,7 @@ async def verify_bundle(
     if manifest is not None:
         _check_signature(files, manifest, trusted_key, verdict)
         verdict.problems += file_problems(manifest, files)
-        installed = code_version()
+        installed = code_version(commit)
         if manifest.code_version.model_dump(exclude={"commit"}) != installed.model_dump(
             exclude={"commit"}
         ) or (manifest.code_version.commit or "") != (installed.commit or ""):
