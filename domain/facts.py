@@ -135,11 +135,12 @@ def _by_rung(earlier: dict[Rung, int], listed: list[EscalationRecord]) -> dict[R
 
 
 def failure_modes_of(incident: Incident) -> list[str]:
-    """The failure modes it was declared as, then those its review added."""
+    """The failure modes it was declared as, then those its review added (as many as the facts
+    keep: a declaration and a review may each name the most)."""
     named = list(incident.failure_modes)
     if incident.review is not None:
         named += incident.review.review.failure_modes
-    return list(dict.fromkeys(named))
+    return list(dict.fromkeys(named))[:NAMES_ITEMS]
 
 
 def repeat_of(incident: Incident) -> list[str]:

@@ -120,16 +120,19 @@ class RepeatProven(BaseModel):
     incident_key: Key = Field(description="the new incident")
     incident_title: Title
     earlier_key: Key = Field(description="the item's own incident, which the new one repeats")
-    matched_on: list[Name] = Field(default_factory=list, max_length=EARLIER_INCIDENTS)
+    matched_on: list[Name] = Field(
+        default_factory=list, max_length=2 * EARLIER_INCIDENTS, description="as EarlierIncident's"
+    )
 
 
 def shared(
     services: list[str], failure_modes: list[str], query: RepeatQuery
 ) -> tuple[list[str], list[str]]:
-    """The services and the failure modes an earlier incident shares with the query's."""
+    """The services and the failure modes an earlier incident shares with the query's (at most
+    EARLIER_INCIDENTS of each, what an EarlierIncident keeps)."""
     return (
-        [s for s in query.services if s in services],
-        [m for m in query.failure_modes if m in failure_modes],
+        [s for s in query.services if s in services][:EARLIER_INCIDENTS],
+        [m for m in query.failure_modes if m in failure_modes][:EARLIER_INCIDENTS],
     )
 
 
@@ -152,8 +155,8 @@ def describe(recurrence: Recurrence) -> str:
     """The timeline's sentence: which earlier incidents, why, and their open fixes."""
     parts = []
     for earlier in recurrence.earlier:
-        shared = ", ".join(earlier.matched_on) or "a shared failure"
-        line = f"this failure happened on {earlier.key} ({shared})"
+        common = ", ".join(earlier.matched_on) or "a shared failure"
+        line = f"this failure happened on {earlier.key} ({common})"
         if earlier.open_items:
             line += "; " + "; ".join(_item_line(item) for item in earlier.open_items)
             if earlier.proves_fixes:

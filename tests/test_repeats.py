@@ -27,6 +27,7 @@ from domain.incident import Incident, IncidentState, TimelineKind
 from domain.policy import ActionKind, Policy, Rung
 from domain.recurrence import (
     DESCRIPTION_CHARS,
+    EARLIER_INCIDENTS,
     EarlierIncident,
     EarlierItem,
     Recurrence,
@@ -273,6 +274,9 @@ def test_what_a_repeat_shares_and_how_far_it_climbs() -> None:
     )
     assert shared(["cart"], [MODE, "dns"], query) == (["cart"], [MODE])
     assert shared(["ledger"], ["dns"], query) == ([], [])
+    many = [f"svc-{n}" for n in range(50)]
+    wide = query.model_copy(update={"services": many})
+    assert shared(many, [], wide) == (many[:EARLIER_INCIDENTS], [])
     assert [next_rung(r) for r in (None, *Rung)] == [
         Rung.TEAM_LEAD,
         Rung.TEAM_LEAD,
