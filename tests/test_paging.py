@@ -9,12 +9,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from app.services.incident_filter import IncidentFilter
+from app.services.incidents import Incidents
+from domain.commands import AddTimelineEvent
 from tests.cli import Cli
-from tests.helpers import eventually
+from tests.helpers import declare, eventually
+from tests.policies import slow_policy
 from tests.test_api_reviews import Api, running_api
 from tests.test_cli_feedback import cli_for, run_json
+from workflows.incident import IncidentWorkflow
 
 INCIDENTS = 5
 
@@ -85,3 +92,26 @@ async def test_pages_through_the_api_and_the_cli_show_every_incident_once(
         assert [row["key"] for p in cli_pages for row in p["items"]] == listed
         refused = await cli.refused("list", "--service", service, "--cursor", "not a cursor!")
         assert refused.startswith("'not a cursor!' is not a cursor this list gave; pass the")
+
+
+async def test_an_incident_that_continued_as_new_is_listed_once(
+    client: Client, worker: Worker, task_queue: str
+) -> None:
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    handle = await declare(client, task_queue, slow_policy(), services=[service], history_limit=20)
+    first_run = (await handle.describe()).run_id
+    for number in range(6):
+        await handle.execute_update(
+            IncidentWorkflow.add_timeline_event, AddTimelineEvent(text=f"note {number}")
+        )
+    assert (await handle.describe()).run_id != first_run
+    incidents = Incidents(client, task_queue=task_queue, policy=slow_policy())
+    everything = f"WorkflowId = '{handle.id}'"
+    # Once visibility holds the runs: the first closed as continued, the latest running.
+    await eventually(lambda: client.count_workflows(everything), lambda counted: counted.count >= 2)
+    page = await incidents.list(IncidentFilter(service=service))
+    assert ([row.key for row in page.items], page.total, page.next) == (
+        [handle.id.removeprefix("incident/")],
+        1,
+        None,
+    )

@@ -69,7 +69,8 @@ class ActionItems:
         """One page of the items, soonest due first within it (BadCursor: a cursor this list
         did not give)."""
         now = datetime.now(UTC)
-        clauses = ["WorkflowType = 'ActionItemWorkflow'"]
+        # A run that continued as new keeps its search attributes: only the latest run counts.
+        clauses = ["WorkflowType = 'ActionItemWorkflow'", "ExecutionStatus != 'ContinuedAsNew'"]
         if incident:
             clauses.append(f"{sa.INCIDENT_KEY.name} = {sa.quoted(normal_key(incident))}")
         if team:

@@ -37,7 +37,8 @@ class IncidentFilter(BaseModel):
 
     def query(self) -> str:
         """The visibility query that lists the matching incidents."""
-        clauses = ["WorkflowType = 'IncidentWorkflow'"]
+        # A run that continued as new keeps its search attributes: only the latest run counts.
+        clauses = ["WorkflowType = 'IncidentWorkflow'", "ExecutionStatus != 'ContinuedAsNew'"]
         if self.state is not None:
             clauses.append(f"{sa.STATE.name} = {sa.quoted(self.state.value)}")
         if self.active:
